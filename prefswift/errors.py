@@ -20,3 +20,18 @@ def data_error(source: str, row, field: str, problem: str, fix: str = "") -> Dat
     if fix:
         msg += f" — {fix}"
     return DataError(msg)
+
+
+def did_you_mean(name: str, known, *, cutoff: float = 0.5, show=str) -> str:
+    """' (did you mean X?)' for the known name closest to `name`, or '' when none is close. `show` formats X."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name).lower(), [str(k) for k in known], n=1, cutoff=cutoff)
+    if not close:
+        close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=cutoff)
+    return f" (did you mean {show(close[0])}?)" if close else ""
+
+
+def unknown_name(kind: str, name: str, known, help_hint: str) -> ArgumentError:
+    """The one "unknown <kind>" error of every registry: the closest match and where to see them all."""
+    return ArgumentError(f"unknown {kind} {name!r}{did_you_mean(name, known)}; {help_hint}")

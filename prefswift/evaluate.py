@@ -1,11 +1,11 @@
-"""`prefswift eval`: how often a model prefers the chosen response over the rejected one on held-out pairs.
+"""Preference accuracy: how often a model prefers the chosen response over the rejected one (`prefswift eval`).
 
 For every pair the response log-probabilities are computed with the training forward (`pair_forward`):
   * summed log-prob  = sum over response tokens of log p(token | prompt, previous tokens)
   * average log-prob = summed / number of response tokens (what ORPO/SimPO optimise)
 accuracy_avg / accuracy_sum = share of pairs where chosen > rejected (strictly) by that measure;
 margin_avg / margin_sum = mean of (chosen - rejected). An untrained model on a balanced set scores about 0.5.
-Pairs come from `prefswift.infer.dataset_mode.select_pairs` (e.g. `--dataset demo` = the demo's held-out pairs,
+Pairs come from `prefswift.data.selection.select_pairs` (e.g. `--dataset demo` = the demo's held-out pairs,
 `--load_dataset_config true` = the run's own eval split). Results: a table on stdout and a JSON file
 (<ckpt>/eval_result/<time>.json, or --infer_output).
 """
@@ -16,18 +16,17 @@ from typing import Dict, List
 
 import torch
 
-from .arguments import RunArgs
+from .arguments.fields import LOGPROB_CHUNK_SIZE
+from .scoring.collators import PairCollator
+from .scoring.forward import pair_forward
 
 EVAL_BATCH_SIZE = 4
 
 
 @torch.no_grad()
 def pair_logps(model, rows: List[dict], pad_token_id: int, *, batch_size: int = EVAL_BATCH_SIZE,
-               chunk_size: int = 1024) -> List[Dict[str, float]]:
+               chunk_size: int = LOGPROB_CHUNK_SIZE) -> List[Dict[str, float]]:
     """Per pair: chosen/rejected summed log-probs and response token counts."""
-    from .train.collator import PairCollator
-    from .train.forward import pair_forward
-
     collate = PairCollator(pad_token_id=pad_token_id)
     device = next(model.parameters()).device
     out = []
@@ -85,35 +84,22 @@ def format_table(metrics: Dict[str, float], title: str = "") -> str:
     return "\n".join(lines)
 
 
-def run_eval(args: RunArgs, *, log=print) -> Path:
-    """Evaluate the model named by --ckpt_dir / model flags on the selected pairs; returns the JSON path."""
-    from .infer.dataset_mode import result_path, select_pairs, wants_dataset
-    from .infer.generate import load_for_inference, resolve_source
-    from .errors import ArgumentError
-
-    source = resolve_source(args)
-    if not wants_dataset(args):
-        raise ArgumentError("prefswift eval needs pairs: pass --dataset D (e.g. --dataset demo for its held-out "
-                            "pairs), --val_dataset FILE, or --load_dataset_config true with a training --ckpt_dir")
-    loaded = load_for_inference(source)
-    rows, origin = select_pairs(args, loaded, log)
-    start = time.time()
-    chunk = args.pref.logprob_chunk_size if args.pref is not None else 1024
-    pairs = pair_logps(loaded.model, rows, loaded.tokenizer.pad_token_id, chunk_size=chunk)
-    metrics = preference_metrics(pairs)
-    log(format_table(metrics, f"[prefswift] eval: {source.describe()} on {origin}"))
-    path = result_path(args.infer.infer_output, source, "eval_result", ".json")
-    record = {
-        "model": source.describe(), "ckpt_dir": str(source.ckpt_dir) if source.ckpt_dir else None,
-        "base_model": str(source.base.path), "template": loaded.template.name, "data": origin,
-        "metrics": metrics, "seconds": round(time.time() - start, 2),
+def eval_record(metrics: Dict[str, float], pairs: List[Dict[str, float]], rows: List[dict], *, model: str,
+                ckpt_dir, base_model, template: str, data: str, seconds: float) -> dict:
+    """The JSON written by `prefswift eval`: what was evaluated on what, the metrics, and every pair's numbers."""
+    return {
+        "model": model, "ckpt_dir": str(ckpt_dir) if ckpt_dir else None, "base_model": str(base_model),
+        "template": template, "data": data, "metrics": metrics, "seconds": round(seconds, 2),
         "pairs": [dict(p, prompt=r["example"].prompt) for p, r in zip(pairs, rows)],
     }
+
+
+def write_json(path: Path, record: dict) -> Path:
+    """Write atomically (a temporary sibling renamed into place): never a half-written result."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     tmp.replace(path)
-    log(f"[prefswift] eval results written to {path}")
     return path
 
 
-__all__ = ["pair_logps", "preference_metrics", "format_table", "run_eval"]
+__all__ = ["pair_logps", "preference_metrics", "format_table", "eval_record", "write_json"]

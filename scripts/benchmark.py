@@ -204,7 +204,7 @@ def build_prefswift(args, algo, model, tok, pairs, out):
     from peft import get_peft_model
     from transformers import TrainingArguments
 
-    from prefswift.train.collator import ListDataset, PairCollator, PrefixSharedCollator
+    from prefswift.scoring.collators import ListDataset, PairCollator, PrefixSharedCollator
     from prefswift.train.objectives import Objective
     from prefswift.train.trainer import PreferenceTrainer
 
@@ -240,7 +240,7 @@ def assert_same_batch(trainer, algo, tok, pairs):
     """TRL's own collated batch of the first pairs must hold exactly prefswift's token ids and masks."""
     import torch
 
-    from prefswift.train.collator import PairCollator
+    from prefswift.scoring.collators import PairCollator
 
     ours = PairCollator(pad_token_id=tok.pad_token_id)(prefswift_rows(pairs[:2]))
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])

@@ -4,12 +4,12 @@ Uses a tiny character-level fake template/tokenizer so every length below is che
 import json
 import os
 import shutil
-from types import SimpleNamespace
 
 import pytest
 
 from prefswift.data import loader
 from prefswift.data.example import PreferenceExample
+from prefswift.arguments.fields import DataArguments
 from prefswift.data.pipeline import (DataSummary, PreparedData, build_preference_data, length_percentiles,
                                      sample_rows, split_by_ratio, truncate_pair)
 from prefswift.errors import ArgumentError, DataError
@@ -39,19 +39,18 @@ class FakeTemplate:
                 "rejected_input_ids": self.encode_response(tokenizer, ex.rejected)}
 
 
-def make_args(dataset):
+def make_args(dataset, **kw):
     base = dict(dataset=dataset, val_dataset=[], dataset_dir=None, eval_ratio=0.05, dataset_seed=42,
                 max_length=2048, max_prompt_length=1024, truncation_strategy="keep_end",
                 check_dataset_strategy="none", columns=None, system=None, train_dataset_sample=-1,
-                val_dataset_sample=-1, hub="modelscope")
-    return SimpleNamespace(**base)
+                val_dataset_sample=-1)
+    return DataArguments(**{**base, **kw})
 
 
-def build(dataset, log=None, **kw):
+def build(dataset, log=None, hub="modelscope", **kw):
     logs = [] if log is None else log
-    args = make_args(dataset)
-    vars(args).update(kw)
-    return build_preference_data(args, FakeTemplate(), CharTokenizer(), log=logs.append)
+    return build_preference_data(make_args(dataset, **kw), FakeTemplate(), CharTokenizer(), hub=hub,
+                                 log=logs.append)
 
 
 def write_jsonl(path, rows):

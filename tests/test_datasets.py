@@ -11,8 +11,8 @@ from prefswift.data.example import PreferenceExample
 from prefswift.data.formats import apply_columns, detect_format
 from prefswift.data.pipeline import RowChecker, convert_source
 from prefswift.errors import ArgumentError, DataError
-from prefswift.registry import datasets as reg
-from prefswift.registry.datasets import (DatasetSpec, get_dataset_spec, list_datasets, parse_dataset_arg,
+from prefswift.data import datasets as reg
+from prefswift.data.datasets import (DatasetSpec, get_dataset_spec, list_datasets, parse_dataset_arg,
                                          register_dataset)
 
 FIX = os.path.join(os.path.dirname(__file__), "fixtures", "datasets")

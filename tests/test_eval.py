@@ -62,7 +62,8 @@ def direct_logps(model, tokenizer, template, rows):
 
 @pytest.mark.parametrize("model_type,template_name", [("tiny-llama3", "llama3"), ("tiny-qwen", "qwen")])
 def test_eval_numbers_match_a_direct_computation(tmp_path, model_type, template_name):
-    from prefswift.evaluate import preference_metrics, run_eval
+    from prefswift.commands.eval import run_eval
+    from prefswift.evaluate import preference_metrics
     from prefswift.models.loader import load_tokenizer
     from prefswift.models.tiny import ensure_tiny_model
     from prefswift.templates import get_template
@@ -89,7 +90,7 @@ def test_eval_numbers_match_a_direct_computation(tmp_path, model_type, template_
 
 
 def test_eval_plain_model_and_output_path(tmp_path, capsys):
-    from prefswift.evaluate import run_eval
+    from prefswift.commands.eval import run_eval
 
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ROWS), encoding="utf-8")

@@ -52,8 +52,8 @@ def test_qlora_4bit_train_and_merge(tmp_path):
 def test_prefix_sharing_equals_concatenated_on_cuda(tiny_llama3_dir):
     from transformers import AutoModelForCausalLM
 
-    from prefswift.train.collator import PairCollator, PrefixSharedCollator
-    from prefswift.train.forward import pair_forward
+    from prefswift.scoring.collators import PairCollator, PrefixSharedCollator
+    from prefswift.scoring.forward import pair_forward
 
     model = AutoModelForCausalLM.from_pretrained(str(tiny_llama3_dir), attn_implementation="sdpa").cuda()
     rows = [{"prompt_input_ids": list(range(10, 10 + p)), "chosen_input_ids": list(range(50, 50 + c)),

@@ -40,7 +40,8 @@ def infer_args(*argv):
 
 
 def load(*argv):
-    from prefswift.infer.generate import Generator, load_for_inference, resolve_source
+    from prefswift.infer.generate import Generator
+    from prefswift.models.checkpoint import load_for_inference, resolve_source
 
     args = infer_args(*argv)
     loaded = load_for_inference(resolve_source(args))
@@ -48,7 +49,7 @@ def load(*argv):
 
 
 def test_resolve_sources(run_dir):
-    from prefswift.infer.generate import resolve_source
+    from prefswift.models.checkpoint import resolve_source
     from prefswift.models.tiny import ensure_tiny_model
 
     base = ensure_tiny_model("tiny-llama3")
@@ -92,7 +93,7 @@ def test_stop_words_come_from_the_template(run_dir):
 
 
 def test_merged_and_unmerged_greedy_outputs_are_identical(run_dir, tmp_path):
-    from prefswift.infer.generate import run_infer
+    from prefswift.commands.infer import run_infer
 
     data = tmp_path / "prompts.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in ROWS[:4]))
@@ -185,7 +186,7 @@ def test_dataset_mode_recovers_the_runs_eval_split(run_dir):
     from prefswift.arguments import load_args_json, section_from_flat
     from prefswift.arguments.fields import DataArguments
     from prefswift.data.pipeline import build_preference_data
-    from prefswift.infer.generate import run_infer
+    from prefswift.commands.infer import run_infer
 
     ckpt = run_dir / "checkpoint-4"
     loaded, _ = load("--ckpt_dir", ckpt)

@@ -1,11 +1,12 @@
-"""prefswift.train.logprobs: chunked token log-probs equal the naive full-logits computation (values and grads),
+"""prefswift.scoring.logprobs: chunked token log-probs equal the naive full-logits computation (values and grads),
 and TRL 1.16's fused LM head on a tiny Llama."""
 
 import pytest
 import torch
 from torch import nn
 
-from prefswift.train.logprobs import masked_mean, next_token_labels, sequence_logps, token_logps
+from prefswift.scoring.logprobs import token_logps
+from trl_metrics import masked_mean, next_token_labels, sequence_logps, token_logps_with_stats
 
 
 def _naive(hidden, head, labels, ignore_index=-100):
@@ -96,7 +97,7 @@ def test_all_ignored_is_zero_and_still_differentiable():
 def test_stats_match_naive():
     hidden, head, labels = _setup(torch.float64)
     h = hidden.clone().requires_grad_(True)
-    res = token_logps(h, head, labels, chunk_size=4, return_stats=True)
+    res = token_logps_with_stats(h, head, labels, chunk_size=4)
     logits = head(hidden)
     mask = labels != -100
     logp = logits.log_softmax(-1)
@@ -165,7 +166,7 @@ def test_matches_trl_fused_lm_head_on_tiny_llama():
 
     hidden = model.model(input_ids=input_ids, attention_mask=attention).last_hidden_state
     labels = next_token_labels(input_ids, completion)
-    ours = token_logps(hidden, model.lm_head, labels, chunk_size=5, return_stats=True)
+    ours = token_logps_with_stats(hidden, model.lm_head, labels, chunk_size=5)
     # TRL's outputs cover positions 0..T-2; ours cover 0..T-1 with the last one ignored
     for name in ("logps", "entropy", "mean_logits"):
         theirs = getattr(trl_out, "log_probs" if name == "logps" else name)

@@ -19,19 +19,9 @@ import torch
 from torch import nn
 
 from prefswift.errors import ArgumentError
-from prefswift.train.logprobs import masked_mean, next_token_labels, sequence_logps, token_logps
-from prefswift.train.losses import (
-    DPO_LOSS_TYPES,
-    cpo_logps_kind,
-    cpo_loss,
-    dpo_logps_kind,
-    dpo_loss,
-    log1mexp,
-    nll_loss,
-    orpo_loss,
-    preference_metrics,
-    simpo_loss,
-)
+from prefswift.scoring.logprobs import token_logps
+from prefswift.train.losses import DPO_LOSS_TYPES, cpo_logps_kind, cpo_loss, dpo_loss, log1mexp, orpo_loss, simpo_loss
+from trl_metrics import dpo_logps_kind, masked_mean, next_token_labels, nll_loss, preference_metrics, sequence_logps
 
 trl_dpo = pytest.importorskip("trl.trainer.dpo_trainer")
 trl_orpo = pytest.importorskip("trl.experimental.orpo.orpo_trainer")

@@ -69,7 +69,7 @@ def adapter_model(adapter_dir, base_dir):
 
 
 def merge(ckpt, *extra, output_dir=None, log=lambda *a: None):
-    from prefswift.infer.merge import merge_lora
+    from prefswift.merge import merge_lora
 
     return merge_lora(parse_command("merge-lora", ["--ckpt_dir", str(ckpt), *extra]), output_dir, log=log)
 
@@ -134,7 +134,7 @@ def test_refuses_nonempty_output_unless_overwrite(tmp_path, llama_ckpt):
 
 
 def test_failed_merge_leaves_nothing_half_written(tmp_path, llama_ckpt, monkeypatch):
-    import prefswift.infer.merge as merge_mod
+    import prefswift.merge as merge_mod
 
     def boom(*a, **k):
         raise RuntimeError("disk full")

@@ -81,7 +81,7 @@ def test_lora_target_sets(tiny_llama3_dir):
 
 
 def test_plugin_registers_a_model_type(tmp_path, tiny_qwen_dir):
-    from prefswift.plugins import load_plugins
+    from prefswift.registry.plugins import load_plugins
     from prefswift.registry.models import get_model_spec
 
     plugin = tmp_path / "my_plugin.py"
@@ -102,3 +102,16 @@ def test_template_is_guessed_from_a_saved_tokenizer(tmp_path, tiny_llama3_dir, t
         out = tmp_path / expected
         AutoTokenizer.from_pretrained(str(src)).save_pretrained(out)  # transformers 5: chat_template.jinja
         assert loader.resolve_model(None, str(out)).template == expected
+
+
+def test_a_model_types_requirements_are_checked_before_download(monkeypatch):
+    from prefswift.models import loader
+    from prefswift.registry import models as registry
+    from prefswift.registry.models import ModelSpec, register_model
+
+    monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))  # leave the real registry untouched
+    monkeypatch.setattr(loader, "download", lambda *a, **k: pytest.fail("downloaded despite a missing requirement"))
+    register_model(ModelSpec("needs-old-transformers", "x/y", "x/y", "llama3", requires=("transformers<4",)),
+                   overwrite=True)
+    with pytest.raises(PrefswiftError, match=r"needs transformers<4 \(.* is installed\): pip install"):
+        loader.resolve_model("needs-old-transformers", None)

@@ -28,7 +28,7 @@ from trl import DPOConfig, DPOTrainer  # noqa: E402
 from trl.experimental.cpo import CPOConfig, CPOTrainer  # noqa: E402
 from trl.experimental.orpo import ORPOConfig, ORPOTrainer  # noqa: E402
 
-from prefswift.train.collator import PairCollator  # noqa: E402
+from prefswift.scoring.collators import PairCollator  # noqa: E402
 from prefswift.train.objectives import Objective  # noqa: E402
 from prefswift.train.trainer import PreferenceTrainer  # noqa: E402
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from prefswift.train.collator import PairCollator, PrefixSharedCollator
-from prefswift.train.forward import pair_forward
+from prefswift.scoring.collators import PairCollator, PrefixSharedCollator
+from prefswift.scoring.forward import pair_forward
 
 SHAPES = [(5, 3, 4), (9, 6, 1), (2, 7, 7), (12, 1, 9)]  # prompt, chosen, rejected lengths: padding on every row
 

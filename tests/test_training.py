@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from prefswift.arguments import parse_command
-from prefswift.train.workflow import run_training
+from prefswift.commands.train import run_training
 
 
 def _pairs(path, n=24):

@@ -6,13 +6,14 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from ..errors import ArgumentError
+from .algorithms import ALGORITHMS
 from .fields import (DataArguments, InferArguments, ModelArguments, PreferenceArguments, PreviewArguments,
                      SECTIONS, TrainArguments, TuningArguments)
 from .parser import help_text, parse_args
 
 TRAIN_SECTIONS = ("model", "data", "tuning", "train", "pref")
 COMMAND_SECTIONS = {
-    "orpo": TRAIN_SECTIONS, "dpo": TRAIN_SECTIONS, "simpo": TRAIN_SECTIONS, "cpo": TRAIN_SECTIONS,
+    **{algo: TRAIN_SECTIONS for algo in ALGORITHMS},
     "preview": ("model", "data", "preview"),
     "infer": ("model", "data", "infer"),
     "merge-lora": ("model", "infer"),

@@ -1,25 +1,35 @@
 """Every argument prefswift accepts: one dataclass tree, the single source of truth.
 
 The CLI, a YAML/JSON config file (`--config f.yaml`) and `args.json` all go through these fields.
-Each field lists its alternative spellings (`aliases`): the ms-swift 2.x flag and the seed-000 ORPO-script flag
+Each field lists its alternative spellings (`aliases`): the ms-swift 2.x flag and the ORPO-script flag
 for the same thing. `value_aliases` are flags that set this field to a fixed value when true
 (`--use_4bit True` == `--quantization_bit 4`).
 """
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Dict, List, Optional
 
+from .algorithms import loss_type_help
+from .values import Section
 
-def arg(default: Any = None, help: str = "", aliases=(), choices=None, value_aliases=None, list_type=False):
-    """A field with CLI metadata. `list_type` fields take several values (space or comma separated)."""
+
+# Tokens per LM-head chunk when computing log-probs: the [chunk, vocab] logits are the only vocab-sized tensor.
+# 256 measured on this project's 2-core CPU (benchmark.py); on an H200 1024 was 1.8x faster (issue 12).
+LOGPROB_CHUNK_SIZE = 256
+
+
+def arg(default: Any = None, help: str = "", aliases=(), choices=None, value_aliases=None, list_type=False,
+        ge=None, gt=None, le=None, lt=None):
+    """A field with CLI metadata. `list_type` fields take several values (space or comma separated); `choices` and
+    the bounds ge/gt/le/lt (>=, >, <=, <) are checked whenever a value is set (`values.check_value`)."""
     meta = {"help": help, "aliases": tuple(aliases), "choices": tuple(choices) if choices else None,
-            "value_aliases": dict(value_aliases or {}), "list": list_type}
+            "value_aliases": dict(value_aliases or {}), "list": list_type, "ge": ge, "gt": gt, "le": le, "lt": lt}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return field(default=default, metadata=meta)
 
 
 @dataclass
-class ModelArguments:
+class ModelArguments(Section):
     model_type: Optional[str] = arg(None, "Registered model type (see `prefswift list models`).")
     model_id_or_path: Optional[str] = arg(
         None, "Local model dir or hub id; with --model_type a local dir works offline.",
@@ -51,35 +61,36 @@ class ModelArguments:
 
 
 @dataclass
-class DataArguments:
+class DataArguments(Section):
     dataset: List[str] = arg([], "Datasets: registered `name:subset1/subset2#N` or local .json/.jsonl/.parquet.",
                              aliases=("train_file", "datasets"), list_type=True)
     val_dataset: List[str] = arg([], "Evaluation data (else the dataset's test split, else --eval_ratio).",
                                  aliases=("eval_file", "val_file"), list_type=True)
     dataset_dir: Optional[str] = arg(None, "Local copies of registered datasets (offline use).")
     eval_ratio: float = arg(0.05, "Share of training rows held out for evaluation (0 = none).",
-                            aliases=("dataset_test_ratio", "val_size"))
+                            aliases=("dataset_test_ratio", "val_size"), ge=0, lt=1)
     dataset_seed: int = arg(42, "Seed for the eval split and dataset sampling.")
-    max_length: int = arg(2048, "Max tokens of prompt + response.", aliases=("cutoff_len",))
-    max_prompt_length: Optional[int] = arg(None, "Max prompt tokens, cut from the left (default: max_length / 2).")
+    max_length: int = arg(2048, "Max tokens of prompt + response.", aliases=("cutoff_len",), ge=2)
+    max_prompt_length: Optional[int] = arg(None, "Max prompt tokens, cut from the left (default: max_length / 2).",
+                                           ge=1)
     truncation_strategy: str = arg("keep_end", "keep_end: cut the prompt's start / the responses' end; "
                                    "delete: drop pairs that are too long (counted).", choices=("keep_end", "delete"))
     check_dataset_strategy: str = arg("none", "Bad rows: error stops; discard/warning/none drop and count them.",
                                       choices=("none", "discard", "error", "warning"))
     columns: Optional[Dict[str, str]] = arg(None, "Column mapping JSON, e.g. '{\"instruction\": \"prompt\"}'.")
     system: Optional[str] = arg(None, "System prompt for every row (and for infer).", aliases=("default_system",))
-    train_dataset_sample: int = arg(-1, "Use only N training rows (-1 = all).", aliases=("max_samples",))
-    val_dataset_sample: int = arg(-1, "Use only N evaluation rows (-1 = all).")
+    train_dataset_sample: int = arg(-1, "Use only N training rows (-1 = all).", aliases=("max_samples",), ge=-1)
+    val_dataset_sample: int = arg(-1, "Use only N evaluation rows (-1 = all).", ge=-1)
 
 
 @dataclass
-class TuningArguments:
+class TuningArguments(Section):
     sft_type: str = arg("lora", "lora or full fine-tuning.", aliases=("finetuning_type", "train_type"),
                         choices=("lora", "full"))
     tuner_backend: str = arg("peft", "LoRA backend; `swift` is accepted and means peft.", choices=("peft", "swift"))
-    lora_rank: int = arg(8, "LoRA rank.", aliases=("lora_r",))
-    lora_alpha: int = arg(32, "LoRA alpha.")
-    lora_dropout_p: float = arg(0.05, "LoRA dropout.", aliases=("lora_dropout",))
+    lora_rank: int = arg(8, "LoRA rank.", aliases=("lora_r",), ge=1)
+    lora_alpha: int = arg(32, "LoRA alpha.", ge=1)
+    lora_dropout_p: float = arg(0.05, "LoRA dropout.", aliases=("lora_dropout",), ge=0, lt=1)
     lora_target_modules: List[str] = arg(
         ["DEFAULT"], "ALL (every linear but the head), DEFAULT (the model's set), or module names.",
         aliases=("lora_target",), list_type=True)
@@ -90,74 +101,75 @@ class TuningArguments:
 
 
 @dataclass
-class TrainArguments:
+class TrainArguments(Section):
     output_dir: str = arg("output", "Run directory: checkpoints, adapter/, logging.jsonl, images/, args.json.")
     overwrite_output_dir: bool = arg(False, "Start a new run in an output_dir that holds an earlier run.")
     lora_adapter_dir: Optional[str] = arg(None, "Also save the final adapter here (always in output_dir/adapter).")
     resume_from_checkpoint: Optional[str] = arg(None, "`latest` or a checkpoint path.")
-    num_train_epochs: float = arg(1.0, "Epochs.")
-    max_steps: int = arg(-1, "Stop after N optimizer steps (overrides epochs).")
-    batch_size: int = arg(1, "Pairs per device per step.", aliases=("per_device_train_batch_size",))
+    num_train_epochs: float = arg(1.0, "Epochs.", gt=0)
+    max_steps: int = arg(-1, "Stop after N optimizer steps (overrides epochs).", ge=-1)
+    batch_size: int = arg(1, "Pairs per device per step.", aliases=("per_device_train_batch_size",), ge=1)
     eval_batch_size: Optional[int] = arg(None, "Pairs per device in eval (default: batch_size).",
-                                         aliases=("per_device_eval_batch_size",))
-    gradient_accumulation_steps: int = arg(1, "Micro-batches per optimizer step.")
-    learning_rate: float = arg(5e-5, "Peak learning rate.", aliases=("lr",))
-    weight_decay: float = arg(0.0, "AdamW weight decay.")
-    adam_beta1: float = arg(0.9, "AdamW beta1.")
-    adam_beta2: float = arg(0.999, "AdamW beta2.")
-    adam_epsilon: float = arg(1e-8, "AdamW epsilon.")
-    max_grad_norm: float = arg(1.0, "Gradient clipping.")
+                                         aliases=("per_device_eval_batch_size",), ge=1)
+    gradient_accumulation_steps: int = arg(1, "Micro-batches per optimizer step.", ge=1)
+    learning_rate: float = arg(5e-5, "Peak learning rate.", aliases=("lr",), ge=0)
+    weight_decay: float = arg(0.0, "AdamW weight decay.", ge=0)
+    adam_beta1: float = arg(0.9, "AdamW beta1.", ge=0, lt=1)
+    adam_beta2: float = arg(0.999, "AdamW beta2.", ge=0, lt=1)
+    adam_epsilon: float = arg(1e-8, "AdamW epsilon.", gt=0)
+    max_grad_norm: float = arg(1.0, "Gradient clipping.", ge=0)
     lr_scheduler_type: str = arg("linear", "linear, cosine, constant, constant_with_warmup, ...")
-    warmup_ratio: float = arg(0.0, "Warm-up share of steps.")
-    warmup_steps: int = arg(0, "Warm-up steps (overrides warmup_ratio).")
+    warmup_ratio: float = arg(0.0, "Warm-up share of steps.", ge=0, le=1)
+    warmup_steps: int = arg(0, "Warm-up steps (overrides warmup_ratio).", ge=0)
     optim: str = arg("adamw_torch", "Optimizer name as in transformers (adamw_torch, paged_adamw_8bit, ...).")
-    logging_steps: int = arg(5, "Log every N steps (to the terminal and logging.jsonl).")
-    eval_steps: Optional[int] = arg(None, "Evaluate every N steps (default: save_steps, else once at the end).")
-    save_steps: int = arg(500, "Save a checkpoint every N steps.")
-    save_total_limit: Optional[int] = arg(None, "Keep only the newest N checkpoints.")
+    logging_steps: int = arg(5, "Log every N steps (to the terminal and logging.jsonl).", ge=1)
+    eval_steps: Optional[int] = arg(None, "Evaluate every N steps (default: save_steps, else once at the end).", ge=1)
+    save_steps: int = arg(500, "Save a checkpoint every N steps.", ge=1)
+    save_total_limit: Optional[int] = arg(None, "Keep only the newest N checkpoints.", ge=1)
     save_only_model: bool = arg(False, "Checkpoints without optimizer state (cannot resume exactly).")
     seed: int = arg(42, "Training seed.")
-    dataloader_num_workers: int = arg(0, "Worker processes for batching (0 = in the main process).")
+    dataloader_num_workers: int = arg(0, "Worker processes for batching (0 = in the main process).", ge=0)
     report_to: List[str] = arg(["none"], "none, tensorboard, wandb, ...", list_type=True)
     deepspeed: Optional[str] = arg(None, "zero2, zero3, zero2_offload, zero3_offload or a JSON path.")
     fsdp: Optional[str] = arg(None, "Passed to transformers' Trainer (e.g. 'full_shard auto_wrap').")
     ddp_backend: Optional[str] = arg(None, "nccl, gloo, ... (default: gloo on CPU, nccl on GPU).")
-    ddp_timeout: int = arg(1800, "Seconds.")
+    ddp_timeout: int = arg(1800, "Seconds.", ge=1)
     dry_run: bool = arg(False, "Print the launch and device plan, then exit without loading weights.")
 
 
 @dataclass
-class PreferenceArguments:
+class PreferenceArguments(Section):
     beta: Optional[float] = arg(None, "DPO beta / ORPO lambda / SimPO beta (default 0.1; simpo 2.0).",
-                                aliases=("pref_beta", "orpo_alpha"))
-    loss_type: Optional[str] = arg(None, "dpo: sigmoid|ipo|hinge|robust|bco_pair|sppo_hard|nca_pair|apo_zero|apo_down;"
-                                   " cpo: sigmoid|hinge|ipo.", aliases=("pref_loss",))
-    label_smoothing: float = arg(0.0, "Conservative DPO / robust label smoothing.")
+                                aliases=("pref_beta", "orpo_alpha"), gt=0)
+    loss_type: Optional[str] = arg(None, "Loss variant, " + loss_type_help() + " (orpo and simpo have one).",
+                                   aliases=("pref_loss",))
+    label_smoothing: float = arg(0.0, "Conservative DPO / robust label smoothing.", ge=0, lt=1)
     rpo_alpha: Optional[float] = arg(None, "DPO: add rpo_alpha x chosen NLL (LLaMA-Factory's pref_ftx).",
-                                     aliases=("pref_ftx", "sft_beta"))
+                                     aliases=("pref_ftx", "sft_beta"), ge=0)
     simpo_gamma: float = arg(0.5, "SimPO target reward margin.")
-    cpo_alpha: float = arg(1.0, "CPO/SimPO weight of the chosen NLL.")
+    cpo_alpha: float = arg(1.0, "CPO/SimPO weight of the chosen NLL.", ge=0)
     orpo_nll_scope: str = arg("response", "ORPO NLL over the chosen response (paper) or the whole sequence"
                               " (`all`, TRL's experimental ORPOTrainer).", choices=("response", "all"))
     precompute_ref_log_probs: bool = arg(False, "DPO: compute reference log-probs once before training.")
-    logprob_chunk_size: int = arg(256, "Tokens per lm_head chunk when computing log-probs (memory vs speed).")
+    logprob_chunk_size: int = arg(LOGPROB_CHUNK_SIZE, "Tokens per lm_head chunk when computing log-probs (memory vs "
+                                  "speed).", ge=1)
     prefix_sharing: bool = arg(True, "One row per pair (prompt once, then chosen, then rejected, 4D mask) instead of "
                                "two rows; same numbers, less compute. Off under flash_attention_2.")
 
 
 @dataclass
-class InferArguments:
+class InferArguments(Section):
     ckpt_dir: Optional[str] = arg(None, "A checkpoint / adapter dir / merged dir with args.json.")
     merge_lora: bool = arg(False, "infer: merge the adapter first.")
     merge_device_map: str = arg("cpu", "Where to merge: cpu or auto.")
     merge_output_dir: Optional[str] = arg(None, "merge-lora: where the merged model goes (default <ckpt_dir>-merged).",
                                           aliases=("output_dir",))
     overwrite: bool = arg(False, "merge-lora: replace a non-empty output dir.")
-    max_new_tokens: int = arg(512, "Longest answer in tokens.")
-    temperature: float = arg(0.3, "Sampling temperature (with --do_sample true).")
-    top_p: float = arg(0.7, "Nucleus sampling (with --do_sample true).")
-    top_k: int = arg(20, "Top-k sampling (with --do_sample true).")
-    repetition_penalty: float = arg(1.0, "Penalty > 1 discourages repeats.")
+    max_new_tokens: int = arg(512, "Longest answer in tokens.", ge=1)
+    temperature: float = arg(0.3, "Sampling temperature (with --do_sample true).", gt=0)
+    top_p: float = arg(0.7, "Nucleus sampling (with --do_sample true).", gt=0, le=1)
+    top_k: int = arg(20, "Top-k sampling (with --do_sample true).", ge=0)
+    repetition_penalty: float = arg(1.0, "Penalty > 1 discourages repeats.", gt=0)
     do_sample: bool = arg(False, "Sample instead of greedy decoding.")
     seed: int = arg(42, "Random seed for sampling (infer).")
     stream: bool = arg(True, "Stream tokens in interactive mode.")
@@ -166,8 +178,8 @@ class InferArguments:
 
 
 @dataclass
-class PreviewArguments:
-    n: int = arg(3, "How many pairs to show (`-n 3`).", aliases=("num",))
+class PreviewArguments(Section):
+    n: int = arg(3, "How many pairs to show (`-n 3`).", aliases=("num",), ge=1)
     json: bool = arg(False, "Print ids, labels and texts as JSON.")
 
 

@@ -6,17 +6,14 @@ Accepted: `--flag value`, `--flag=value`, hyphens or underscores, any alias of a
 with a "did you mean" suggestion.
 """
 import dataclasses
-import difflib
 import json
-import typing
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Tuple
 
-from ..errors import ArgumentError
+from ..errors import ArgumentError, did_you_mean
+from .algorithms import LOSS_TYPES
 from .fields import SECTIONS, field_default, iter_fields
-
-TRUE = {"true", "1", "yes", "y", "on"}
-FALSE = {"false", "0", "no", "n", "off"}
+from .values import base_type, convert_value, parse_bool
 
 
 @dataclasses.dataclass
@@ -42,68 +39,15 @@ def build_index(sections: Iterable[str]) -> Dict[str, FieldInfo]:
     return index
 
 
-def _base_type(tp):
-    origin = typing.get_origin(tp)
-    if origin is typing.Union:
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _base_type(args[0])
-    return tp
-
-
-def parse_bool(flag: str, text) -> bool:
-    if isinstance(text, bool):
-        return text
-    s = str(text).strip().lower()
-    if s in TRUE:
-        return True
-    if s in FALSE:
-        return False
-    raise ArgumentError(f"--{flag}: expected true or false, got {text!r}")
-
-
 def convert(info: FieldInfo, flag: str, raw):
-    """Turn a raw CLI string (or YAML value) into the field's type, checking choices."""
-    f = info.field
-    tp = _base_type(f.type)
+    """Turn a raw CLI string (or YAML value) into the field's type, checking choices and bounds."""
     if info.value is not None:  # value alias: --use_4bit True -> quantization_bit=4
-        return info.value if parse_bool(flag, raw) else field_default(f)
-    if raw is None:
-        return None
-    if f.metadata.get("list"):
-        items = raw if isinstance(raw, list) else [raw]
-        out: List[str] = []
-        for item in items:
-            out.extend(p.strip() for p in str(item).split(",") if p.strip())
-        return out
-    if isinstance(raw, str) and raw.lower() in ("none", "null") and f.default is None:
-        return None
-    try:
-        if tp is bool:
-            value = parse_bool(flag, raw)
-        elif tp is int:
-            if isinstance(raw, float) and not raw.is_integer():
-                raise ValueError(raw)
-            value = int(raw)
-        elif tp is float:
-            value = float(raw)
-        elif typing.get_origin(tp) in (dict, Dict) or tp is dict:
-            value = raw if isinstance(raw, dict) else json.loads(raw)
-            if not isinstance(value, dict):
-                raise ValueError
-        else:
-            value = str(raw)
-    except (ValueError, TypeError):
-        kind = "a JSON object" if "Dict" in str(f.type) else getattr(tp, "__name__", str(tp))
-        raise ArgumentError(f"--{flag}: expected {kind}, got {raw!r}") from None
-    choices = f.metadata.get("choices")
-    if choices and value not in choices:
-        raise ArgumentError(f"--{flag}: {value!r} is not one of {', '.join(map(str, choices))}")
-    return value
+        return info.value if parse_bool(flag, raw) else field_default(info.field)
+    return convert_value(info.field, flag, raw)
 
 
 def _suggest(name: str, index: Dict[str, FieldInfo]) -> str:
-    close = difflib.get_close_matches(name, list(index), n=1, cutoff=0.6)
-    return f" (did you mean --{close[0]}?)" if close else ""
+    return did_you_mean(name, index, cutoff=0.6, show=lambda k: "--" + k)
 
 
 def split_argv(argv: List[str]) -> List[Tuple[str, List[str]]]:
@@ -191,7 +135,7 @@ def parse_args(argv: List[str], sections: Iterable[str], *, defaults: Dict[str, 
         if info.field.metadata.get("list"):
             raw = vals
         elif not vals:
-            if _base_type(info.field.type) is bool or info.value is not None:
+            if base_type(info.field.type) is bool or info.value is not None:
                 raw = "true"
             else:
                 raise ArgumentError(f"--{key} needs a value")
@@ -211,7 +155,20 @@ def parse_args(argv: List[str], sections: Iterable[str], *, defaults: Dict[str, 
             elif defaults and f.name in defaults:
                 kwargs[f.name] = defaults[f.name]
         result[section] = cls(**kwargs)
+    if "pref" in result and command in LOSS_TYPES:
+        check_loss_type(command, result["pref"].loss_type)
     return result, explicit
+
+
+def check_loss_type(algo: str, loss_type) -> None:
+    """`--loss_type` (LLaMA-Factory's `pref_loss`) must be one this command's algorithm has."""
+    accepted = LOSS_TYPES[algo]
+    if loss_type is None or loss_type in accepted:
+        return
+    owners = [a for a, types in LOSS_TYPES.items() if loss_type in types]
+    hint = f"; {loss_type} is a loss of `prefswift {'` / `prefswift '.join(owners)}`" if owners else ""
+    raise ArgumentError(f"--loss_type {loss_type!r} does not apply to `prefswift {algo}`, which accepts "
+                        f"{', '.join(accepted)}{hint}")
 
 
 def help_text(sections: Iterable[str]) -> str:

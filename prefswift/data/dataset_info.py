@@ -1,4 +1,4 @@
-"""LLaMA-Factory's `dataset_info.json` (seed 003): `--dataset my_set --dataset_dir data` finds
+"""LLaMA-Factory's `dataset_info.json`: `--dataset my_set --dataset_dir data` finds
 `data/dataset_info.json` -> {"my_set": {"file_name": "my.json", "ranking": true, "columns": {...}}}."""
 import json
 import os

@@ -1,5 +1,5 @@
-"""Download registered preference datasets to a local folder for offline training (seed 003's
-`download_preference_dataset.py`): `python scripts/download_preference_dataset.py --list | NAME [...]`.
+"""Download registered preference datasets to a local folder for offline training:
+`python scripts/download_preference_dataset.py --list | NAME [...]`.
 
 Files land where `--dataset NAME --dataset_dir DIR` finds them: DIR/NAME/SUBSET/SPLIT.jsonl.
 """
@@ -10,7 +10,7 @@ import sys
 from typing import List
 
 from ..errors import PrefswiftError
-from ..registry.datasets import get_dataset_spec, list_datasets
+from .datasets import get_dataset_spec, list_datasets
 from . import loader
 
 # the short names LLaMA-Factory's guide uses

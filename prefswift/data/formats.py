@@ -2,11 +2,11 @@
 
 Formats recognised without any registration (checked in this order, on a file's first row):
 
-* a registered dataset's real schema (e.g. hh-rlhf-cn's `context`) — see `registry.datasets.match_schema`
-* **sharegpt** (seed 000 / LLaMA-Factory): `conversations` (or `messages`) = list of `{from, value}` or
-  `{role, content}` turns ending with the user turn; `chosen` / `rejected` = one `{from: gpt, value}` message
-  (a plain string also works); optional `system` column. Multi-turn histories are fine.
-* **alpaca** (seed 003): `instruction`, optional `input` (appended on a new line), optional `system`,
+* a registered dataset's real schema (e.g. hh-rlhf-cn's `context`) — see `data.datasets.detect_source_format`
+* **sharegpt** (LLaMA-Factory, the ORPO script's `--train_file`): `conversations` (or `messages`) = list of
+  `{from, value}` or `{role, content}` turns ending with the user turn; `chosen` / `rejected` = one
+  `{from: gpt, value}` message (a plain string also works); optional `system` column. Multi-turn histories are fine.
+* **alpaca** (LLaMA-Factory): `instruction`, optional `input` (appended on a new line), optional `system`,
   optional `history` = [[user, assistant], ...]; `chosen` / `rejected` strings.
 * **swift** (ms-swift 2.x): `query`, `response`, `rejected_response`, optional `history`, `system`.
 * **trl**: `prompt` / `chosen` / `rejected` as strings, or as message lists (`prompt` = the conversation so
@@ -174,7 +174,7 @@ def _history_pairs(row: dict, field: str = "history") -> List[Tuple[str, str]]:
     if not isinstance(value, list):
         raise wrong_type(field, value, "a list of [user, assistant] pairs")
     if value and isinstance(value[0], dict):  # history given as messages
-        system, pairs, last = split_conversation(normalize_messages(value, field) + [("user", "")], field)
+        _system, pairs, _last = split_conversation(normalize_messages(value, field) + [("user", "")], field)
         return pairs
     pairs = []
     for item in value:
@@ -283,16 +283,10 @@ def detect_generic_format(row: dict) -> Optional[str]:
 
 
 def detect_format(row: Any) -> Tuple[str, Converter]:
-    """(label, converter) for a row: a registered dataset's schema first, then the generic formats.
-
-    Raises RowError naming the columns found when nothing fits.
-    """
+    """(label, converter) of the generic format a row is in (registered datasets' own schemas are matched first by
+    `prefswift.data.datasets.detect_source_format`). Raises RowError naming the columns found when nothing fits."""
     if not isinstance(row, dict):
         raise wrong_type("", row, "a JSON object per row")
-    from ..registry.datasets import match_schema  # late import: the registry imports the converters
-    spec = match_schema(row)
-    if spec is not None:
-        return spec.name, spec.converter
     name = detect_generic_format(row)
     if name is None:
         raise RowError("", f"unrecognised format (columns: {', '.join(sorted(map(str, row))) or 'none'})",
@@ -313,7 +307,7 @@ CANONICAL_COLUMNS = frozenset({
 def apply_columns(row: Any, columns: Optional[Dict[str, str]]) -> Any:
     """Rename columns before detection. `{"their_name": "prompt"}` renames their_name -> prompt.
 
-    The LLaMA-Factory direction (`{"prompt": "their_name"}`, seed 003's dataset_info.json) is accepted too:
+    The LLaMA-Factory direction (`{"prompt": "their_name"}`, as in its dataset_info.json) is accepted too:
     when the key is a canonical name the row lacks and the value is a column the row has, it renames value -> key.
     """
     if not columns or not isinstance(row, dict):

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Callable, List, Optional
 
 from ..errors import DataError, data_error
+from ..registry.hubs import HUB_NAMES, which_hub
 
 EXTS = ("jsonl", "json", "parquet")
 
@@ -142,16 +143,6 @@ def find_local_files(spec, subset: str, split: str, dataset_dir: str) -> List[st
 
 # ---------------------------------------------------------------- the hub
 
-def resolve_hub(hub: Optional[str]) -> str:
-    """'modelscope' (ms-swift's default) or 'hf' (--hub hf, or USE_HF=1 when hub is unset/auto)."""
-    hub = (hub or "auto").lower()
-    if hub in ("hf", "huggingface", "hugging_face"):
-        return "hf"
-    if hub in ("ms", "modelscope"):
-        return "modelscope"
-    return "hf" if os.environ.get("USE_HF", "").lower() in ("1", "true", "yes") else "modelscope"
-
-
 def fetch_from_hub(dataset_id: str, subset: Optional[str], split: str, hub: str) -> list:
     """Download one split. The only function here that uses the network (tests replace it)."""
     if hub == "hf":
@@ -167,21 +158,20 @@ def fetch_from_hub(dataset_id: str, subset: Optional[str], split: str, hub: str)
 
 def hub_and_id(spec, hub: Optional[str], log=print) -> tuple:
     """(hub, dataset id) to load `spec` from: the requested hub, or the other one when only it has the dataset."""
-    which = resolve_hub(hub)
+    which = which_hub(hub)
     dataset_id = spec.ms_id if which == "modelscope" else spec.hf_id
     if dataset_id is None:  # only one hub has it
         which = "hf" if which == "modelscope" else "modelscope"
         dataset_id = spec.ms_id if which == "modelscope" else spec.hf_id
         if dataset_id is None:
             raise DataError(f"dataset '{spec.name}' has no hub id — pass --dataset_dir DIR with a local copy")
-        log(f"[data] {spec.name}: not on the requested hub; loading {dataset_id} from "
-            f"{'Hugging Face' if which == 'hf' else 'ModelScope'}")
+        log(f"[data] {spec.name}: not on the requested hub; loading {dataset_id} from {HUB_NAMES[which]}")
     return which, dataset_id
 
 
 def load_from_hub(spec, subset: str, split: str, hub: Optional[str], log=print) -> RawSource:
     which, dataset_id = hub_and_id(spec, hub, log)
-    hub_name = "Hugging Face" if which == "hf" else "ModelScope"
+    hub_name = HUB_NAMES[which]
     real_subset = None if subset == "default" else subset
     try:
         rows = fetch_from_hub(dataset_id, real_subset, split, which)

@@ -1,6 +1,6 @@
 """From `--dataset` arguments to encoded train/eval rows: convert -> check -> split -> encode -> truncate -> summary.
 
-Evaluation rows come from, in order: --val_dataset (seed 000's --eval_file) when given; else each training
+Evaluation rows come from, in order: --val_dataset (the ORPO script's --eval_file) when given; else each training
 dataset's own test split when it has one (ultrafeedback's test_prefs, demo's test); else --eval_ratio of that
 dataset's rows, drawn with --dataset_seed (0 = no eval). Everything is deterministic for a given seed.
 
@@ -15,18 +15,15 @@ import math
 import random
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from types import SimpleNamespace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from ..arguments.fields import DataArguments
 from ..errors import ArgumentError, DataError, data_error
-from ..registry.datasets import DatasetRef, get_dataset_spec, parse_dataset_arg
 from . import dataset_info
+from .datasets import DatasetRef, detect_source_format, get_dataset_spec, parse_dataset_arg
 from .example import PreferenceExample
-from .formats import RowError, RowFiltered, apply_columns, detect_format
+from .formats import RowError, RowFiltered, apply_columns
 from .loader import RawSource, load_registered, read_local_file
-
-STRATEGIES = ("none", "discard", "error", "warning")
-TRUNCATIONS = {"keep_end": "keep_end", "truncation_left": "keep_end", "left": "keep_end", "delete": "delete"}
 
 
 @dataclass
@@ -187,7 +184,7 @@ def convert_source(source: RawSource, columns: Optional[dict], system: Optional[
     if converter is None:  # a local file: detect its format from the first row that is an object
         first = next((i for i, r in enumerate(rows) if isinstance(r, dict)), 0)
         try:
-            source.format_name, converter = detect_format(rows[first])
+            source.format_name, converter = detect_source_format(rows[first])
         except RowError as e:
             raise data_error(source.where(first), first, e.field, e.problem, e.fix) from None
     before = sum(checker.dropped.values())
@@ -218,12 +215,11 @@ def convert_source(source: RawSource, columns: Optional[dict], system: Optional[
 
 # ---------------------------------------------------------------- loading one --dataset / --val_dataset entry
 
-def _load_ref(ref: DatasetRef, args, checker: RowChecker, role: str, log
+def _load_ref(ref: DatasetRef, args: DataArguments, hub: Optional[str], checker: RowChecker, role: str, log
               ) -> Tuple[List[PreferenceExample], Optional[List[PreferenceExample]], List[SourceStats]]:
     """(train examples, own test examples or None, stats). For role='eval' the first list holds the eval rows."""
-    columns, system = getattr(args, "columns", None), getattr(args, "system", None)
+    columns, system, dataset_dir = _columns(args.columns), args.system, args.dataset_dir
     stats: List[SourceStats] = []
-    dataset_dir, hub = getattr(args, "dataset_dir", None), getattr(args, "hub", None)
     declared = None if ref.local else dataset_info.lookup(dataset_dir, ref.name)
     if ref.local or declared:
         path, declared_columns = (ref.name, None) if ref.local else declared
@@ -262,57 +258,45 @@ def _load_ref(ref: DatasetRef, args, checker: RowChecker, role: str, log
 
 # ---------------------------------------------------------------- encoding
 
-def _encode(examples: List[PreferenceExample], template, tokenizer, args, checker: RowChecker,
+def _encode(examples: List[PreferenceExample], template, tokenizer, args: DataArguments, checker: RowChecker,
             lengths: Dict[str, List[int]]) -> Tuple[List[dict], int]:
-    max_length, max_prompt = int(args.max_length), prompt_budget(args)
-    strategy = TRUNCATIONS[args.truncation_strategy]
+    max_length, max_prompt = args.max_length, prompt_budget(args)
     rows, truncated = [], 0
     for ex in examples:
         ids = template.encode_example(tokenizer, ex)
-        p, c, r = (list(ids[k]) for k in ("prompt_input_ids", "chosen_input_ids", "rejected_input_ids"))
-        for key, seq in (("prompt", p), ("chosen", c), ("rejected", r)):
+        prompt, chosen, rejected = (list(ids[k]) for k in ("prompt_input_ids", "chosen_input_ids",
+                                                              "rejected_input_ids"))
+        for key, seq in (("prompt", prompt), ("chosen", chosen), ("rejected", rejected)):
             lengths[key].append(len(seq))
-        too_long = len(p) > max_prompt or len(p) + max(len(c), len(r)) > max_length
-        if too_long and strategy == "delete":
+        too_long = len(prompt) > max_prompt or len(prompt) + max(len(chosen), len(rejected)) > max_length
+        if too_long and args.truncation_strategy == "delete":
             checker.drop("too long (truncation_strategy delete)")
             continue
         if too_long:
-            p, c, r = truncate_pair(p, c, r, max_length, max_prompt)
+            prompt, chosen, rejected = truncate_pair(prompt, chosen, rejected, max_length, max_prompt)
             truncated += 1
-        if c == r:
+        if chosen == rejected:
             checker.drop("chosen == rejected after truncation" if too_long else "chosen == rejected as tokens")
             continue
-        rows.append({"prompt_input_ids": p, "chosen_input_ids": c, "rejected_input_ids": r, "example": ex})
+        rows.append({"prompt_input_ids": prompt, "chosen_input_ids": chosen, "rejected_input_ids": rejected,
+                     "example": ex})
     return rows, truncated
 
 
 # ---------------------------------------------------------------- entry point
 
-def prompt_budget(args) -> int:
+def prompt_budget(args: DataArguments) -> int:
     """--max_prompt_length, or half of --max_length when it is not given (1024 of the default 2048)."""
-    value = getattr(args, "max_prompt_length", None)
-    return int(value) if value else int(args.max_length) // 2
+    return args.max_prompt_length or args.max_length // 2
 
 
-def _validate(args) -> None:
-    if args.check_dataset_strategy not in STRATEGIES:
-        raise ArgumentError(f"--check_dataset_strategy {args.check_dataset_strategy!r}: use one of "
-                            f"{', '.join(STRATEGIES)}")
-    if args.truncation_strategy not in TRUNCATIONS:
-        raise ArgumentError(f"--truncation_strategy {args.truncation_strategy!r}: use keep_end or delete")
-    if not 0 <= float(args.eval_ratio) < 1:
-        raise ArgumentError(f"--eval_ratio {args.eval_ratio}: must be at least 0 and below 1")
+def _validate(args: DataArguments) -> None:
+    """Relations between fields (each field's own choices and range are checked when it is set)."""
     if prompt_budget(args) <= 0 or prompt_budget(args) >= int(args.max_length):
         raise ArgumentError(f"--max_prompt_length ({prompt_budget(args)}) must be positive and smaller than "
                             f"--max_length ({args.max_length})")
     if not args.dataset:
         raise ArgumentError("no training data: pass --dataset NAME or --dataset FILE.jsonl (try --dataset demo)")
-
-
-def _as_list(value) -> List[str]:
-    if not value:
-        return []
-    return [value] if isinstance(value, str) else list(value)
 
 
 def _columns(value) -> Optional[dict]:
@@ -327,14 +311,12 @@ def _columns(value) -> Optional[dict]:
     return value or None
 
 
-def build_preference_data(data_args, template, tokenizer, *, log=print) -> PreparedData:
-    """Load, convert, check, split, encode and truncate the preference data; log and return the summary."""
-    args = SimpleNamespace(**{**vars(data_args), "dataset": _as_list(getattr(data_args, "dataset", None)),
-                              "val_dataset": _as_list(getattr(data_args, "val_dataset", None)),
-                              "columns": _columns(getattr(data_args, "columns", None))})
+def build_preference_data(args: DataArguments, template, tokenizer, *, hub: Optional[str] = None,
+                          log=print) -> PreparedData:
+    """Load, convert, check, split, encode and truncate the preference data; log and return the summary.
+    `hub`: --hub for registered datasets that are downloaded (None = auto)."""
     _validate(args)
-    seed = int(getattr(args, "dataset_seed", 42))
-    ratio = float(args.eval_ratio)
+    seed, ratio = args.dataset_seed, args.eval_ratio
     checker = RowChecker(args.check_dataset_strategy, log)
     val_refs = [parse_dataset_arg(t) for t in args.val_dataset]
     all_stats: List[SourceStats] = []
@@ -343,7 +325,7 @@ def build_preference_data(data_args, template, tokenizer, *, log=print) -> Prepa
     eval_from: List[str] = []
 
     for ref in (parse_dataset_arg(t) for t in args.dataset):
-        train, test, stats = _load_ref(ref, args, checker, "train", log)
+        train, test, stats = _load_ref(ref, args, hub, checker, "train", log)
         all_stats += stats
         train = sample_rows(train, ref.sample, seed)
         if val_refs:
@@ -359,13 +341,13 @@ def build_preference_data(data_args, template, tokenizer, *, log=print) -> Prepa
             if held:
                 eval_from.append(f"{ref.name} eval_ratio {ratio:g}")
     for ref in val_refs:
-        exs, _, stats = _load_ref(ref, args, checker, "eval", log)
+        exs, _, stats = _load_ref(ref, args, hub, checker, "eval", log)
         all_stats += stats
         eval_exs += sample_rows(exs, ref.sample, seed)
         eval_from.append(f"{ref.name} (--val_dataset)")
 
-    train_exs = sample_rows(train_exs, getattr(args, "train_dataset_sample", -1), seed, repeat=False)
-    eval_exs = sample_rows(eval_exs, getattr(args, "val_dataset_sample", -1), seed, repeat=False)
+    train_exs = sample_rows(train_exs, args.train_dataset_sample, seed, repeat=False)
+    eval_exs = sample_rows(eval_exs, args.val_dataset_sample, seed, repeat=False)
 
     lengths: Dict[str, List[int]] = {"prompt": [], "chosen": [], "rejected": []}
     train_rows, cut_train = _encode(train_exs, template, tokenizer, args, checker, lengths)
@@ -374,7 +356,7 @@ def build_preference_data(data_args, template, tokenizer, *, log=print) -> Prepa
     summary = DataSummary(
         sources=all_stats, dropped=dict(checker.dropped), train_size=len(train_rows), eval_size=len(eval_rows),
         eval_from=", ".join(eval_from) or "none", truncated=cut_train + cut_eval,
-        truncation_strategy=TRUNCATIONS[args.truncation_strategy], max_length=int(args.max_length),
+        truncation_strategy=args.truncation_strategy, max_length=args.max_length,
         max_prompt_length=prompt_budget(args),
         lengths={k: length_percentiles(v) for k, v in lengths.items()})
     if not train_rows:

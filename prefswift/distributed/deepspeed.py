@@ -11,6 +11,7 @@ import os
 from importlib import resources
 from typing import Optional
 
+from prefswift.arguments.algorithms import needs_reference
 from prefswift.errors import ArgumentError
 
 PACKAGED = ("zero2", "zero3", "zero2_offload", "zero3_offload")
@@ -18,9 +19,6 @@ PACKAGED = ("zero2", "zero3", "zero2_offload", "zero3_offload")
 ALIASES = {"default-zero2": "zero2", "default-zero3": "zero3",
            "zero2-offload": "zero2_offload", "zero3-offload": "zero3_offload"}
 OFF_VALUES = ("", "none", "false", "no", "0")
-
-# DPO-style losses compare against a reference model; these do not.
-REFERENCE_FREE = ("orpo", "simpo", "cpo")
 
 
 def packaged_config_path(name: str) -> str:
@@ -94,7 +92,7 @@ def is_offload(config: Optional[dict]) -> bool:
                for key in ("offload_optimizer", "offload_param"))
 
 
-def check_deepspeed_with_reference(rlhf_type: str, stage: Optional[int], sft_type: str,
+def check_deepspeed_with_reference(algo: str, stage: Optional[int], sft_type: str,
                                    precompute_ref_log_probs: bool, has_separate_ref: bool) -> str:
     """How the reference model is provided, or ArgumentError when that cannot work under ZeRO-3.
 
@@ -102,14 +100,14 @@ def check_deepspeed_with_reference(rlhf_type: str, stage: Optional[int], sft_typ
       "none"             the loss needs no reference (ORPO, SimPO, CPO)
       "precomputed"      reference log-probs are computed once before training
       "adapter_disabled" LoRA: the policy with its adapters switched off is the reference (no second model)
-      "separate"         a second model (full fine-tuning, or --ref_model_type/--ref_model); fine without
+      "separate"         a second model (full fine-tuning, or --ref_model_type/--ref_model_id_or_path); fine without
                          ZeRO-3, where every process holds whole parameters
 
     Under ZeRO-3 every parameter is partitioned across processes and only DeepSpeed's engine can gather it
     for a forward pass; a second, separately loaded model would need its own DeepSpeed engine, which
     prefswift does not build. So ZeRO-3 + a separate reference is refused unless the log-probs are precomputed.
     """
-    if str(rlhf_type).lower() in REFERENCE_FREE:
+    if not needs_reference(str(algo).lower()):
         return "none"
     if precompute_ref_log_probs:
         return "precomputed"
@@ -117,10 +115,10 @@ def check_deepspeed_with_reference(rlhf_type: str, stage: Optional[int], sft_typ
     if not full and not has_separate_ref:
         return "adapter_disabled"
     if stage == 3:
-        why = ("a separate reference model (--ref_model_type / --ref_model)" if has_separate_ref
+        why = ("a separate reference model (--ref_model_type / --ref_model_id_or_path)" if has_separate_ref
                else "full fine-tuning, whose reference is a second copy of the model")
         raise ArgumentError(
-            f"--deepspeed with ZeRO-3 and {rlhf_type.upper()} using {why}: the reference would have to be "
+            f"--deepspeed with ZeRO-3 and {algo.upper()} using {why}: the reference would have to be "
             "partitioned by DeepSpeed too — pass --precompute_ref_log_probs true (reference log-probs computed "
             "once before training), or use --deepspeed zero2"
             + ("" if full else ", or drop the separate reference so the LoRA base model serves as reference")

@@ -35,8 +35,6 @@ DEFAULT_RESERVE_FRACTION = 0.2
 # Set by a user (or a launcher) to pin the free memory per visible GPU: "24GiB,24GiB" or bytes "25769803776,...".
 FREE_MEMORY_ENV = "PREFSWIFT_GPU_FREE_MEMORY"
 
-MODES = ("cpu", "single", "ddp", "mp", "mp_ddp")
-
 
 @dataclass(frozen=True)
 class DevicePlan:

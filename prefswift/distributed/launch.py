@@ -17,55 +17,9 @@ from typing import Callable, Mapping, Optional, Sequence
 
 from prefswift.errors import ArgumentError
 
+from .env import DistEnv, _env_int, dist_env  # noqa: F401  (dist_env: re-exported for callers of launch)
+
 LAUNCHER_MARKERS = ("LOCAL_RANK", "WORLD_SIZE")
-
-
-@dataclass(frozen=True)
-class DistEnv:
-    rank: int
-    local_rank: int
-    world_size: int
-    local_world_size: int
-    is_main: bool  # global rank 0: the process that logs, saves and plots
-
-    @property
-    def is_distributed(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_local_main(self) -> bool:
-        return self.local_rank == 0
-
-
-def _env_int(env: Mapping[str, str], name: str, default: Optional[int], minimum: int = 0,
-             maximum: Optional[int] = None) -> Optional[int]:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        value = None
-    if value is None or value < minimum or (maximum is not None and value > maximum):
-        bounds = f"an integer >= {minimum}" if maximum is None else f"an integer in {minimum}..{maximum}"
-        raise ArgumentError(f"environment variable {name}={raw!r} is not valid — set it to {bounds}")
-    return value
-
-
-def dist_env(env: Optional[Mapping[str, str]] = None) -> DistEnv:
-    """This process's place in the job, from the variables torchrun / accelerate set (single process if none)."""
-    env = os.environ if env is None else env
-    world_size = _env_int(env, "WORLD_SIZE", 1, minimum=1)
-    rank = _env_int(env, "RANK", 0, maximum=world_size - 1)
-    local_rank = _env_int(env, "LOCAL_RANK", 0)
-    default_local = min(world_size, _env_int(env, "NPROC_PER_NODE", world_size, minimum=1))
-    local_world_size = _env_int(env, "LOCAL_WORLD_SIZE", default_local, minimum=1)
-    if local_rank >= local_world_size:
-        raise ArgumentError(
-            f"LOCAL_RANK={local_rank} is not below LOCAL_WORLD_SIZE={local_world_size} — "
-            "start the job with torchrun or NPROC_PER_NODE instead of setting these by hand"
-        )
-    return DistEnv(rank, local_rank, world_size, local_world_size, rank == 0)
 
 
 def under_launcher(env: Mapping[str, str]) -> bool:

@@ -1,110 +1,19 @@
-"""Which preference pairs `infer` (dataset mode) and `eval` run on, and `infer`'s dataset mode itself.
-
-Row selection (`select_pairs`):
-  * `--load_dataset_config true`: the run's own eval split, rebuilt from its args.json (same datasets, eval_ratio,
-    dataset_seed, system, lengths) — flags typed on this command line (e.g. --val_dataset_sample) win.
-  * `--val_dataset V` (with or without --dataset): the rows of V.
-  * `--dataset D`: all rows of D — or D's own test split when it is a registered dataset that has one
-    (`demo` -> its held-out test pairs); with an explicit --eval_ratio, only that held-out share.
-`--val_dataset_sample N` keeps N of them (drawn with --dataset_seed).
-"""
-import dataclasses
+"""`prefswift infer` dataset mode: answer every selected prompt into a JSONL file (see `data.selection`)."""
 import json
 import time
 from pathlib import Path
-from typing import List, Optional, Tuple
 
-from ..arguments import RunArgs, section_from_flat
-from ..arguments.fields import DataArguments
-from ..errors import ArgumentError
-from .generate import LoadedModel, ModelSource, default_output_dir
-
-
-def _data_fields() -> set:
-    return {f.name for f in dataclasses.fields(DataArguments)}
-
-
-def wants_dataset(args: RunArgs) -> bool:
-    d = args.data
-    return bool(d.dataset or d.val_dataset or args.infer.load_dataset_config)
-
-
-def effective_data_args(args: RunArgs, source: ModelSource) -> Tuple[DataArguments, bool]:
-    """(data arguments to build, use the eval split?)."""
-    cli = args.data
-    explicit = args.explicit
-    overrides = {k: getattr(cli, k) for k in _data_fields() if k in explicit}
-    if args.infer.load_dataset_config:
-        if not source.saved or not source.saved.get("dataset"):
-            where = source.ckpt_dir or "this model"
-            raise ArgumentError(f"--load_dataset_config true: {where} has no args.json with a dataset; pass --dataset "
-                                "(and --ckpt_dir of a training checkpoint to reuse its eval split)")
-        values = dataclasses.asdict(section_from_flat(DataArguments, source.saved))
-        values.update(overrides)
-        values["train_dataset_sample"] = 1  # only the eval split is used: skip encoding the training rows
-        return DataArguments(**values), True
-    values = dataclasses.asdict(cli)
-    if not values["dataset"]:
-        values["dataset"], values["val_dataset"] = list(values["val_dataset"]), []
-        use_eval = False
-    else:
-        use_eval = bool(values["val_dataset"])
-    if "eval_ratio" in explicit:
-        use_eval = True
-    else:
-        values["eval_ratio"] = 0.0
-    if use_eval:
-        values["train_dataset_sample"] = 1
-    elif "train_dataset_sample" not in explicit:
-        values["train_dataset_sample"] = values["val_dataset_sample"]
-    return DataArguments(**values), use_eval
-
-
-def select_pairs(args: RunArgs, loaded: LoadedModel, log=print) -> Tuple[List[dict], str]:
-    """Encoded pairs ({prompt_input_ids, chosen_input_ids, rejected_input_ids, example}) and where they came from."""
-    from ..data.pipeline import build_preference_data
-
-    data_args, use_eval = effective_data_args(args, loaded.source)
-
-    def quiet_summary(msg="", *a, **k):
-        if not str(msg).startswith("[data] summary"):
-            log(msg)
-
-    data = build_preference_data(data_args, loaded.template, loaded.tokenizer, log=quiet_summary)
-    s = data.summary
-    if use_eval or data.eval:
-        rows, origin = data.eval, s.eval_from
-    else:
-        rows, origin = data.train, ", ".join(st.label for st in s.sources)
-    if not rows:
-        if args.infer.load_dataset_config:
-            raise ArgumentError(f"--load_dataset_config true: the run {loaded.source.ckpt_dir} had no eval split "
-                                "(eval_ratio 0 and no val_dataset); pass --dataset FILE to choose pairs")
-        raise ArgumentError(f"no pairs to use from {', '.join(data_args.dataset)} ({s.one_line()})")
-    n = data_args.val_dataset_sample
-    if n is not None and n > 0:
-        rows = rows[:n]
-    dropped = f"; {s.one_line()}" if s.dropped_total else ""
-    log(f"[prefswift] {len(rows)} pairs from {origin}{dropped}")
-    return rows, origin
-
-
-def result_path(infer_output: Optional[str], source: ModelSource, kind: str, suffix: str) -> Path:
-    """--infer_output FILE(.jsonl/.json) or DIR, else <ckpt>/<kind>/<time><suffix>."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    if infer_output:
-        p = Path(infer_output).expanduser()
-        path = p if p.suffix in (".json", ".jsonl") else p / f"{stamp}{suffix}"
-    else:
-        path = default_output_dir(source, kind) / f"{stamp}{suffix}"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
+from ..arguments import RunArgs
+from ..data.selection import result_path, select_pairs
+from ..models.checkpoint import LoadedModel
 
 
 def run_dataset_infer(args: RunArgs, loaded: LoadedModel, generator, log=print) -> Path:
     """Generate an answer for every selected prompt; one JSON line each with prompt, response, chosen, rejected."""
-    rows, origin = select_pairs(args, loaded, log)
-    path = result_path(args.infer.infer_output, loaded.source, "infer_result", ".jsonl")
+    source = loaded.source
+    rows, origin = select_pairs(args, loaded.template, loaded.tokenizer, saved=source.saved, ckpt_dir=source.ckpt_dir,
+                                log=log)
+    path = result_path(args.infer.infer_output, source.ckpt_dir, "infer_result", ".jsonl")
     start = time.time()
     with open(path, "w", encoding="utf-8") as f:
         for i, row in enumerate(rows):
@@ -122,4 +31,4 @@ def run_dataset_infer(args: RunArgs, loaded: LoadedModel, generator, log=print) 
     return path
 
 
-__all__ = ["wants_dataset", "effective_data_args", "select_pairs", "result_path", "run_dataset_infer"]
+__all__ = ["run_dataset_infer"]

@@ -11,7 +11,9 @@ from typing import Optional
 
 import torch
 
+from ..distributed.env import dist_env
 from ..errors import PrefswiftError
+from ..registry.hubs import HUB_NAMES, which_hub
 from ..registry.models import ModelSpec, get_model_spec
 
 logger = logging.getLogger("prefswift")
@@ -25,12 +27,6 @@ class ResolvedModel:
     path: Path
     spec: Optional[ModelSpec]
     template: str
-
-
-def which_hub(hub: str) -> str:
-    if hub in ("modelscope", "hf"):
-        return hub
-    return "hf" if os.environ.get("USE_HF", "0").lower() in ("1", "true", "yes") else "modelscope"
 
 
 TOKENIZER_FILES = ["*.json", "*.model", "*.txt", "*.tiktoken", "*.jinja", "*.py"]
@@ -52,7 +48,7 @@ def download(model_id: str, revision: Optional[str], hub: str, tokenizer_only: b
     except Exception as e:  # network, auth or missing repo: all end the same way for the user
         reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         raise PrefswiftError(
-            f"could not download model {model_id!r} from {'Hugging Face' if hub == 'hf' else 'ModelScope'} "
+            f"could not download model {model_id!r} from {HUB_NAMES[hub]} "
             f"({reason}); if you are offline, download it elsewhere and pass --model_id_or_path /path/to/dir"
             + ("" if hub == "hf" else ", or set USE_HF=1 to use Hugging Face")) from None
 
@@ -60,6 +56,8 @@ def download(model_id: str, revision: Optional[str], hub: str, tokenizer_only: b
 def resolve_model(model_type: Optional[str], model_id_or_path: Optional[str], *, revision=None, hub="auto",
                   template: Optional[str] = None, tokenizer_only: bool = False) -> ResolvedModel:
     spec = get_model_spec(model_type) if model_type else None
+    if spec is not None:
+        check_requirements(spec)
     if model_id_or_path and Path(model_id_or_path).expanduser().is_dir():
         path = Path(model_id_or_path).expanduser().resolve()
     elif model_id_or_path and (model_id_or_path.startswith((".", "/", "~")) or os.sep in model_id_or_path
@@ -79,6 +77,23 @@ def resolve_model(model_type: Optional[str], model_id_or_path: Optional[str], *,
                              "or --model_id_or_path DIR")
     tmpl = template or (spec.template if spec else None) or guess_template(path)
     return ResolvedModel(path=path, spec=spec, template=tmpl)
+
+
+def check_requirements(spec: ModelSpec) -> None:
+    """A model type's `requires` (e.g. transformers>=4.51 for Qwen3) against what is installed, before downloading."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.requirements import Requirement
+
+    for text in spec.requires:
+        req = Requirement(text)
+        try:
+            installed = version(req.name)
+        except PackageNotFoundError:
+            installed = None
+        if installed is None or not req.specifier.contains(installed, prereleases=True):
+            have = f"{installed} is installed" if installed else "it is not installed"
+            raise PrefswiftError(f"model type {spec.model_type} needs {text} ({have}): pip install '{text}'")
 
 
 def guess_template(path: Path) -> str:
@@ -104,13 +119,48 @@ def guess_template(path: Path) -> str:
                          "(see `prefswift list templates`) or --model_type")
 
 
-def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+def parse_device_map(value: Optional[str]):
+    """--device_map: None, a name (auto, balanced, cpu, ...) or a JSON object such as '{"": "cpu"}'."""
+    if value is None or not str(value).strip():
+        return None
+    text = str(value).strip()
+    if not text.startswith("{"):
+        return text
+    import json
+
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise PrefswiftError(f"--device_map {text}: not valid JSON ({e.msg} at column {e.colno}); "
+                             "e.g. '{\"\": \"cpu\"}' or auto") from None
+    if not isinstance(parsed, dict):
+        raise PrefswiftError(f"--device_map {text}: expected a JSON object mapping module names to devices")
+    return parsed
+
+
+def default_device() -> str:
+    """'cuda' when a GPU is visible, else 'cpu': where a single process puts its model."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_dtype(dtype: str, device: Optional[str] = None) -> torch.dtype:
+    """The weights dtype for --dtype on `device` (default: this machine's): AUTO = bf16 where the GPU supports it,
+    else fp16 on GPU, fp32 on CPU."""
+    device = device or default_device()
     d = dtype.lower()
     if d != "auto":
         return DTYPES[d]
     if device == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.float32
+
+
+def mixed_precision(dtype: str) -> tuple:
+    """(bf16, fp16) for the Trainer's autocast: on GPU the resolved --dtype's half type, never on CPU."""
+    if default_device() != "cuda":
+        return False, False
+    resolved = resolve_dtype(dtype, "cuda")
+    return resolved == torch.bfloat16, resolved == torch.float16
 
 
 def flash_attention_problem(dtype: torch.dtype, device: str, spec: Optional[ModelSpec]) -> Optional[str]:
@@ -165,7 +215,7 @@ def load_model(path: Path, model_args, *, spec: Optional[ModelSpec] = None, devi
     """Load a causal LM with the dtype / attention / quantization the arguments ask for."""
     from transformers import AutoModelForCausalLM
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = default_device()
     dtype = resolve_dtype(model_args.dtype, device)
     compute = dtype if model_args.bnb_4bit_compute_dtype.upper() == "AUTO" else resolve_dtype(
         model_args.bnb_4bit_compute_dtype, device)
@@ -176,7 +226,7 @@ def load_model(path: Path, model_args, *, spec: Optional[ModelSpec] = None, devi
     if qcfg is not None:
         kwargs["quantization_config"] = qcfg
         if device_map is None:
-            device_map = {"": int(os.environ.get("LOCAL_RANK", 0))}
+            device_map = {"": dist_env().local_rank}
     if device_map is not None:
         kwargs["device_map"] = device_map
     if max_memory is not None:

@@ -8,7 +8,6 @@ Building is deterministic: every build writes the same bytes.
 """
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import shutil
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
-from prefswift.errors import ArgumentError
+from prefswift.errors import ArgumentError, did_you_mean
 
 RECIPE_VERSION = 2
 MARKER_FILE = "prefswift_tiny.json"
@@ -161,9 +160,8 @@ def prefswift_home() -> Path:
 def _spec(name: str) -> TinyModelSpec:
     spec = TINY_MODELS.get(name)
     if spec is None:
-        close = difflib.get_close_matches(name, list(TINY_MODELS), n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise ArgumentError(f"unknown tiny model '{name}' — {hint}built-in tiny models: {', '.join(TINY_MODELS)}")
+        raise ArgumentError(f"unknown tiny model '{name}'{did_you_mean(name, TINY_MODELS, show=repr)} — built-in "
+                            f"tiny models: {', '.join(TINY_MODELS)}")
     return spec
 
 

@@ -2,8 +2,7 @@
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-from ..errors import ArgumentError
-from .lookup import unknown_name
+from ..errors import ArgumentError, unknown_name
 
 LLAMA_LIKE_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 

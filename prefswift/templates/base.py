@@ -56,7 +56,8 @@ class TemplateSpec:
     description: str = ""
 
 
-def _tokens_in_text(tokenizer: Any, text: str) -> str:
+def fill_special_tokens(tokenizer: Any, text: str) -> str:
+    """Replace ``{{bos_token}}`` / ``{{eos_token}}`` in a fragment by the tokenizer's own tokens."""
     if BOS_TOKEN not in text and EOS_TOKEN not in text:
         return text
     if tokenizer is None:
@@ -137,7 +138,7 @@ class Template:
 
     # ---- token ids --------------------------------------------------------------------------
     def _encode(self, tokenizer: Any, text: str) -> List[int]:
-        text = _tokens_in_text(tokenizer, text)
+        text = fill_special_tokens(tokenizer, text)
         return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def encode_prompt(self, tokenizer: Any, system: Optional[str], history: Optional[History], query: str) -> List[int]:

@@ -5,10 +5,9 @@ Each built-in is checked in tests/test_templates.py against the model's own jinj
 """
 from __future__ import annotations
 
-import difflib
 from typing import Dict, List
 
-from prefswift.errors import ArgumentError
+from prefswift.errors import ArgumentError, did_you_mean
 from prefswift.templates.base import BOS_TOKEN, EOS_TOKEN, Template, TemplateSpec
 
 _REGISTRY: Dict[str, TemplateSpec] = {}
@@ -40,11 +39,8 @@ def get_template(name: str) -> Template:
     spec = _REGISTRY.get(key)
     if spec is None:
         known = sorted(_REGISTRY) + sorted(_ALIASES)
-        close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
-        hint = f"did you mean '{_ALIASES.get(close[0], close[0])}'? " if close else ""
-        raise ArgumentError(
-            f"unknown template '{name}' — {hint}known templates: {', '.join(sorted(_REGISTRY))}"
-        )
+        hint = did_you_mean(key, known, show=lambda k: repr(_ALIASES.get(k, k)))
+        raise ArgumentError(f"unknown template '{name}'{hint} — known templates: {', '.join(sorted(_REGISTRY))}")
     return Template(spec)
 
 

@@ -2,13 +2,14 @@
 import os
 
 from ..arguments import RunArgs
+from ..data.datasets import get_dataset_spec, parse_dataset_arg
 from ..distributed.device_plan import gather_device_facts
 from ..distributed.launch import describe_launch
 from ..registry.models import get_model_spec
 from .objectives import Objective
 
 
-def dry_run(command: str, argv, args: RunArgs) -> str:
+def dry_run(algo: str, argv, args: RunArgs) -> str:
     m, t = args.model, args.train
     lines = []
     if m.model_type:
@@ -18,25 +19,24 @@ def dry_run(command: str, argv, args: RunArgs) -> str:
     elif m.model_id_or_path:
         lines.append(f"model: {m.model_id_or_path}")
     for name in args.data.dataset:
-        if not os.path.exists(name):
-            from ..registry.datasets import get_dataset_spec
-
-            get_dataset_spec(name.split(":")[0].split("#")[0])
-    objective = Objective.from_args(command, args.pref)
-    lines.append(f"objective: {command} loss_type={objective.loss_type} beta={objective.beta}; "
+        ref = parse_dataset_arg(name)
+        if not ref.local:
+            get_dataset_spec(ref.name).resolve_subsets(ref.subsets)
+    objective = Objective.from_args(algo, args.pref)
+    lines.append(f"objective: {algo} loss_type={objective.loss_type} beta={objective.beta}; "
                  f"{args.tuning.sft_type} (rank {args.tuning.lora_rank}, targets "
                  f"{','.join(args.tuning.lora_target_modules)}); quantization: {m.quantization_bit or 'none'}")
     if t.deepspeed:
         from ..distributed.deepspeed import check_deepspeed_with_reference, resolve_deepspeed, zero_stage
 
         stage = zero_stage(resolve_deepspeed(t.deepspeed))
-        ref = check_deepspeed_with_reference(command, stage, args.tuning.sft_type,
+        ref = check_deepspeed_with_reference(algo, stage, args.tuning.sft_type,
                                              args.pref.precompute_ref_log_probs,
                                              bool(m.ref_model_type or m.ref_model_id_or_path))
         lines.append(f"deepspeed: ZeRO-{stage} ({t.deepspeed}); reference: {ref}")
     facts = gather_device_facts()
     measured = facts.n_visible_gpus > 0  # else the plan counts CUDA_VISIBLE_DEVICES (planning for another machine)
-    lines.append(describe_launch([command] + list(argv), os.environ, facts.n_visible_gpus if measured else None,
+    lines.append(describe_launch([algo] + list(argv), os.environ, facts.n_visible_gpus if measured else None,
                                  facts.free_memory if measured else None, use_deepspeed=bool(t.deepspeed)))
     lines.append("dry run: nothing was loaded or trained")
     return "\n".join(lines)

@@ -1,64 +1,47 @@
 """Preference losses as pure functions of per-sequence log-probs ([B] tensors), with TRL 1.16's exact semantics.
 
-Nothing here knows about models: the trainer computes per-token log-probs (`prefswift.train.logprobs`), reduces
-them per sequence (sum or mean, see `dpo_logps_kind` / `cpo_logps_kind`), calls one loss function, adds the NLL term
-where the algorithm has one, and logs `preference_metrics(...)`.
+Nothing here knows about models: the pair forward (`prefswift.scoring.forward`) turns a batch into per-sequence
+log-prob sums and token counts, `prefswift.train.objectives` picks what each algorithm feeds the functions below and
+adds the NLL term where the algorithm has one.
 
 Which per-sequence log-probs each loss expects
 -----------------------------------------------
 DPO (`dpo_loss`)   sum over completion tokens for every loss type. `ipo` and `sigmoid_norm` are length-normalised
                    *inside the loss* (TRL: score / completion_tokens.clamp(min=1)): pass `chosen_lengths` /
                    `rejected_lengths` together with the sums and you get TRL's loss *and* TRL's rewards (which stay
-                   `beta * (sum - ref_sum)`). Without lengths the inputs are used as given, so for those two types pass
-                   means (`dpo_logps_kind(t) == "mean"`); rewards are then `beta * (mean - ref_mean)`.
+                   `beta * (sum - ref_sum)`). Without lengths the inputs are used as given (pass means).
 ORPO (`orpo_loss`) mean over completion tokens.
 SimPO              mean over completion tokens.
 CPO (`cpo_loss`)   sum for sigmoid|hinge, mean for ipo|simpo (TRL: `average_log_prob=loss_type in ["ipo","simpo"]`).
-NLL (`nll_loss`)   token-level mean over the whole batch (all masked-in tokens of all chosen rows pooled), as
+NLL                token-level mean over the whole batch (all masked-in tokens of all chosen rows pooled), as
                    `nn.CrossEntropyLoss()` does in TRL's ORPO/CPO and `-logps[mask].mean()` in TRL DPO's "sft".
 
 Total loss per algorithm (TRL 1.16)
 -----------------------------------
-DPO   sum_k weight_k * dpo_loss(type_k).losses.mean()   (+ weight * nll_loss(chosen completion) for type "sft",
-      which is TRL 1.16's replacement for rpo_alpha: `loss_type=["sigmoid","sft"], loss_weights=[1, rpo_alpha]`)
-ORPO  nll_loss(chosen) + orpo_loss(...).losses.mean()   (losses = -beta * logsigmoid(log_odds))
-CPO   cpo_loss(...).losses.mean() + cpo_alpha * nll_loss(chosen completion)   (no NLL term when cpo_alpha == 0)
+DPO   dpo_loss(...).losses.mean() (+ rpo_alpha * NLL of the chosen completion; TRL 1.16 spells this
+      `loss_type=["sigmoid","sft"], loss_weights=[1, rpo_alpha]`)
+ORPO  NLL(chosen) + orpo_loss(...).losses.mean()   (losses = -beta * logsigmoid(log_odds))
+CPO   cpo_loss(...).losses.mean() + cpo_alpha * NLL(chosen completion)   (no NLL term when cpo_alpha == 0)
 SimPO simpo_loss(...).losses.mean()  (TRL: CPOTrainer(loss_type="simpo", cpo_alpha=0); with cpo_alpha>0 = CPO-SimPO)
 
-Metrics (TRL names; every value is a batch mean — see `preference_metrics`)
--------------------------------------------------------------------------
-name                 DPO                                  ORPO                           CPO / SimPO
-rewards/chosen       beta*(logp_c - ref_logp_c), sums     beta*avg_logp_c                beta*logp_c (sum|avg per type)
-rewards/rejected     beta*(logp_r - ref_logp_r)           beta*avg_logp_r                beta*logp_r
-rewards/accuracies   mean(rewards_c > rewards_r)          same                           same
-rewards/margins      mean(rewards_c - rewards_r)          same                           same
-logps/chosen         mean of summed logps                 mean of avg logps              mean of logps fed to the loss
-logps/rejected       idem                                 idem                           idem
-logits/chosen        token-weighted mean over chosen      mean of the whole [B,T-1,V]    mean of the whole [B,T,V]
-                     completion tokens of mean-over-vocab chosen logits (prompt and     chosen logits (prompt, pad
-                     logits                               padding positions included)    and last position included)
-logits/rejected      idem for rejected                    idem                           idem
-nll_loss             —                                    NLL of chosen (see nll_loss)   NLL of chosen completion
-log_odds_ratio       —                                    mean(logsigmoid(log_odds))     —
-log_odds_chosen      —                                    mean(log_odds)                 —
-entropy              token-weighted mean over all         —                              —
-                     completion tokens (chosen+rejected)
-mean_token_accuracy  chosen completion tokens whose label —                              —
-                     is the argmax
-Across ranks TRL gathers the per-example tensors and takes the mean; the per-step values are then averaged over
-all calls since the last log (so over gradient-accumulation micro-batches too).
+Logged metrics (TRL's names; see the table in `prefswift.train.objectives`): rewards/chosen, rewards/rejected,
+rewards/accuracies, rewards/margins, logps/chosen, logps/rejected, nll_loss (when part of the loss) and ORPO's
+log_odds_ratio / log_odds_chosen. TRL's logits/*, entropy and mean_token_accuracy are not computed: they would need
+the full-vocabulary statistics the chunked LM head never materialises.
+Across ranks the per-example values are gathered and averaged, then averaged over all calls since the last log (so
+over gradient-accumulation micro-batches too), as TRL does.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from prefswift.arguments.algorithms import CPO_LOSS_TYPES, DPO_LOSS_TYPES
 from prefswift.errors import ArgumentError
 
 __all__ = [
@@ -66,22 +49,14 @@ __all__ = [
     "CPO_LOSS_TYPES",
     "LossOutput",
     "dpo_loss",
-    "dpo_logps_kind",
     "orpo_loss",
     "simpo_loss",
     "cpo_loss",
     "cpo_logps_kind",
     "log1mexp",
-    "nll_loss",
-    "preference_metrics",
 ]
 
-DPO_LOSS_TYPES = (
-    "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard",
-    "aot", "aot_unpaired", "apo_zero", "apo_down", "discopop", "sigmoid_norm",
-)  # fmt: skip
 _DPO_MEAN_TYPES = ("ipo", "sigmoid_norm")
-CPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "simpo")
 _CPO_MEAN_TYPES = ("ipo", "simpo")
 
 
@@ -101,16 +76,6 @@ def _check_type(loss_type: str, allowed: tuple[str, ...], flag: str) -> None:
     if loss_type not in allowed:
         raise ArgumentError(f"--{flag} '{loss_type}' is not supported — use one of: {', '.join(allowed)}")
 
-
-def dpo_logps_kind(loss_type: str) -> str:
-    """'mean' if the DPO loss type works on length-normalised log-prob differences (ipo, sigmoid_norm), else 'sum'.
-
-    TRL 1.16 always *computes* summed log-probs and divides by the completion length inside the loss for these
-    types; `dpo_loss` does the same when given `chosen_lengths`/`rejected_lengths`."""
-    if loss_type == "sft":
-        return "mean"  # token-level mean NLL of the chosen completion; use nll_loss
-    _check_type(loss_type, DPO_LOSS_TYPES, "loss_type")
-    return "mean" if loss_type in _DPO_MEAN_TYPES else "sum"
 
 
 def cpo_logps_kind(loss_type: str) -> str:
@@ -293,67 +258,3 @@ def simpo_loss(
         simpo_gamma=gamma,
         alpha=alpha,
     )
-
-
-def nll_loss(token_logps: Tensor, mask: Tensor) -> Tensor:
-    """Mean token cross-entropy over `mask`, pooled over the whole batch: -sum(logp * mask) / sum(mask).
-
-    Pass the chosen rows only. Which tokens `mask` selects decides the flavour:
-      - response tokens (default for ORPO; TRL CPO's BC term; TRL DPO's "sft" loss type, its rpo_alpha),
-      - every non-padding token after the first (TRL experimental ORPOTrainer: CE over prompt+response; labels are
-        `input_ids` where `attention_mask == 1`, shifted, so BOS is never a target).
-    An empty mask gives 0 (TRL's DPO "sft" would give nan)."""
-    mask = mask.to(token_logps.dtype)
-    return -(token_logps * mask).sum() / mask.sum().clamp(min=1)
-
-
-def _mean(x: Tensor, gather: Callable[[Tensor], Tensor] | None) -> Tensor:
-    x = x.detach()
-    return (gather(x) if gather is not None else x).float().mean()
-
-
-def preference_metrics(
-    algorithm: str,
-    out: LossOutput,
-    *,
-    chosen_logps: Tensor,
-    rejected_logps: Tensor,
-    nll: Tensor | None = None,
-    logits_chosen: Tensor | None = None,
-    logits_rejected: Tensor | None = None,
-    entropy: Tensor | None = None,
-    mean_token_accuracy: Tensor | None = None,
-    gather: Callable[[Tensor], Tensor] | None = None,
-) -> dict[str, Tensor]:
-    """TRL-named metrics for one batch (scalar tensors, detached). See the module docstring for the table.
-
-    algorithm: dpo | orpo | cpo | simpo. chosen_logps / rejected_logps: the per-sequence log-probs as TRL logs them
-    (DPO: sums; ORPO: means; CPO/SimPO: what the loss consumed). The already-reduced scalars `nll`, `logits_*`,
-    `entropy`, `mean_token_accuracy` are passed through under TRL's names when given (build them with
-    `prefswift.train.logprobs.masked_mean` over the right mask). `gather` (e.g. `accelerator.gather_for_metrics`)
-    is applied to per-example tensors before the mean, as TRL does."""
-    if algorithm not in ("dpo", "orpo", "cpo", "simpo"):
-        raise ValueError(f"unknown algorithm {algorithm!r}")
-    cr, rr = out.chosen_rewards, out.rejected_rewards
-    metrics = {
-        "rewards/chosen": _mean(cr, gather),
-        "rewards/rejected": _mean(rr, gather),
-        "rewards/accuracies": _mean((cr > rr).float(), gather),
-        "rewards/margins": _mean(cr - rr, gather),
-        "logps/chosen": _mean(chosen_logps, gather),
-        "logps/rejected": _mean(rejected_logps, gather),
-    }
-    passthrough = {
-        "logits/chosen": logits_chosen,
-        "logits/rejected": logits_rejected,
-        "nll_loss": nll if algorithm != "dpo" else None,
-        "entropy": entropy if algorithm == "dpo" else None,
-        "mean_token_accuracy": mean_token_accuracy if algorithm == "dpo" else None,
-    }
-    for name, value in passthrough.items():
-        if value is not None:
-            metrics[name] = value.detach().float()
-    if algorithm == "orpo":
-        metrics["log_odds_ratio"] = _mean(out.extras["log_odds_ratio"], gather)
-        metrics["log_odds_chosen"] = _mean(out.extras["log_odds_chosen"], gather)
-    return metrics

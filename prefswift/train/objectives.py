@@ -1,7 +1,9 @@
 """From per-sequence log-probs to the training loss and TRL-named metrics, for each algorithm.
 
 The loss formulas live in `prefswift.train.losses` (pure functions); this module only decides which log-probs each
-algorithm feeds them (sums, averages, reference) and names the metrics the way TRL's trainers do:
+algorithm feeds them (sums, averages, reference) and names the metrics the way TRL's trainers do (every one is a batch
+mean of per-pair values; nll_loss is logged when it is part of the loss, ORPO also logs log_odds_ratio and
+log_odds_chosen):
 
 | algorithm | loss                                              | rewards/*                | logps/*    |
 |-----------|---------------------------------------------------|--------------------------|------------|
@@ -15,12 +17,9 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
+from ..arguments.algorithms import DEFAULT_BETA, default_loss_type, needs_reference
+from ..scoring.forward import PairLogps
 from . import losses as L
-from .forward import PairLogps
-
-REFERENCE_FREE = ("orpo", "simpo", "cpo")
-DEFAULT_LOSS_TYPE = {"dpo": "sigmoid", "cpo": "sigmoid", "simpo": "simpo", "orpo": "orpo"}
-DEFAULT_BETA = {"dpo": 0.1, "orpo": 0.1, "cpo": 0.1, "simpo": 2.0}
 
 
 @dataclass
@@ -36,7 +35,7 @@ class Objective:
 
     @property
     def needs_reference(self) -> bool:
-        return self.algo not in REFERENCE_FREE
+        return needs_reference(self.algo)
 
     @property
     def nll_all(self) -> bool:
@@ -44,7 +43,7 @@ class Objective:
 
     @classmethod
     def from_args(cls, algo: str, pref) -> "Objective":
-        loss_type = pref.loss_type or DEFAULT_LOSS_TYPE[algo]
+        loss_type = pref.loss_type or default_loss_type(algo)
         return cls(algo=algo, beta=DEFAULT_BETA[algo] if pref.beta is None else pref.beta, loss_type=loss_type,
                    label_smoothing=pref.label_smoothing, rpo_alpha=pref.rpo_alpha, simpo_gamma=pref.simpo_gamma,
                    cpo_alpha=pref.cpo_alpha, orpo_nll_scope=pref.orpo_nll_scope)

@@ -23,8 +23,8 @@ def precompute_or_load(trainer, data, collator, run_dir: Path, batch_size: int, 
         path = run_dir / f"ref_logps_{name}_{_fingerprint(rows, trainer)}.pt"
         if path.is_file():
             cached = torch.load(path)
-            for r, c, j in zip(rows, cached["chosen"], cached["rejected"]):
-                r["ref_chosen_logps"], r["ref_rejected_logps"] = c, j
+            for row, chosen, rejected in zip(rows, cached["chosen"], cached["rejected"]):
+                row["ref_chosen_logps"], row["ref_rejected_logps"] = chosen, rejected
             if log:
                 log(f"[prefswift] reference log-probs ({name}) loaded from {path}")
             continue

@@ -28,7 +28,7 @@ def resolve_resume(run_dir: Path, resume: Optional[str]) -> Optional[Path]:
             if (ckpt / "trainer_state.json").is_file():
                 return ckpt
             logger.warning("skipping %s: incomplete (no trainer_state.json), probably killed while saving", ckpt)
-        return None  # seed 000: `latest` on a fresh output dir just starts training
+        return None  # the ORPO script's convention: `latest` on a fresh output dir just starts training
     path = Path(resume)
     if not (path / "trainer_state.json").is_file():
         raise ArgumentError(f"--resume_from_checkpoint {resume}: not a checkpoint dir (no trainer_state.json); "
@@ -47,3 +47,14 @@ def prepare_run_dir(run_dir: Path, resume_from: Optional[Path], overwrite: bool,
                 shutil.rmtree(p)  # (logging.jsonl is restarted by the workflow whenever it does not resume)
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def restart_or_truncate_log(run_dir: Path, resume_from: Optional[Path], log) -> None:
+    """Resuming: keep logging.jsonl up to the checkpoint's step (later rows are logged again). Else start it anew."""
+    from .callbacks import truncate_log_after
+
+    if resume_from is not None:
+        log(f"[prefswift] resuming from {resume_from}")
+        truncate_log_after(run_dir / "logging.jsonl", int(resume_from.name.split("-")[-1]))
+    else:
+        (run_dir / "logging.jsonl").unlink(missing_ok=True)

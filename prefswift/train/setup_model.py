@@ -5,9 +5,9 @@ from typing import Optional
 
 from ..errors import ArgumentError
 from ..models.loader import ResolvedModel, load_model, resolve_model
-from ..registry.models import LLAMA_LIKE_TARGETS
 from ..models.lora import (add_lora, count_parameters, enable_gradient_checkpointing, frozen_copy,
                            merge_adapter_into_base)
+from ..registry.models import LLAMA_LIKE_TARGETS
 
 logger = logging.getLogger("prefswift")
 

@@ -1,8 +1,8 @@
 """PreferenceTrainer: transformers.Trainer + one pair forward + a pure objective.
 
 The Trainer brings accelerate (DDP, DeepSpeed, FSDP), checkpointing, schedulers and `report_to`. This class adds:
-the pair forward (`forward.pair_forward`), the reference log-probs (adapter-disabled base, a separate frozen model, or
-precomputed columns), the objective (`objectives.Objective`) and TRL-style metric averaging between log steps.
+the pair forward (`prefswift.scoring.forward.pair_forward`), the reference log-probs (adapter-disabled base, a separate
+frozen model, or precomputed columns), the objective (`objectives.Objective`) and TRL-style metric averaging between log steps.
 """
 from collections import defaultdict
 from contextlib import nullcontext
@@ -11,12 +11,14 @@ from typing import Dict, List, Optional
 import torch
 from transformers import Trainer
 
-from .forward import PairLogps, pair_forward, unwrap_wrappers
+from ..arguments.fields import LOGPROB_CHUNK_SIZE
+from ..scoring.forward import PairLogps, pair_forward, unwrap_wrappers
 from .objectives import Objective
 
 
 class PreferenceTrainer(Trainer):
-    def __init__(self, *args, objective: Objective, ref_model=None, logprob_chunk_size: int = 1024, **kwargs):
+    def __init__(self, *args, objective: Objective, ref_model=None, logprob_chunk_size: int = LOGPROB_CHUNK_SIZE,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.objective = objective
         self.chunk_size = logprob_chunk_size
@@ -102,8 +104,8 @@ class PreferenceTrainer(Trainer):
                 batch = collator([{k: v for k, v in r.items() if not k.startswith("ref_")} for r in chunk])
                 batch = {k: v.to(device) for k, v in batch.items()}
                 ref = self._reference_forward(model, batch)
-                for r, c, j in zip(chunk, ref.chosen_logps.tolist(), ref.rejected_logps.tolist()):
-                    r["ref_chosen_logps"], r["ref_rejected_logps"] = c, j
+                for row, chosen, rejected in zip(chunk, ref.chosen_logps.tolist(), ref.rejected_logps.tolist()):
+                    row["ref_chosen_logps"], row["ref_rejected_logps"] = chosen, rejected
         finally:
             model.train(was_training)
 

@@ -2,8 +2,8 @@
 
 The model is called once through its own `forward` (so DDP / DeepSpeed wrappers see the call) with
 `logits_to_keep=1`: it builds logits for one position only. The backbone's last hidden state is captured with a
-forward hook and projected through the LM head in chunks of tokens (`prefswift.train.logprobs.token_logps`), so the
-[rows, tokens, vocab] log-softmax is never materialised.
+forward hook and projected through the LM head in chunks of tokens (`prefswift.scoring.logprobs.token_logps`), so
+the [rows, tokens, vocab] log-softmax is never materialised.
 """
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -11,6 +11,8 @@ from typing import Optional
 
 import torch
 
+from ..arguments.fields import LOGPROB_CHUNK_SIZE
+from .collators import Segment
 from .logprobs import token_logps
 
 IGNORE = -100
@@ -88,7 +90,7 @@ def capture_last_hidden(causal_lm):
         handle.remove()
 
 
-def pair_forward(model, batch, *, chunk_size: int = 1024, nll_all: bool = False) -> PairLogps:
+def pair_forward(model, batch, *, chunk_size: int = LOGPROB_CHUNK_SIZE, nll_all: bool = False) -> PairLogps:
     """Per-sequence numbers for a batch from either collator (concatenated rows, or prefix-shared rows)."""
     if "pred_index" in batch:
         return _prefix_shared_forward(model, batch, chunk_size, nll_all)
@@ -126,11 +128,12 @@ def _prefix_shared_forward(model, batch, chunk_size: int, nll_all: bool) -> Pair
     pred_index = batch["pred_index"]
     gathered = hidden.gather(1, pred_index.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
     seg = batch["score_seg"]
-    scored = (seg == 1) | (seg == 2) | ((seg == 3) & nll_all)
+    is_chosen, is_rejected, is_prompt = seg == Segment.CHOSEN, seg == Segment.REJECTED, seg == Segment.PROMPT
+    scored = is_chosen | is_rejected | (is_prompt & nll_all)
     labels = batch["target_ids"].masked_fill(~scored, IGNORE)
     per_token = token_logps(gathered, causal_lm.get_output_embeddings(), labels, chunk_size=chunk_size)
-    chosen, rejected = (seg == 1).to(per_token.dtype), (seg == 2).to(per_token.dtype)
-    full = ((seg == 1) | (seg == 3)).to(per_token.dtype) if nll_all else None
+    chosen, rejected = is_chosen.to(per_token.dtype), is_rejected.to(per_token.dtype)
+    full = (is_chosen | is_prompt).to(per_token.dtype) if nll_all else None
     return _reduce(per_token, per_token, chosen, rejected, full)
 
 

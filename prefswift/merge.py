@@ -15,9 +15,12 @@ from typing import Optional
 
 import torch
 
-from ..arguments import ARGS_FILE, RunArgs
-from ..errors import ArgumentError
-from .generate import ModelSource, load_base_with_adapter, resolve_source, stop_tokens
+from .arguments import ARGS_FILE, RunArgs
+from .errors import ArgumentError
+from .models.checkpoint import ModelSource, load_base_with_adapter, resolve_source
+from .models.loader import load_tokenizer, parse_device_map
+from .templates import get_template
+from .templates.stops import stop_tokens
 
 logger = logging.getLogger("prefswift")
 
@@ -71,11 +74,7 @@ def merged_args(source: ModelSource, output: Path) -> dict:
 
 
 def _device_map(merge_device_map: str):
-    if merge_device_map in (None, "", "cpu"):
-        return None
-    if merge_device_map.strip().startswith("{"):
-        return json.loads(merge_device_map)
-    return merge_device_map
+    return None if merge_device_map in (None, "", "cpu") else parse_device_map(merge_device_map)
 
 
 def merge_lora(args: RunArgs, output_dir: Optional[str] = None, *, log=print) -> Path:
@@ -96,9 +95,6 @@ def merge_lora(args: RunArgs, output_dir: Optional[str] = None, *, log=print) ->
         f"device {args.infer.merge_device_map})")
     model = load_base_with_adapter(source, device_map=_device_map(args.infer.merge_device_map), dequantize=True)
     merged = model.merge_and_unload()
-    from ..models.loader import load_tokenizer
-    from ..templates import get_template
-
     tokenizer = load_tokenizer(source.tokenizer_dir)
     eos_ids, _ = stop_tokens(tokenizer, get_template(source.base.template), merged)
 

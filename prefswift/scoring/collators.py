@@ -1,13 +1,25 @@
-"""Batching preference pairs. The concatenated layout: chosen rows then rejected rows, each prompt + response.
+"""Batching preference pairs, in one of two layouts the pair forward (`prefswift.scoring.forward`) reads:
+
+* `PairCollator`: chosen rows then rejected rows, each prompt + response (2B rows).
+* `PrefixSharedCollator`: one row per pair, prompt + chosen + rejected, with a 4D mask (B rows).
 
 Rows come from `prefswift.data.pipeline` as {"prompt_input_ids", "chosen_input_ids", "rejected_input_ids"} (+ optional
-precomputed "ref_chosen_logps"/"ref_rejected_logps"). A prefix-shared layout can replace this collator: the forward
-(`prefswift.train.forward`) reads only the keys documented in `PairCollator.__call__`.
+precomputed "ref_chosen_logps"/"ref_rejected_logps").
 """
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Dict, List, Optional
 
 import torch
+
+
+class Segment(IntEnum):
+    """What a token of a prefix-shared row is. One coding for the collator's mask and the forward's scoring."""
+
+    PAD = 0
+    CHOSEN = 1
+    REJECTED = 2
+    PROMPT = 3
 
 
 def pad_right(seqs: List[List[int]], value: int, multiple_of: Optional[int] = None) -> torch.Tensor:
@@ -41,9 +53,9 @@ class PairCollator:
         seqs, masks = [], []
         for key in ("chosen_input_ids", "rejected_input_ids"):
             for r in rows:
-                p, c = list(r["prompt_input_ids"]), list(r[key])
-                seqs.append(p + c)
-                masks.append([0] * len(p) + [1] * len(c))
+                prompt, response = list(r["prompt_input_ids"]), list(r[key])
+                seqs.append(prompt + response)
+                masks.append([0] * len(prompt) + [1] * len(response))
         batch = {
             "input_ids": pad_right(seqs, self.pad_token_id, self.pad_to_multiple_of),
             "attention_mask": pad_right([[1] * len(s) for s in seqs], 0, self.pad_to_multiple_of),
@@ -77,8 +89,8 @@ class PrefixSharedCollator:
     predicted from the last prompt token, not from the end of the chosen block.
 
     Returns input_ids [B, T], attention_mask [B, 1, T, T] (bool), position_ids [B, T], pred_index / target_ids /
-    score_seg [B, K] with score_seg 1 = chosen token, 2 = rejected token, 3 = prompt token (scored only for
-    ORPO's prompt+response NLL), 0 = padding; plus precomputed reference log-probs when the rows carry them.
+    score_seg [B, K] with score_seg a `Segment` per scored token (PROMPT tokens are scored only for ORPO's
+    prompt+response NLL; PAD = padding); plus precomputed reference log-probs when the rows carry them.
     """
 
     pad_token_id: int
@@ -87,16 +99,17 @@ class PrefixSharedCollator:
     def __call__(self, rows: List[Dict]) -> Dict[str, torch.Tensor]:
         seqs, positions, preds, targets, segs = [], [], [], [], []
         for r in rows:
-            p, c, j = list(r["prompt_input_ids"]), list(r["chosen_input_ids"]), list(r["rejected_input_ids"])
-            n_p, n_c = len(p), len(c)
-            seqs.append(p + c + j)
-            positions.append(list(range(n_p + n_c)) + list(range(n_p, n_p + len(j))))
+            prompt, chosen, rejected = (list(r[k]) for k in ("prompt_input_ids", "chosen_input_ids",
+                                                                 "rejected_input_ids"))
+            n_p, n_c, n_r = len(prompt), len(chosen), len(rejected)
+            seqs.append(prompt + chosen + rejected)
+            positions.append(list(range(n_p + n_c)) + list(range(n_p, n_p + n_r)))
             # prompt tokens 1.., chosen tokens, rejected tokens; each with the index of its predicting position
             pred = list(range(n_p - 1)) + list(range(n_p - 1, n_p + n_c - 1)) + \
-                [n_p - 1] + list(range(n_p + n_c, n_p + n_c + len(j) - 1))
-            preds.append(pred[: n_p - 1 + n_c + len(j)])
-            targets.append(p[1:] + c + j)
-            segs.append([3] * (n_p - 1) + [1] * n_c + [2] * len(j))
+                [n_p - 1] + list(range(n_p + n_c, n_p + n_c + n_r - 1))
+            preds.append(pred[: n_p - 1 + n_c + n_r])
+            targets.append(prompt[1:] + chosen + rejected)
+            segs.append([Segment.PROMPT] * (n_p - 1) + [Segment.CHOSEN] * n_c + [Segment.REJECTED] * n_r)
         input_ids = pad_right(seqs, self.pad_token_id, self.pad_to_multiple_of)
         T = input_ids.shape[1]
         mask = torch.zeros(len(rows), 1, T, T, dtype=torch.bool)
@@ -104,19 +117,21 @@ class PrefixSharedCollator:
         causal = idx[None, :] <= idx[:, None]
         for b, r in enumerate(rows):
             n_p, n_c, n_r = len(r["prompt_input_ids"]), len(r["chosen_input_ids"]), len(r["rejected_input_ids"])
-            seg = torch.zeros(T, dtype=torch.long)  # 0 prompt, 1 chosen, 2 rejected, 3 padding
-            seg[n_p:n_p + n_c] = 1
-            seg[n_p + n_c:n_p + n_c + n_r] = 2
-            seg[n_p + n_c + n_r:] = 3
-            same = (seg[None, :] == seg[:, None]) | (seg[None, :] == 0)
-            mask[b, 0] = causal & same & (seg[None, :] != 3)
-            mask[b, 0, seg == 3, seg == 3] = True  # padding rows see themselves only (no all-masked rows)
+            seg = torch.full((T,), int(Segment.PAD), dtype=torch.long)
+            seg[:n_p] = Segment.PROMPT
+            seg[n_p:n_p + n_c] = Segment.CHOSEN
+            seg[n_p + n_c:n_p + n_c + n_r] = Segment.REJECTED
+            # a token sees earlier tokens of its own segment and the prompt; never the other response or padding
+            same = (seg[None, :] == seg[:, None]) | (seg[None, :] == Segment.PROMPT)
+            mask[b, 0] = causal & same & (seg[None, :] != Segment.PAD)
+            pad = seg == Segment.PAD
+            mask[b, 0, pad, pad] = True  # padding rows see themselves only (no all-masked rows)
         batch = {
             "input_ids": input_ids,
             "attention_mask": mask,
             "position_ids": pad_right(positions, 0, self.pad_to_multiple_of),
             "pred_index": pad_right(preds, 0),
             "target_ids": pad_right(targets, 0),
-            "score_seg": pad_right(segs, 0),
+            "score_seg": pad_right(segs, Segment.PAD),
         }
         return add_reference_logps(batch, rows)

@@ -5,7 +5,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Optional
 
-from .errors import ArgumentError
+from ..errors import ArgumentError
 
 _loaded = set()
 

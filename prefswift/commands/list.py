@@ -1,7 +1,10 @@
 """`prefswift list models|templates|datasets`: plain-text tables."""
 from typing import List, Sequence
 
-from .errors import ArgumentError
+from ..data.datasets import list_datasets
+from ..errors import ArgumentError
+from ..registry.models import list_models
+from ..templates import list_templates
 
 
 def table(headers: Sequence[str], rows: List[Sequence[str]]) -> str:
@@ -13,20 +16,22 @@ def table(headers: Sequence[str], rows: List[Sequence[str]]) -> str:
 def render_list(what: str) -> str:
     what = what.lower().rstrip("s")
     if what == "model":
-        from .registry.models import list_models
-
         rows = [(s.model_type, s.template, s.ms_id or "(built-in)", s.hf_id or "(built-in)",
                  ",".join(s.lora_target_modules)) for s in list_models()]
         return table(("model_type", "template", "modelscope id", "huggingface id", "lora DEFAULT"), rows)
     if what == "template":
-        from .templates import list_templates
-
         rows = [(t.name, (t.default_system or "")[:50], " ".join(repr(w) for w in t.stop_words)) for t in
                 list_templates()]
         return table(("template", "default system", "stop words"), rows)
     if what == "dataset":
-        from .registry.datasets import list_datasets
-
         rows = [(d.name, d.ms_id or "-", d.hf_id or "-", "/".join(d.subsets) or "-") for d in list_datasets()]
         return table(("dataset", "modelscope id", "huggingface id", "subsets"), rows)
     raise ArgumentError(f"unknown list {what!r}: use `prefswift list models`, `templates` or `datasets`")
+
+
+def main(what: str) -> None:
+    import typer
+
+    from .common import run_user_command
+
+    run_user_command(lambda: typer.echo(render_list(what)))

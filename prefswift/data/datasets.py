@@ -8,16 +8,15 @@
 
 A plugin registers its own dataset with the same `register_dataset(DatasetSpec(...))`.
 """
-import difflib
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Dict, FrozenSet, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Tuple
 
-from ..data import converters as C
-from ..data.example import PreferenceExample
-from ..errors import ArgumentError
-from .lookup import unknown_name
+from ..errors import ArgumentError, did_you_mean, unknown_name
+from . import converters as C
+from .example import PreferenceExample
+from .formats import Converter, detect_format
 
 LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet")
 
@@ -51,9 +50,8 @@ class DatasetSpec:
             return self.subsets
         unknown = [s for s in requested if s not in self.subsets]
         if unknown:
-            close = difflib.get_close_matches(unknown[0], self.subsets, n=1, cutoff=0.5)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            raise ArgumentError(f"dataset {self.name!r} has no subset {unknown[0]!r}{hint}; "
+            raise ArgumentError(f"dataset {self.name!r} has no subset {unknown[0]!r}"
+                                f"{did_you_mean(unknown[0], self.subsets)}; "
                                 f"subsets: {', '.join(self.subsets)}")
         return tuple(requested)
 
@@ -96,6 +94,14 @@ def match_schema(row: dict) -> Optional[DatasetSpec]:
     return best
 
 
+def detect_source_format(row: Any) -> Tuple[str, Converter]:
+    """(label, converter) for a local file's first row: a registered dataset's own schema, else a generic format."""
+    spec = match_schema(row) if isinstance(row, dict) else None
+    if spec is not None:
+        return spec.name, spec.converter
+    return detect_format(row)
+
+
 # ---------------------------------------------------------------- `--dataset` syntax
 
 @dataclass(frozen=True)
@@ -130,7 +136,7 @@ def parse_dataset_arg(text: str) -> DatasetRef:
 
 # ---------------------------------------------------------------- registrations
 
-_DEMO_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "demo_data")
+_DEMO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo_data")
 
 register_dataset(DatasetSpec(
     "hh-rlhf-cn", C.convert_hh_rlhf_cn, ms_id="AI-ModelScope/hh_rlhf_cn",

@@ -1,0 +1,49 @@
+"""What every command does around its recipe: parse (or print --help), load plugins, log, turn user errors into one
+`error:` line with exit code 2."""
+import logging
+from typing import Callable, List
+
+import typer
+
+from ..arguments import COMMAND_SECTIONS, RunArgs, help_text, parse_command
+from ..errors import PrefswiftError
+from ..registry.plugins import load_plugins
+
+NOISY_LOGGERS = ("httpx", "urllib3", "modelscope", "datasets", "filelock")
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="[%(levelname)s:%(name)s] %(message)s")
+    for noisy in NOISY_LOGGERS:
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def parse_or_help(command: str, argv: List[str]) -> RunArgs:
+    """The command's arguments, with plugins loaded (they may register the model type named); `--help` prints the
+    command's options and exits."""
+    if "--help" in argv or "-h" in argv:
+        typer.echo(f"usage: prefswift {command} [--option value ...] [--config file.yaml]")
+        typer.echo(help_text(COMMAND_SECTIONS[command]))
+        raise typer.Exit(0)
+    args = parse_command(command, argv)
+    load_plugins(args.model.custom_register_path)
+    return args
+
+
+def run_user_command(fn: Callable[[], None]) -> None:
+    """Run `fn`; a PrefswiftError (bad arguments, data, model) becomes `error: <one line>` and exit code 2."""
+    try:
+        fn()
+    except PrefswiftError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2)
+
+
+def run_command(command: str, argv: List[str], body: Callable[[RunArgs], None]) -> None:
+    """Parse `command`'s options, set up logging, run `body(args)`, with user errors as one line."""
+    def go():
+        args = parse_or_help(command, list(argv))
+        setup_logging()
+        body(args)
+
+    run_user_command(go)

@@ -1,0 +1,163 @@
+"""`prefswift orpo|dpo|simpo|cpo`: the training recipe, read top to bottom.
+
+Supports ORPO, DPO (14 loss types, + rpo_alpha), SimPO and CPO; LoRA, QLoRA (4/8-bit) and full fine-tuning; starting
+from an SFT adapter; a DPO reference that is the adapter-disabled base, a separate model, a frozen copy or log-probs
+precomputed once; one CPU or GPU, DDP (NPROC_PER_NODE, torchrun, accelerate launch), device_map model parallel and
+MP+DDP, DeepSpeed ZeRO-2/3; `--resume_from_checkpoint latest`.
+
+Steps: validate -> prepare run dir -> data -> device plan -> models -> trainer -> train -> save.
+"""
+import logging
+from pathlib import Path
+from typing import List
+
+from ..arguments import RunArgs
+from ..arguments.algorithms import needs_reference
+from ..data.pipeline import PreparedData, build_preference_data
+from ..distributed.device_plan import DevicePlan, gather_device_facts, plan_devices
+from ..distributed.env import DistEnv, allow_ddp_over_device_map, dist_env, shutdown_distributed
+from ..errors import ArgumentError
+from ..models.loader import ResolvedModel, load_tokenizer, parse_device_map, resolve_model
+from ..scoring.collators import ListDataset
+from ..templates import get_template
+from ..train.callbacks import RunFilesCallback
+from ..train.collate import make_collator
+from ..train.objectives import Objective
+from ..train.run_dir import prepare_run_dir, resolve_resume, restart_or_truncate_log
+from ..train.saving import save_final
+from ..train.setup_model import Models, build_models
+from ..train.trainer import PreferenceTrainer
+from ..train.training_args import training_arguments
+from .common import parse_or_help, run_user_command, setup_logging
+
+logger = logging.getLogger("prefswift")
+
+
+def main(algo: str, argv: List[str]) -> None:
+    """`prefswift <algo> ...`: --dry_run prints the plan; NPROC_PER_NODE relaunches under torchrun; else train."""
+    from ..distributed.launch import maybe_relaunch
+
+    def go():
+        args = parse_or_help(algo, argv)
+        if args.train.dry_run:
+            from ..train.dry_run import dry_run
+            import typer
+
+            typer.echo(dry_run(algo, argv, args))
+            return
+        maybe_relaunch([algo] + list(argv))
+        setup_logging()
+        run_training(args, algo)
+
+    run_user_command(go)
+
+
+def run_training(args: RunArgs, algo: str, *, log=print, callbacks=()) -> Path:
+    """Train and return the run directory. `callbacks`: extra transformers TrainerCallbacks."""
+    env = dist_env()
+    say = log if env.is_main else (lambda *a, **k: None)
+    objective = validate(args, algo)
+    run_dir, resume_from = prepare_run(args, env)
+    resolved, tokenizer, template = load_tokenizer_and_template(args)
+    data = prepare_data(args, template, tokenizer, say)
+    plan, device_map = plan_placement(args, env)
+    models = build_models(args, resolved, needs_reference=objective.needs_reference, device_map=device_map,
+                          max_memory=plan.max_memory)
+    announce(args, algo, resolved, template, plan, models, run_dir, env, say)
+    trainer = build_trainer(args, objective, models, data, tokenizer, run_dir, callbacks)
+    if objective.needs_reference and args.pref.precompute_ref_log_probs:
+        from ..train.reference_cache import precompute_or_load
+
+        precompute_or_load(trainer, data, trainer.data_collator, run_dir, trainer.args.per_device_eval_batch_size,
+                           say if env.is_main else None)
+    if env.is_main:
+        restart_or_truncate_log(run_dir, resume_from, say)
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    save_final(trainer, args, run_dir, tokenizer, env.is_main, log)
+    shutdown_distributed()
+    return run_dir
+
+
+# ---------------------------------------------------------------------------------------------- the steps
+
+def validate(args: RunArgs, algo: str) -> Objective:
+    """Checks that need several arguments at once (each value's own range was checked when parsed)."""
+    m, pref = args.model, args.pref
+    if not needs_reference(algo) and (m.ref_model_type or m.ref_model_id_or_path):
+        raise ArgumentError(f"--ref_model_* is for DPO; {algo} is reference-free")
+    if pref.precompute_ref_log_probs and not needs_reference(algo):
+        logger.warning("--precompute_ref_log_probs ignored: %s needs no reference model", algo)
+    if args.train.deepspeed:
+        from ..distributed.deepspeed import check_deepspeed_with_reference, resolve_deepspeed, zero_stage
+
+        check_deepspeed_with_reference(algo, zero_stage(resolve_deepspeed(args.train.deepspeed)),
+                                       args.tuning.sft_type, pref.precompute_ref_log_probs,
+                                       bool(m.ref_model_type or m.ref_model_id_or_path))
+    return Objective.from_args(algo, pref)
+
+
+def prepare_run(args: RunArgs, env: DistEnv):
+    """(run dir, checkpoint to resume from or None); refuses to clobber an earlier run."""
+    run_dir = Path(args.train.output_dir).expanduser().resolve()
+    resume_from = resolve_resume(run_dir, args.train.resume_from_checkpoint)
+    prepare_run_dir(run_dir, resume_from, args.train.overwrite_output_dir, env.is_main)
+    return run_dir, resume_from
+
+
+def load_tokenizer_and_template(args: RunArgs):
+    m = args.model
+    resolved = resolve_model(m.model_type, m.model_id_or_path, revision=m.model_revision, hub=m.hub,
+                             template=m.template)
+    return resolved, load_tokenizer(resolved.path), get_template(resolved.template)
+
+
+def prepare_data(args: RunArgs, template, tokenizer, say) -> PreparedData:
+    data = build_preference_data(args.data, template, tokenizer, hub=args.model.hub, log=say)
+    if not data.train:
+        raise ArgumentError("no training pairs left after filtering (see the summary above); check the dataset or "
+                            "raise --max_length")
+    return data
+
+
+def plan_placement(args: RunArgs, env: DistEnv):
+    """(device plan, device_map): seed the RNG (LoRA initialisation draws from it: runs with one seed start
+    identical), then decide which GPUs this process uses and how its model is spread over them (--device_map wins)."""
+    from transformers import set_seed
+
+    set_seed(args.train.seed)
+    facts = gather_device_facts()
+    plan = plan_devices(facts.n_visible_gpus, env.local_world_size, env.local_rank, facts.free_memory,
+                        use_deepspeed=bool(args.train.deepspeed))
+    device_map = plan.device_map if args.model.device_map is None else parse_device_map(args.model.device_map)
+    if plan.mode == "mp_ddp":
+        if args.model.quantization_bit:
+            raise ArgumentError("a 4/8-bit model cannot be spread over several GPUs per process under DDP "
+                                "(accelerate refuses it): set NPROC_PER_NODE to the number of GPUs, or run one "
+                                "process with the model spread over all GPUs")
+        allow_ddp_over_device_map()
+    return plan, device_map
+
+
+def announce(args: RunArgs, algo: str, resolved: ResolvedModel, template, plan: DevicePlan, models: Models,
+             run_dir: Path, env: DistEnv, say) -> None:
+    """One summary line (+ the reference) and args.json in the run dir, on rank 0."""
+    if not env.is_main:
+        return
+    say(f"[prefswift] {algo} | model {resolved.path} | template {template.name} | {args.tuning.sft_type} | "
+        f"devices: {plan.describe()}")
+    if needs_reference(algo):
+        say(f"[prefswift] reference: {models.note}")
+    args.save(run_dir)
+
+
+def build_trainer(args: RunArgs, objective: Objective, models: Models, data: PreparedData, tokenizer,
+                  run_dir: Path, callbacks=()) -> PreferenceTrainer:
+    return PreferenceTrainer(
+        model=models.policy, args=training_arguments(args, run_dir, has_eval=bool(data.eval)), objective=objective,
+        ref_model=models.reference, logprob_chunk_size=args.pref.logprob_chunk_size,
+        train_dataset=ListDataset(data.train), eval_dataset=ListDataset(data.eval) if data.eval else None,
+        data_collator=make_collator(args, models.resolved, tokenizer.pad_token_id), processing_class=tokenizer,
+        callbacks=[RunFilesCallback(run_dir, args), *callbacks])
+
+
+__all__ = ["main", "run_training"]

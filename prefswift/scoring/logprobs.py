@@ -1,0 +1,96 @@
+"""Per-token log-probabilities without ever building [batch, seq, vocab] logits.
+
+`token_logps` takes the backbone's last hidden states and the LM head, keeps only the positions that have a label,
+and projects them through the head a chunk of tokens at a time. Each chunk runs under
+`torch.utils.checkpoint`, so autograd keeps the chunk's hidden states (not its [chunk, vocab] logits) and the backward
+pass recomputes the logits of one chunk at a time. Peak extra memory is therefore about
+`chunk_size * vocab * 4 bytes` (x2-3 for softmax temporaries) instead of `tokens * vocab * bytes`.
+
+Numerics: the head runs in the dtype of its weights/autocast (bf16 stays bf16 for the matmul), then the logits are
+cast to float32 (float64 stays float64) *before* the log-softmax; the returned log-probs are float32 (or float64).
+
+Alignment: no shifting is done here. `hidden[..., t, :]` is scored against `labels[..., t]`: the caller passes labels
+already shifted (the pair forward in `prefswift.scoring.forward` does).
+
+PEFT: the head is simply called as a module, so a LoRA-wrapped `lm_head` applies its adapter (TRL 1.16's fused head
+reads `lm_head.weight` directly and therefore ignores a LoRA adapter on `lm_head`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from ..arguments.fields import LOGPROB_CHUNK_SIZE
+
+__all__ = ["token_logps"]
+
+
+def _score_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 for half types, float64 stays float64."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _chunk_fn(lm_head: nn.Module, logit_scale: float, logit_softcap: float | None):
+    """The per-chunk function: logits of one chunk of tokens, then the log-prob of each token's label."""
+
+    def run(hidden_chunk: Tensor, target: Tensor) -> Tensor:
+        logits = lm_head(hidden_chunk)
+        logits = logits.to(_score_dtype(logits.dtype))
+        if logit_scale != 1.0:
+            logits = logits * logit_scale
+        if logit_softcap is not None:
+            logits = torch.tanh(logits / logit_softcap) * logit_softcap
+        lse = torch.logsumexp(logits, dim=-1)
+        return logits.gather(-1, target.unsqueeze(-1)).squeeze(-1) - lse
+
+    return run
+
+
+def token_logps(
+    hidden: Tensor,
+    lm_head: nn.Module,
+    labels: Tensor,
+    chunk_size: int = LOGPROB_CHUNK_SIZE,
+    ignore_index: int = -100,
+    *,
+    logit_scale: float = 1.0,
+    logit_softcap: float | None = None,
+) -> Tensor:
+    """log p(labels) per position; 0 where `labels == ignore_index`.
+
+    hidden: [N, H] or [B, T, H] final hidden states (after the final norm); labels: [N] or [B, T], already aligned
+    with `hidden`. Only labelled positions are projected through `lm_head`, `chunk_size`
+    tokens at a time, each chunk checkpointed. `logit_scale` multiplies the logits and `logit_softcap` applies
+    `tanh(z / c) * c` afterwards (Gemma-2 style), matching TRL's fused head for models that declare them.
+    Returns float32 (float64 for float64 hidden states).
+    """
+    if hidden.shape[:-1] != labels.shape:
+        raise ValueError(f"hidden {tuple(hidden.shape)} and labels {tuple(labels.shape)} do not align")
+    if chunk_size < 1:
+        raise ValueError("chunk_size must be >= 1")
+    flat_hidden = hidden.reshape(-1, hidden.size(-1))
+    flat_labels = labels.reshape(-1)
+    positions = (flat_labels != ignore_index).nonzero().squeeze(-1)
+    selected_hidden = flat_hidden.index_select(0, positions)
+    selected_labels = flat_labels.index_select(0, positions)
+
+    run = _chunk_fn(lm_head, logit_scale, logit_softcap)
+    head_trains = any(p.requires_grad for p in lm_head.parameters())
+    use_checkpoint = torch.is_grad_enabled() and (hidden.requires_grad or head_trains)
+
+    pieces = []
+    n = selected_hidden.size(0)
+    # At least one (possibly empty) chunk: the output stays connected to the graph even with no labelled position,
+    # so an all-masked micro-batch still backpropagates (zeros) instead of failing.
+    for start in range(0, max(n, 1), chunk_size):
+        h_chunk = selected_hidden[start : start + chunk_size]
+        t_chunk = selected_labels[start : start + chunk_size]
+        if use_checkpoint:
+            pieces.append(checkpoint(run, h_chunk, t_chunk, use_reentrant=False))
+        else:
+            pieces.append(run(h_chunk, t_chunk))
+    values = torch.cat(pieces)
+
+    return values.new_zeros(flat_labels.shape).index_copy(0, positions, values).view(labels.shape)

@@ -1,0 +1,30 @@
+"""The end of a run: the final adapter (LoRA) or model (full fine-tuning), written whole or not at all."""
+import shutil
+from pathlib import Path
+
+from ..arguments import RunArgs
+
+
+def save_final(trainer, args: RunArgs, run_dir: Path, tokenizer, main: bool, log) -> None:
+    """LoRA: the adapter to run_dir/adapter (+ --lora_adapter_dir); full: the model to run_dir/final."""
+    lora = args.tuning.sft_type == "lora"
+    target = run_dir / ("adapter" if lora else "final")
+    tmp = target.with_name(target.name + ".tmp")
+    trainer.save_model(str(tmp))  # collective under DeepSpeed; writes on rank 0
+    if not main:
+        return
+    tokenizer.save_pretrained(str(tmp))
+    args.save(tmp)
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
+    log(f"[prefswift] saved {'adapter' if lora else 'model'} to {target}")
+    if lora and args.train.lora_adapter_dir:
+        extra = Path(args.train.lora_adapter_dir).expanduser()
+        if extra.exists():
+            shutil.rmtree(extra)
+        shutil.copytree(target, extra)
+        log(f"[prefswift] saved adapter to {extra}")
+    images = run_dir / "images"
+    if images.is_dir():
+        log(f"[prefswift] plots in {images}; logs in {run_dir / 'logging.jsonl'}")

@@ -1,0 +1,42 @@
+"""transformers.TrainingArguments from prefswift's arguments: the one place the Trainer's settings are derived."""
+from pathlib import Path
+
+from ..arguments import RunArgs
+from ..distributed.env import dist_env
+from ..errors import ArgumentError
+from ..models.loader import default_device, mixed_precision
+
+
+def training_arguments(args: RunArgs, run_dir: Path, has_eval: bool):
+    from transformers import TrainingArguments
+
+    t, m = args.train, args.model
+    cuda = default_device() == "cuda"
+    bf16, fp16 = mixed_precision(m.dtype)
+    eval_steps = t.eval_steps or t.save_steps
+    kwargs = dict(
+        output_dir=str(run_dir), num_train_epochs=t.num_train_epochs, max_steps=t.max_steps,
+        per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.eval_batch_size or t.batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps, learning_rate=t.learning_rate,
+        weight_decay=t.weight_decay, adam_beta1=t.adam_beta1, adam_beta2=t.adam_beta2, adam_epsilon=t.adam_epsilon,
+        max_grad_norm=t.max_grad_norm, lr_scheduler_type=t.lr_scheduler_type,
+        # transformers 5: a float warmup_steps < 1 is a ratio of the total steps
+        warmup_steps=t.warmup_steps or t.warmup_ratio, optim=t.optim, logging_steps=t.logging_steps,
+        save_strategy="steps", save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit, save_only_model=t.save_only_model, seed=t.seed, data_seed=t.seed,
+        eval_strategy="steps" if has_eval else "no", eval_steps=eval_steps if has_eval else None,
+        dataloader_num_workers=t.dataloader_num_workers, report_to=[r for r in t.report_to if r != "none"] or "none",
+        remove_unused_columns=False, bf16=bf16, fp16=fp16, ddp_backend=t.ddp_backend or (
+            "gloo" if not cuda and dist_env().is_distributed else None),
+        ddp_timeout=t.ddp_timeout, ddp_find_unused_parameters=False,
+        logging_first_step=True, disable_tqdm=False, use_cpu=not cuda,
+    )
+    if ("8bit" in t.optim or "paged" in t.optim) and not cuda:
+        raise ArgumentError(f"--optim {t.optim} needs a CUDA GPU and bitsandbytes; on this machine use adamw_torch")
+    if t.deepspeed:
+        from ..distributed.deepspeed import resolve_deepspeed
+
+        kwargs["deepspeed"] = resolve_deepspeed(t.deepspeed)
+    if t.fsdp:
+        kwargs["fsdp"] = t.fsdp
+    return TrainingArguments(**kwargs)
