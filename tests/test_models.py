@@ -27,7 +27,7 @@ def test_unreachable_hub_names_the_model_and_the_offline_way(monkeypatch):
 def test_hf_hub_is_chosen_by_use_hf(monkeypatch):
     seen = {}
 
-    def fake(model_id, revision=None, allow_patterns=None):
+    def fake(model_id, revision=None, allow_patterns=None, **kw):
         seen["id"] = model_id
         raise OSError("offline")
 
@@ -64,8 +64,12 @@ def test_flash_attention_falls_back_to_sdpa_with_one_warning(caplog):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
-def test_quantization_without_cuda_is_a_clear_error():
-    with pytest.raises(PrefswiftError, match="needs a CUDA GPU and bitsandbytes"):
+def test_quantization_without_cuda_or_cpu_backend_is_a_clear_error(monkeypatch):
+    import bitsandbytes
+
+    assert loader.quantization_config(4, torch.float32).load_in_4bit  # this machine: bitsandbytes' CPU backend
+    monkeypatch.setattr(bitsandbytes, "features", set())              # a build without it
+    with pytest.raises(PrefswiftError, match="needs a CUDA GPU, or bitsandbytes with its CPU backend"):
         loader.quantization_config(4, torch.float32)
 
 

@@ -155,14 +155,6 @@ def resolve_dtype(dtype: str, device: Optional[str] = None) -> torch.dtype:
     return torch.float32
 
 
-def mixed_precision(dtype: str) -> tuple:
-    """(bf16, fp16) for the Trainer's autocast: on GPU the resolved --dtype's half type, never on CPU."""
-    if default_device() != "cuda":
-        return False, False
-    resolved = resolve_dtype(dtype, "cuda")
-    return resolved == torch.bfloat16, resolved == torch.float16
-
-
 def flash_attention_problem(dtype: torch.dtype, device: str, spec: Optional[ModelSpec]) -> Optional[str]:
     """Why flash_attention_2 cannot be used here, or None when it can."""
     if importlib.util.find_spec("flash_attn") is None:
@@ -187,12 +179,27 @@ def resolve_attention(use_flash_attention: bool, dtype: torch.dtype, device: str
     return "flash_attention_2"
 
 
+def quantization_problem() -> Optional[str]:
+    """Why bitsandbytes 4/8-bit loading cannot run here, or None. It runs on CUDA, and on CPU with bitsandbytes'
+    multi-backend builds (0.45+: 4/8-bit QLoRA trains on CPU, slowly)."""
+    if importlib.util.find_spec("bitsandbytes") is None:
+        return "needs bitsandbytes: pip install 'bitsandbytes>=0.45'"
+    if torch.cuda.is_available():
+        return None
+    import bitsandbytes
+
+    if "multi_backend" not in getattr(bitsandbytes, "features", ()):
+        return (f"needs a CUDA GPU, or bitsandbytes with its CPU backend (this is {bitsandbytes.__version__}): "
+                "pip install 'bitsandbytes>=0.45'")
+    return None
+
+
 def quantization_config(bits: int, compute_dtype: torch.dtype, quant_type="nf4", double_quant=True):
     if not bits:
         return None
-    if not torch.cuda.is_available() or importlib.util.find_spec("bitsandbytes") is None:
-        raise PrefswiftError(f"--quantization_bit {bits} (QLoRA) needs a CUDA GPU and bitsandbytes "
-                             "(pip install -r requirements/gpu.txt); on this machine train without quantization")
+    why = quantization_problem()
+    if why:
+        raise PrefswiftError(f"--quantization_bit {bits} (QLoRA) {why}; or train without quantization")
     from transformers import BitsAndBytesConfig
 
     if bits == 4:
@@ -211,21 +218,23 @@ def load_tokenizer(path: Path):
 
 
 def load_model(path: Path, model_args, *, spec: Optional[ModelSpec] = None, device_map=None, max_memory=None,
-               trainable: bool = True):
-    """Load a causal LM with the dtype / attention / quantization the arguments ask for."""
+               trainable: bool = True, dtype: Optional[torch.dtype] = None):
+    """Load a causal LM with the dtype / attention / quantization the arguments ask for (`dtype` overrides
+    --dtype for the weights: fp32 master weights of full fine-tuning, see `models.precision`)."""
     from transformers import AutoModelForCausalLM
 
     device = default_device()
-    dtype = resolve_dtype(model_args.dtype, device)
-    compute = dtype if model_args.bnb_4bit_compute_dtype.upper() == "AUTO" else resolve_dtype(
+    compute_dtype = resolve_dtype(model_args.dtype, device)
+    dtype = dtype or compute_dtype
+    compute = compute_dtype if model_args.bnb_4bit_compute_dtype.upper() == "AUTO" else resolve_dtype(
         model_args.bnb_4bit_compute_dtype, device)
-    kwargs = dict(dtype=dtype, attn_implementation=resolve_attention(model_args.use_flash_attention, dtype, device,
-                                                                        spec))
+    kwargs = dict(dtype=dtype, attn_implementation=resolve_attention(model_args.use_flash_attention, compute_dtype,
+                                                                        device, spec))
     qcfg = quantization_config(model_args.quantization_bit, compute, model_args.bnb_4bit_quant_type,
                                model_args.bnb_4bit_use_double_quant)
     if qcfg is not None:
         kwargs["quantization_config"] = qcfg
-        if device_map is None:
+        if device_map is None and device == "cuda":  # quantized weights cannot be moved after loading
             device_map = {"": dist_env().local_rank}
     if device_map is not None:
         kwargs["device_map"] = device_map

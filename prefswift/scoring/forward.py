@@ -5,7 +5,7 @@ The model is called once through its own `forward` (so DDP / DeepSpeed wrappers 
 forward hook and projected through the LM head in chunks of tokens (`prefswift.scoring.logprobs.token_logps`), so
 the [rows, tokens, vocab] log-softmax is never materialised.
 """
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Optional
 
@@ -76,12 +76,17 @@ def unwrap(model):
 
 @contextmanager
 def capture_last_hidden(causal_lm):
-    """Record the backbone's output hidden state during the next forward (public forward-hook API)."""
+    """Record the backbone's output hidden state during the next forward (public forward-hook API), and the autocast
+    the forward ran under (accelerate wraps only the model's forward in autocast; the chunked head runs after it)."""
     store = {}
     backbone = causal_lm.base_model
 
     def hook(_module, _inputs, output):
-        store["hidden"] = output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
+        hidden = output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
+        store["hidden"] = hidden
+        device_type = hidden.device.type
+        if torch.is_autocast_enabled(device_type):
+            store["autocast"] = (device_type, torch.get_autocast_dtype(device_type))
 
     handle = backbone.register_forward_hook(hook)
     try:
@@ -101,7 +106,16 @@ def _backbone_hidden(model, **inputs):
     causal_lm = unwrap(model)
     with capture_last_hidden(causal_lm) as store:
         model(**inputs, use_cache=False, logits_to_keep=1)
-    return causal_lm, store.pop("hidden")
+    return causal_lm, store.pop("hidden"), store.get("autocast")
+
+
+def _head_logps(causal_lm, hidden, labels, chunk_size: int, autocast) -> torch.Tensor:
+    """Chunked LM-head log-probs under the autocast the backbone ran in (so a head upcast to fp32, as QLoRA does,
+    still runs its GEMMs in the compute dtype)."""
+    head = causal_lm.get_output_embeddings()
+    context = torch.autocast(autocast[0], dtype=autocast[1]) if autocast else nullcontext()
+    with context:
+        return token_logps(hidden, head, labels, chunk_size=chunk_size)
 
 
 def _concatenated_forward(model, batch, chunk_size: int, nll_all: bool) -> PairLogps:
@@ -109,12 +123,12 @@ def _concatenated_forward(model, batch, chunk_size: int, nll_all: bool) -> PairL
     input_ids = batch["input_ids"]
     attention_mask = batch["attention_mask"]
     completion_mask = batch["completion_mask"]
-    causal_lm, hidden = _backbone_hidden(model, input_ids=input_ids, attention_mask=attention_mask)
+    causal_lm, hidden, autocast = _backbone_hidden(model, input_ids=input_ids, attention_mask=attention_mask)
     hidden = hidden[:, :-1]
     # token t is predicted from position t-1: score response tokens (and, for nll_all, every real token)
     score_mask = (attention_mask if nll_all else completion_mask)[:, 1:].bool()
     labels = input_ids[:, 1:].masked_fill(~score_mask, IGNORE)
-    per_token = token_logps(hidden, causal_lm.get_output_embeddings(), labels, chunk_size=chunk_size)
+    per_token = _head_logps(causal_lm, hidden, labels, chunk_size, autocast)
     comp = completion_mask[:, 1:].to(per_token.dtype)
     b = input_ids.shape[0] // 2
     full = score_mask[:b].to(per_token.dtype) if nll_all else None
@@ -123,15 +137,17 @@ def _concatenated_forward(model, batch, chunk_size: int, nll_all: bool) -> PairL
 
 def _prefix_shared_forward(model, batch, chunk_size: int, nll_all: bool) -> PairLogps:
     """One row per pair: prompt, chosen, rejected with a 4D mask (PrefixSharedCollator)."""
-    causal_lm, hidden = _backbone_hidden(model, input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                         position_ids=batch["position_ids"])
-    pred_index = batch["pred_index"]
+    causal_lm, hidden, autocast = _backbone_hidden(model, input_ids=batch["input_ids"],
+                                                   attention_mask=batch["attention_mask"],
+                                                   position_ids=batch["position_ids"])
+    # model parallel: the last hidden state lives where the final norm is, the batch where the embeddings are
+    pred_index = batch["pred_index"].to(hidden.device)
     gathered = hidden.gather(1, pred_index.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
     seg = batch["score_seg"]
     is_chosen, is_rejected, is_prompt = seg == Segment.CHOSEN, seg == Segment.REJECTED, seg == Segment.PROMPT
     scored = is_chosen | is_rejected | (is_prompt & nll_all)
     labels = batch["target_ids"].masked_fill(~scored, IGNORE)
-    per_token = token_logps(gathered, causal_lm.get_output_embeddings(), labels, chunk_size=chunk_size)
+    per_token = _head_logps(causal_lm, gathered, labels, chunk_size, autocast)
     chosen, rejected = is_chosen.to(per_token.dtype), is_rejected.to(per_token.dtype)
     full = (is_chosen | is_prompt).to(per_token.dtype) if nll_all else None
     return _reduce(per_token, per_token, chosen, rejected, full)

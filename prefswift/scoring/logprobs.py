@@ -70,6 +70,11 @@ def token_logps(
         raise ValueError(f"hidden {tuple(hidden.shape)} and labels {tuple(labels.shape)} do not align")
     if chunk_size < 1:
         raise ValueError("chunk_size must be >= 1")
+    # Model parallel (a device_map over several GPUs): compute where the head's weights are, return where the labels
+    # came from (the caller's masks live there).
+    out_device = labels.device
+    head_device = next((p.device for p in lm_head.parameters() if p.device.type != "meta"), hidden.device)
+    hidden, labels = hidden.to(head_device), labels.to(head_device)
     flat_hidden = hidden.reshape(-1, hidden.size(-1))
     flat_labels = labels.reshape(-1)
     positions = (flat_labels != ignore_index).nonzero().squeeze(-1)
@@ -93,4 +98,5 @@ def token_logps(
             pieces.append(run(h_chunk, t_chunk))
     values = torch.cat(pieces)
 
-    return values.new_zeros(flat_labels.shape).index_copy(0, positions, values).view(labels.shape)
+    out = values.new_zeros(flat_labels.shape).index_copy(0, positions, values).view(labels.shape)
+    return out.to(out_device)

@@ -5,6 +5,7 @@ from typing import Optional
 
 from ..errors import ArgumentError
 from ..models.loader import ResolvedModel, load_model, resolve_model
+from ..models.precision import training_precision
 from ..models.lora import (add_lora, count_parameters, enable_gradient_checkpointing, frozen_copy,
                            merge_adapter_into_base)
 from ..registry.models import LLAMA_LIKE_TARGETS
@@ -26,7 +27,11 @@ def build_models(args, resolved: ResolvedModel, *, needs_reference: bool, device
     if quantized and tuning.sft_type == "full":
         raise ArgumentError("--quantization_bit / --use_4bit / --use_8bit need --sft_type lora (QLoRA); "
                             "full fine-tuning cannot update quantized weights")
-    policy = load_model(resolved.path, m, spec=resolved.spec, device_map=device_map, max_memory=max_memory)
+    precision = training_precision(m.dtype, full_finetune=tuning.sft_type == "full",
+                                   deepspeed=bool(args.train.deepspeed))
+    policy = load_model(resolved.path, m, spec=resolved.spec, device_map=device_map, max_memory=max_memory,
+                        dtype=precision.weights)
+    logger.info("precision: %s", precision.describe())
     if m.adapter_name_or_path:
         if quantized:
             raise ArgumentError("--adapter_name_or_path with 4/8-bit loading is not supported: merge the SFT adapter "
@@ -53,6 +58,8 @@ def build_models(args, resolved: ResolvedModel, *, needs_reference: bool, device
             note = "the initial weights, log-probs precomputed before training (no second copy)"
         else:
             reference = frozen_copy(policy)
+            if reference.dtype != precision.compute:  # the reference never trains: no fp32 master copy
+                reference.to(precision.compute)
             note = "a frozen copy of the initial weights"
         if pref.precompute_ref_log_probs and reference is None:
             note += "; precomputed once before training"

@@ -4,7 +4,8 @@ from pathlib import Path
 from ..arguments import RunArgs
 from ..distributed.env import dist_env
 from ..errors import ArgumentError
-from ..models.loader import default_device, mixed_precision
+from ..models.loader import default_device
+from ..models.precision import training_precision
 
 
 def training_arguments(args: RunArgs, run_dir: Path, has_eval: bool):
@@ -12,7 +13,8 @@ def training_arguments(args: RunArgs, run_dir: Path, has_eval: bool):
 
     t, m = args.train, args.model
     cuda = default_device() == "cuda"
-    bf16, fp16 = mixed_precision(m.dtype)
+    precision = training_precision(m.dtype, full_finetune=args.tuning.sft_type == "full", deepspeed=bool(t.deepspeed))
+    bf16, fp16 = precision.bf16, precision.fp16
     eval_steps = t.eval_steps or t.save_steps
     kwargs = dict(
         output_dir=str(run_dir), num_train_epochs=t.num_train_epochs, max_steps=t.max_steps,
