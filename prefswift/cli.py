@@ -74,6 +74,9 @@ def eval_cmd(ctx: typer.Context):
 
 
 def main(argv=None):
+    from .commands.common import silence_import_noise
+
+    silence_import_noise()
     app(args=argv if argv is not None else sys.argv[1:], prog_name="prefswift")
 
 

@@ -19,6 +19,7 @@ from .arguments import ARGS_FILE, RunArgs
 from .errors import ArgumentError
 from .models.checkpoint import ModelSource, load_base_with_adapter, resolve_source
 from .models.loader import load_tokenizer, parse_device_map
+from .models.push import check_push, push_result
 from .templates import get_template
 from .templates.stops import stop_tokens
 
@@ -86,6 +87,8 @@ def merge_lora(args: RunArgs, output_dir: Optional[str] = None, *, log=print) ->
     if output == source.adapter_dir or output == source.base.path:
         raise ArgumentError(f"--output_dir {output} is the adapter or base dir itself; choose a new directory")
     check_output_dir(output, args.infer.overwrite)
+    if args.push is not None:
+        check_push(args.push.push_to_hub, args.push.hub_model_id, args.model.hub, args.model.hub_token)
     if source.trained_bits:
         logger.warning("this adapter was trained on a %d-bit quantized base; it is merged into the de-quantized "
                        "(%s) base weights, so the merged model can differ slightly from the model seen in training",
@@ -118,6 +121,7 @@ def merge_lora(args: RunArgs, output_dir: Optional[str] = None, *, log=print) ->
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     log(f"[prefswift] merged model written to {output}")
+    push_result(args, output, log)
     return output
 
 

@@ -1,4 +1,5 @@
 """Shared test set-up: offline, a per-session PREFSWIFT_HOME (tiny models are built there once)."""
+import importlib.util
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -30,8 +31,9 @@ def tiny_qwen_dir():
 
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
-    """No test reaches a hub: dataset fetches and model snapshot downloads fail loudly (tests that simulate a hub
-    replace these themselves)."""
+    """No test reaches a hub: dataset fetches and every snapshot entry point of the hub clients fail loudly (tests
+    that simulate a hub replace these themselves; tests against tests/mock_hub.py run prefswift in subprocesses,
+    which this fixture does not reach)."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.delenv("USE_HF", raising=False)
@@ -42,5 +44,9 @@ def no_network(monkeypatch):
     from prefswift.data import loader
 
     monkeypatch.setattr(loader, "fetch_from_hub", refuse)
-    monkeypatch.setattr("huggingface_hub.snapshot_download", refuse)
-    monkeypatch.setattr("modelscope.snapshot_download", refuse)
+    for client, names in (("huggingface_hub", ("snapshot_download",)),
+                          ("modelscope", ("snapshot_download", "dataset_snapshot_download"))):
+        if importlib.util.find_spec(client) is None:  # e.g. a GPU box with only the core training packages
+            continue
+        for name in names:
+            monkeypatch.setattr(f"{client}.{name}", refuse)

@@ -355,3 +355,34 @@ def test_demo_loads_from_the_package_without_hub_or_dataset_dir():
     (train,) = loader.load_registered(spec, "default", "train", dataset_dir="/nonexistent", hub=None)
     (test,) = loader.load_registered(spec, "default", "test", dataset_dir=None, hub=None)
     assert (len(train.rows), len(test.rows)) == (400, 60)
+
+
+# ---------------------------------------------------------------- which repository files hold a subset/split
+
+def test_dataset_card_configs_pick_the_files_of_one_subset_and_split(tmp_path):
+    from prefswift.data import hub
+
+    readme = tmp_path / "README.md"
+    readme.write_text("---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train_prefs\n"
+                      "    path: data/train_prefs-*\n  - split: test_prefs\n    path: [data/test_prefs-*]\n"
+                      "- config_name: zh\n  data_dir: zh\n  data_files: dpo_zh.json\n"
+                      "- config_name: en\n  data_files: {train: en/train.parquet}\n---\n# card\n", encoding="utf-8")
+    configs = hub.read_card_configs(str(readme))
+    assert hub.config_patterns(configs, None, "train_prefs") == ["data/train_prefs-*"]
+    assert hub.config_patterns(configs, None, "test_prefs") == ["data/test_prefs-*"]
+    assert hub.config_patterns(configs, None, "train_sft") == []          # the card says: no such split
+    assert hub.config_patterns(configs, "zh", "train") == ["zh/dpo_zh.json"]
+    assert hub.config_patterns(configs, "en", "train") == ["en/train.parquet"]
+    assert hub.config_patterns(configs, "other", "train") is None         # not in the card: usual layouts
+    assert hub.config_patterns([], None, "train") is None
+    # the usual layouts when the card is silent: subset folders, HF shards, subset_split files
+    for rel in ("harmless_base_cn/train.jsonl", "data/train-00000-of-00002.parquet",
+                "data/train-00001-of-00002.parquet", "helpful_base_en_test.json"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("{}", encoding="utf-8")
+    found = lambda sub, split: [os.path.relpath(p, tmp_path) for p in  # noqa: E731
+                                hub.match_files(str(tmp_path), hub.layout_patterns(sub, split), first_only=True)]
+    assert found("harmless_base_cn", "train") == ["harmless_base_cn/train.jsonl"]
+    assert found(None, "train") == ["data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet"]
+    assert found("helpful_base_en", "test") == ["helpful_base_en_test.json"]
+    assert found("harmless_base_cn", "test") == []

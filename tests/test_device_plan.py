@@ -151,9 +151,10 @@ def test_deepspeed_with_model_parallel_is_refused(g, n):
     assert f"NPROC_PER_NODE={g}" in msg and "zero3" in msg and "drop --deepspeed" in msg
 
 
-def test_deepspeed_without_gpus_is_refused():
-    with pytest.raises(ArgumentError, match="drop --deepspeed"):
-        plan_devices(0, 2, 0, None, use_deepspeed=True)
+def test_deepspeed_without_gpus_runs_on_cpu():
+    """DeepSpeed 0.19 runs ZeRO on CPU with gloo (tests/test_deepspeed_cpu.py trains with it)."""
+    plan = plan_devices(0, 2, 1, None, use_deepspeed=True)
+    assert (plan.mode, plan.device_map, plan.backend) == ("cpu", None, "gloo")
 
 
 @pytest.mark.parametrize("g,n,hint", [

@@ -8,18 +8,19 @@ from typing import Any, Dict, List, Optional
 from ..errors import ArgumentError
 from .algorithms import ALGORITHMS
 from .fields import (DataArguments, InferArguments, ModelArguments, PreferenceArguments, PreviewArguments,
-                     SECTIONS, TrainArguments, TuningArguments)
+                     PushArguments, SECTIONS, TrainArguments, TuningArguments)
 from .parser import help_text, parse_args
 
-TRAIN_SECTIONS = ("model", "data", "tuning", "train", "pref")
+TRAIN_SECTIONS = ("model", "data", "tuning", "train", "pref", "push")
 COMMAND_SECTIONS = {
     **{algo: TRAIN_SECTIONS for algo in ALGORITHMS},
     "preview": ("model", "data", "preview"),
     "infer": ("model", "data", "infer"),
-    "merge-lora": ("model", "infer"),
+    "merge-lora": ("model", "infer", "push"),
     "eval": ("model", "data", "infer", "pref"),
 }
 ARGS_FILE = "args.json"
+SECRET_FIELDS = ("hub_token",)  # never written to args.json
 
 
 @dataclasses.dataclass
@@ -34,6 +35,7 @@ class RunArgs:
     pref: Optional[PreferenceArguments] = None
     infer: Optional[InferArguments] = None
     preview: Optional[PreviewArguments] = None
+    push: Optional[PushArguments] = None
     explicit: frozenset = frozenset()
 
     def to_flat_dict(self) -> Dict[str, Any]:
@@ -43,6 +45,8 @@ class RunArgs:
             section = getattr(self, name)
             if section is not None:
                 out.update(dataclasses.asdict(section))
+        for name in SECRET_FIELDS:
+            out.pop(name, None)
         return out
 
     def save(self, directory) -> Path:

@@ -51,13 +51,16 @@ class ModelArguments(Section):
     bnb_4bit_quant_type: str = arg("nf4", "4-bit quantization type.", choices=("nf4", "fp4"))
     bnb_4bit_use_double_quant: bool = arg(True, "Double quantization for 4-bit.")
     bnb_4bit_compute_dtype: str = arg("AUTO", "Compute dtype for 4-bit layers (AUTO = --dtype).")
-    check_model_is_latest: bool = arg(True, "Accepted for ms-swift compatibility; prefswift never checks.")
+    check_model_is_latest: bool = arg(True, "Ask the hub for the newest snapshot; false = use a cached snapshot "
+                                      "without any network request when one exists.")
     ref_model_type: Optional[str] = arg(None, "DPO: a separate reference model (registered type).")
     ref_model_id_or_path: Optional[str] = arg(None, "DPO: a separate reference model (dir or hub id).")
     adapter_name_or_path: Optional[str] = arg(
         None, "Start from this LoRA adapter (e.g. an SFT checkpoint); for DPO it is also the reference.")
     custom_register_path: Optional[str] = arg(None, "A Python file that registers models/templates/datasets.")
     device_map: Optional[str] = arg(None, "Model-parallel placement: auto, balanced, or a JSON dict.")
+    hub_token: Optional[str] = arg(None, "Hub access token for gated/private repos and --push_to_hub (default: the "
+                                   "client's own login, HF_TOKEN or MODELSCOPE_API_TOKEN).")
 
 
 @dataclass
@@ -178,6 +181,15 @@ class InferArguments(Section):
 
 
 @dataclass
+class PushArguments(Section):
+    push_to_hub: bool = arg(False, "Upload the result (training: the final adapter or full model; merge-lora: the "
+                                   "merged model) to --hub_model_id on --hub; refused before any work when the id or "
+                                   "a token is missing.")
+    hub_model_id: Optional[str] = arg(None, "OWNER/NAME of the repo --push_to_hub creates or updates.")
+    hub_private_repo: bool = arg(False, "Create the --push_to_hub repo as private.")
+
+
+@dataclass
 class PreviewArguments(Section):
     n: int = arg(3, "How many pairs to show (`-n 3`).", aliases=("num",), ge=1)
     json: bool = arg(False, "Print ids, labels and texts as JSON.")
@@ -191,6 +203,7 @@ SECTIONS = {
     "pref": PreferenceArguments,
     "infer": InferArguments,
     "preview": PreviewArguments,
+    "push": PushArguments,
 }
 
 

@@ -10,6 +10,14 @@ from ..errors import PrefswiftError
 from ..registry.plugins import load_plugins
 
 NOISY_LOGGERS = ("httpx", "urllib3", "modelscope", "datasets", "filelock")
+# warnings some packages log when they are imported, before any handler exists (Python then prints them raw):
+# bitsandbytes' CPU backend looks for an optional `kernels` package on every import
+IMPORT_NOISE = {"bitsandbytes": logging.ERROR}
+
+
+def silence_import_noise() -> None:
+    for name, level in IMPORT_NOISE.items():
+        logging.getLogger(name).setLevel(level)
 
 
 def setup_logging() -> None:

@@ -5,7 +5,7 @@ from typing import List
 
 from ..arguments import RunArgs
 from ..data.pipeline import build_preference_data
-from ..models.loader import load_tokenizer, resolve_model
+from ..models.loader import hub_kwargs, load_tokenizer, resolve_model
 from ..templates import get_template
 from .common import parse_or_help, run_user_command
 
@@ -14,13 +14,13 @@ TRAINED_OPEN, TRAINED_CLOSE = "\u27e6", "\u27e7"  # ⟦trained tokens⟧
 
 def run_preview(args: RunArgs, n: int = 3, as_json: bool = False) -> str:
     m = args.model
-    resolved = resolve_model(m.model_type, m.model_id_or_path, revision=m.model_revision, hub=m.hub,
-                             template=m.template, tokenizer_only=True)
+    resolved = resolve_model(m.model_type, m.model_id_or_path, **hub_kwargs(m), template=m.template,
+                             tokenizer_only=True)
     tokenizer = load_tokenizer(resolved.path)
     template = get_template(resolved.template)
     lines = []
     log = (lambda *a, **k: None) if as_json else (lambda msg="", *a, **k: lines.append(str(msg)))
-    data = build_preference_data(args.data, template, tokenizer, hub=m.hub, log=log)
+    data = build_preference_data(args.data, template, tokenizer, hub=m.hub, token=m.hub_token, log=log)
     rows = data.train[:n]
     if as_json:
         out = []

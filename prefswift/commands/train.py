@@ -7,6 +7,7 @@ MP+DDP, DeepSpeed ZeRO-2/3; `--resume_from_checkpoint latest`.
 
 Steps: validate -> prepare run dir -> data -> device plan -> models -> trainer -> train -> save.
 """
+import importlib.util
 import logging
 from pathlib import Path
 from typing import List
@@ -17,7 +18,8 @@ from ..data.pipeline import PreparedData, build_preference_data
 from ..distributed.device_plan import DevicePlan, gather_device_facts, plan_devices
 from ..distributed.env import DistEnv, allow_ddp_over_device_map, dist_env, shutdown_distributed
 from ..errors import ArgumentError
-from ..models.loader import ResolvedModel, load_tokenizer, parse_device_map, resolve_model
+from ..models.push import check_push
+from ..models.loader import ResolvedModel, hub_kwargs, load_tokenizer, parse_device_map, resolve_model
 from ..scoring.collators import ListDataset
 from ..templates import get_template
 from ..train.callbacks import RunFilesCallback
@@ -45,7 +47,8 @@ def main(algo: str, argv: List[str]) -> None:
 
             typer.echo(dry_run(algo, argv, args))
             return
-        maybe_relaunch([algo] + list(argv))
+        validate(args, algo)  # before a relaunch: one error line, not one per rank
+        maybe_relaunch([algo] + list(argv), always=bool(args.train.deepspeed))  # DeepSpeed needs a process group
         setup_logging()
         run_training(args, algo)
 
@@ -60,11 +63,14 @@ def run_training(args: RunArgs, algo: str, *, log=print, callbacks=()) -> Path:
     run_dir, resume_from = prepare_run(args, env)
     resolved, tokenizer, template = load_tokenizer_and_template(args)
     data = prepare_data(args, template, tokenizer, say)
+    # before any model is built: with a ZeRO-3 config this makes from_pretrained partition the weights as they load
+    # (zero.Init) instead of loading the whole model into host memory on every rank
+    targs = training_arguments(args, run_dir, has_eval=bool(data.eval))
     plan, device_map = plan_placement(args, env)
     models = build_models(args, resolved, needs_reference=objective.needs_reference, device_map=device_map,
                           max_memory=plan.max_memory)
     announce(args, algo, resolved, template, plan, models, run_dir, env, say)
-    trainer = build_trainer(args, objective, models, data, tokenizer, run_dir, callbacks)
+    trainer = build_trainer(args, targs, objective, models, data, tokenizer, run_dir, callbacks)
     if objective.needs_reference and args.pref.precompute_ref_log_probs:
         from ..train.reference_cache import precompute_or_load
 
@@ -90,9 +96,14 @@ def validate(args: RunArgs, algo: str) -> Objective:
     if args.train.deepspeed:
         from ..distributed.deepspeed import check_deepspeed_with_reference, resolve_deepspeed, zero_stage
 
+        if importlib.util.find_spec("deepspeed") is None:
+            raise ArgumentError("--deepspeed needs the deepspeed package: pip install 'deepspeed>=0.16' "
+                                "(or pip install -r requirements/gpu.txt)")
+
         check_deepspeed_with_reference(algo, zero_stage(resolve_deepspeed(args.train.deepspeed)),
                                        args.tuning.sft_type, pref.precompute_ref_log_probs,
                                        bool(m.ref_model_type or m.ref_model_id_or_path))
+    check_push(args.push.push_to_hub, args.push.hub_model_id, m.hub, m.hub_token)
     return Objective.from_args(algo, pref)
 
 
@@ -106,13 +117,13 @@ def prepare_run(args: RunArgs, env: DistEnv):
 
 def load_tokenizer_and_template(args: RunArgs):
     m = args.model
-    resolved = resolve_model(m.model_type, m.model_id_or_path, revision=m.model_revision, hub=m.hub,
-                             template=m.template)
+    resolved = resolve_model(m.model_type, m.model_id_or_path, **hub_kwargs(m), template=m.template)
     return resolved, load_tokenizer(resolved.path), get_template(resolved.template)
 
 
 def prepare_data(args: RunArgs, template, tokenizer, say) -> PreparedData:
-    data = build_preference_data(args.data, template, tokenizer, hub=args.model.hub, log=say)
+    data = build_preference_data(args.data, template, tokenizer, hub=args.model.hub, token=args.model.hub_token,
+                                 log=say)
     if not data.train:
         raise ArgumentError("no training pairs left after filtering (see the summary above); check the dataset or "
                             "raise --max_length")
@@ -150,10 +161,10 @@ def announce(args: RunArgs, algo: str, resolved: ResolvedModel, template, plan: 
     args.save(run_dir)
 
 
-def build_trainer(args: RunArgs, objective: Objective, models: Models, data: PreparedData, tokenizer,
+def build_trainer(args: RunArgs, targs, objective: Objective, models: Models, data: PreparedData, tokenizer,
                   run_dir: Path, callbacks=()) -> PreferenceTrainer:
     return PreferenceTrainer(
-        model=models.policy, args=training_arguments(args, run_dir, has_eval=bool(data.eval)), objective=objective,
+        model=models.policy, args=targs, objective=objective,
         ref_model=models.reference, logprob_chunk_size=args.pref.logprob_chunk_size,
         train_dataset=ListDataset(data.train), eval_dataset=ListDataset(data.eval) if data.eval else None,
         data_collator=make_collator(args, models.resolved, tokenizer.pad_token_id), processing_class=tokenizer,

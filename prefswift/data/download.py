@@ -42,6 +42,8 @@ def download(name: str, output_dir: str, hub: str = "auto", log=print) -> List[s
             real_subset = None if subset == "default" else subset
             try:
                 rows = loader.fetch_from_hub(dataset_id, real_subset, split, which)
+            except PrefswiftError:  # a gated or missing repository: already one clear line
+                raise
             except Exception as e:  # noqa: BLE001 - the user gets one line per failed split
                 if split == spec.test_split:
                     log(f"[download] {spec.name}:{subset} has no '{split}' split ({type(e).__name__}); skipped")

@@ -10,7 +10,8 @@ train_prefs), the first of these that exists is read (EXT = jsonl, json or parqu
   4. train split only: ROOT/S.EXT (a single-subset dataset also: ROOT/NAME.EXT)
 
 A missing test split is fine (eval_ratio is used instead); a missing train split is an error listing the
-paths tried. Only `fetch_from_hub` touches the network.
+paths tried. Only `fetch_from_hub` touches the network: it downloads the repository files of one subset/split
+through prefswift.data.hub (both hubs alike) and reads them with `read_local_file`.
 """
 import glob
 import json
@@ -20,6 +21,7 @@ from typing import Callable, List, Optional
 
 from ..errors import DataError, data_error
 from ..registry.hubs import HUB_NAMES, which_hub
+from .hub import split_files
 
 EXTS = ("jsonl", "json", "parquet")
 
@@ -143,17 +145,17 @@ def find_local_files(spec, subset: str, split: str, dataset_dir: str) -> List[st
 
 # ---------------------------------------------------------------- the hub
 
-def fetch_from_hub(dataset_id: str, subset: Optional[str], split: str, hub: str) -> list:
-    """Download one split. The only function here that uses the network (tests replace it)."""
-    if hub == "hf":
-        import datasets
-        ds = datasets.load_dataset(dataset_id, name=subset, split=split)
-    else:
-        from modelscope import MsDataset
-        ds = MsDataset.load(dataset_id, subset_name=subset or "default", split=split)
-        if hasattr(ds, "to_hf_dataset"):
-            ds = ds.to_hf_dataset()
-    return [dict(row) for row in ds]
+def fetch_from_hub(dataset_id: str, subset: Optional[str], split: str, hub: str, **kw) -> list:
+    """All rows of one split from the hub (see prefswift.data.hub). The only function here that uses the network
+    (tests replace it). kw: token, log. A split the repository does not have raises FileNotFoundError."""
+    root, files = split_files(dataset_id, subset, split, hub, **kw)
+    if not files:
+        raise FileNotFoundError(f"no '{split}' files for subset {subset or 'default'} in the {HUB_NAMES[hub]} "
+                                f"repository {dataset_id}")
+    rows: list = []
+    for path in files:
+        rows += read_local_file(path).rows
+    return rows
 
 
 def hub_and_id(spec, hub: Optional[str], log=print) -> tuple:
@@ -169,13 +171,22 @@ def hub_and_id(spec, hub: Optional[str], log=print) -> tuple:
     return which, dataset_id
 
 
-def load_from_hub(spec, subset: str, split: str, hub: Optional[str], log=print) -> RawSource:
+def load_from_hub(spec, subset: str, split: str, hub: Optional[str], log=print,
+                  token: Optional[str] = None) -> Optional[RawSource]:
+    """One subset/split from the hub; None when a non-train split is not in the repository."""
     which, dataset_id = hub_and_id(spec, hub, log)
     hub_name = HUB_NAMES[which]
     real_subset = None if subset == "default" else subset
     try:
-        rows = fetch_from_hub(dataset_id, real_subset, split, which)
-    except Exception as e:  # noqa: BLE001 - every hub failure gets the same actionable message
+        rows = fetch_from_hub(dataset_id, real_subset, split, which, **({"token": token} if token else {}))
+    except DataError:  # a gated or missing repository: already one clear line
+        raise
+    except FileNotFoundError as e:
+        if split != spec.train_split:
+            return None
+        raise DataError(f"dataset '{spec.name}': {e} — pick another subset (`prefswift list datasets`), or pass "
+                        "--dataset_dir DIR with a local copy") from None
+    except Exception as e:  # noqa: BLE001 - every other hub failure gets the same actionable message
         detail = (str(e).strip().splitlines() or [""])[0][:200]
         raise DataError(f"dataset '{spec.name}': cannot load {hub_name} dataset {dataset_id} "
                         f"(subset {subset}, split {split}): {type(e).__name__}: {detail} — if this machine is "
@@ -186,13 +197,14 @@ def load_from_hub(spec, subset: str, split: str, hub: Optional[str], log=print) 
 
 
 def load_registered(spec, subset: str, split: str, *, dataset_dir: Optional[str], hub: Optional[str],
-                    log=print) -> List[RawSource]:
+                    log=print, token: Optional[str] = None) -> List[RawSource]:
     """Sources for one subset/split: the built-in copy, the --dataset_dir copy, or the hub.
 
     Returns [] when a non-train split has no local copy (the caller falls back to eval_ratio)."""
     local_dir = spec.builtin_dir or dataset_dir
     if local_dir is None:
-        return [load_from_hub(spec, subset, split, hub, log)]
+        source = load_from_hub(spec, subset, split, hub, log, token=token)
+        return [source] if source is not None else []
     files = find_local_files(spec, subset, split, local_dir)
     if not files:
         if split != spec.train_split:

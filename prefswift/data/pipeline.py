@@ -215,9 +215,10 @@ def convert_source(source: RawSource, columns: Optional[dict], system: Optional[
 
 # ---------------------------------------------------------------- loading one --dataset / --val_dataset entry
 
-def _load_ref(ref: DatasetRef, args: DataArguments, hub: Optional[str], checker: RowChecker, role: str, log
+def _load_ref(ref: DatasetRef, args: DataArguments, hub_and_token: tuple, checker: RowChecker, role: str, log
               ) -> Tuple[List[PreferenceExample], Optional[List[PreferenceExample]], List[SourceStats]]:
     """(train examples, own test examples or None, stats). For role='eval' the first list holds the eval rows."""
+    hub, token = hub_and_token
     columns, system, dataset_dir = _columns(args.columns), args.system, args.dataset_dir
     stats: List[SourceStats] = []
     declared = None if ref.local else dataset_info.lookup(dataset_dir, ref.name)
@@ -230,7 +231,7 @@ def _load_ref(ref: DatasetRef, args: DataArguments, hub: Optional[str], checker:
     test: Optional[List[PreferenceExample]] = [] if spec.test_split else None
 
     def convert_split(subset: str, split: str) -> Optional[List[PreferenceExample]]:
-        sources = load_registered(spec, subset, split, dataset_dir=dataset_dir, hub=hub, log=log)
+        sources = load_registered(spec, subset, split, dataset_dir=dataset_dir, hub=hub, token=token, log=log)
         if not sources:
             return None
         out: List[PreferenceExample] = []
@@ -312,9 +313,10 @@ def _columns(value) -> Optional[dict]:
 
 
 def build_preference_data(args: DataArguments, template, tokenizer, *, hub: Optional[str] = None,
-                          log=print) -> PreparedData:
+                          token: Optional[str] = None, log=print) -> PreparedData:
     """Load, convert, check, split, encode and truncate the preference data; log and return the summary.
-    `hub`: --hub for registered datasets that are downloaded (None = auto)."""
+    `hub` / `token`: --hub and --hub_token for registered datasets that are downloaded (None = auto / the client's
+    own login)."""
     _validate(args)
     seed, ratio = args.dataset_seed, args.eval_ratio
     checker = RowChecker(args.check_dataset_strategy, log)
@@ -325,7 +327,7 @@ def build_preference_data(args: DataArguments, template, tokenizer, *, hub: Opti
     eval_from: List[str] = []
 
     for ref in (parse_dataset_arg(t) for t in args.dataset):
-        train, test, stats = _load_ref(ref, args, hub, checker, "train", log)
+        train, test, stats = _load_ref(ref, args, (hub, token), checker, "train", log)
         all_stats += stats
         train = sample_rows(train, ref.sample, seed)
         if val_refs:
@@ -341,7 +343,7 @@ def build_preference_data(args: DataArguments, template, tokenizer, *, hub: Opti
             if held:
                 eval_from.append(f"{ref.name} eval_ratio {ratio:g}")
     for ref in val_refs:
-        exs, _, stats = _load_ref(ref, args, hub, checker, "eval", log)
+        exs, _, stats = _load_ref(ref, args, (hub, token), checker, "eval", log)
         all_stats += stats
         eval_exs += sample_rows(exs, ref.sample, seed)
         eval_from.append(f"{ref.name} (--val_dataset)")

@@ -70,7 +70,8 @@ def select_pairs(args: RunArgs, template, tokenizer, *, saved: dict, ckpt_dir: O
         if not str(msg).startswith("[data] summary"):
             log(msg)
 
-    data = build_preference_data(data_args, template, tokenizer, hub=args.model.hub, log=quiet_summary)
+    data = build_preference_data(data_args, template, tokenizer, hub=args.model.hub, token=args.model.hub_token,
+                                 log=quiet_summary)
     s = data.summary
     if use_eval or data.eval:
         rows, origin = data.eval, s.eval_from

@@ -148,12 +148,7 @@ def plan_devices(
                 f"a visible GPU reports no free memory ({free_memory}) — free it or hide it with CUDA_VISIBLE_DEVICES"
             )
 
-    if g == 0:
-        if use_deepspeed:
-            raise ArgumentError(
-                "--deepspeed needs CUDA GPUs and none are visible — drop --deepspeed to train on CPU"
-                + (f" (DDP with {n} processes uses the gloo backend)" if n > 1 else "")
-            )
+    if g == 0:  # DDP with gloo; DeepSpeed runs ZeRO on its CPU accelerator with gloo too
         return DevicePlan(world, n, local_rank, (), None, None, "cpu")
 
     if n > g:

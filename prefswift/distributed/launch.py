@@ -42,11 +42,12 @@ class LaunchSettings:
     master_port: Optional[int]
 
 
-def launch_settings(env: Mapping[str, str]) -> Optional[LaunchSettings]:
-    """Validated NPROC_PER_NODE/NNODES/... or None when no relaunch is wanted."""
+def launch_settings(env: Mapping[str, str], *, always: bool = False) -> Optional[LaunchSettings]:
+    """Validated NPROC_PER_NODE/NNODES/... or None when no relaunch is wanted. `always`: launch even one process
+    (DeepSpeed needs the process group torchrun sets up, also for a single process)."""
     if under_launcher(env):
         return None
-    nproc = _env_int(env, "NPROC_PER_NODE", None, minimum=1)
+    nproc = _env_int(env, "NPROC_PER_NODE", 1 if always else None, minimum=1)
     if nproc is None:
         return None
     nnodes = _env_int(env, "NNODES", 1, minimum=1)
@@ -57,21 +58,22 @@ def launch_settings(env: Mapping[str, str]) -> Optional[LaunchSettings]:
         raise ArgumentError(
             f"NNODES={nnodes} needs MASTER_ADDR — set it to the address of node 0 (the same on every node)"
         )
-    if nproc == 1 and nnodes == 1:
+    if nproc == 1 and nnodes == 1 and not always:
         return None  # one process: nothing to launch
     return LaunchSettings(nproc, nnodes, node_rank, master_addr, master_port)
 
 
 def torchrun_command(argv: Sequence[str], env: Mapping[str, str], *,
                      free_port: Callable[[], object] = find_free_port,
-                     module: str = "prefswift", python: Optional[str] = None) -> Optional[list]:
+                     module: str = "prefswift", python: Optional[str] = None, always: bool = False
+                     ) -> Optional[list]:
     """The torchrun command that re-runs `python -m prefswift <argv>`, or None when no relaunch is needed.
 
     argv: the CLI arguments without the program name (sys.argv[1:]).
     Pure apart from `free_port`, which is asked for a port only on one node without MASTER_PORT
     (several nodes must agree on a port, so there torchrun's default 29500 applies).
     """
-    settings = launch_settings(env)
+    settings = launch_settings(env, always=always)
     if settings is None:
         return None
     cmd = [python or sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(settings.nproc_per_node)]
@@ -95,14 +97,15 @@ def exit_code(returncode: int) -> int:
 
 
 def maybe_relaunch(argv: Sequence[str], env: Optional[Mapping[str, str]] = None, *,
-                   run: Callable = subprocess.run, module: str = "prefswift") -> None:
-    """If NPROC_PER_NODE asks for it, run ourselves under torchrun and exit with its status.
+                   run: Callable = subprocess.run, module: str = "prefswift", always: bool = False) -> None:
+    """If NPROC_PER_NODE asks for it (or `always`, for DeepSpeed), run ourselves under torchrun and exit with its
+    status.
 
     torchrun stops every rank when one fails and then exits non-zero; we pass that status on.
     Returns (doing nothing) when no relaunch is needed.
     """
     env = os.environ if env is None else env
-    cmd = torchrun_command(argv, env, module=module)
+    cmd = torchrun_command(argv, env, module=module, always=always)
     if cmd is None:
         return
     print(f"[prefswift] launching: {shlex.join(cmd)}", file=sys.stderr, flush=True)
@@ -153,8 +156,8 @@ def describe_launch(argv: Sequence[str], env: Mapping[str, str], n_visible_gpus:
         lines.append(f"launch: already under a launcher (rank {de.rank} of {de.world_size})")
         nproc, world, ranks = de.local_world_size, de.world_size, [de.local_rank]
     else:
-        cmd = torchrun_command(argv, env, free_port=lambda: "<free port>")
-        settings = launch_settings(env)
+        cmd = torchrun_command(argv, env, free_port=lambda: "<free port>", always=use_deepspeed)
+        settings = launch_settings(env, always=use_deepspeed)
         if cmd is None:
             lines.append("launch: single process (set NPROC_PER_NODE=N to start N processes with torchrun)")
             nproc, world = 1, 1

@@ -22,7 +22,7 @@ from ..arguments import RunArgs, load_args_json, section_from_flat
 from ..arguments.fields import ModelArguments
 from ..errors import ArgumentError
 from ..templates import Template, get_template
-from .loader import ResolvedModel, load_model, load_tokenizer, parse_device_map, resolve_model
+from .loader import ResolvedModel, hub_kwargs, load_model, load_tokenizer, parse_device_map, resolve_model
 
 logger = logging.getLogger("prefswift")
 
@@ -130,14 +130,12 @@ def resolve_source(args: RunArgs) -> ModelSource:
     if adapter is not None:
         if not (margs.model_type or margs.model_id_or_path):
             margs.model_id_or_path = _base_from_adapter_config(adapter)
-        base = resolve_model(margs.model_type, margs.model_id_or_path, revision=margs.model_revision, hub=margs.hub,
-                             template=template)
+        base = resolve_model(margs.model_type, margs.model_id_or_path, **hub_kwargs(margs), template=template)
     elif ckpt_dir is not None:                        # a full model dir: merged or full fine-tuning
         margs.model_id_or_path = str(ckpt_dir)
         base = resolve_model(margs.model_type, str(ckpt_dir), template=template)
     else:
-        base = resolve_model(margs.model_type, margs.model_id_or_path, revision=margs.model_revision, hub=margs.hub,
-                             template=template)
+        base = resolve_model(margs.model_type, margs.model_id_or_path, **hub_kwargs(margs), template=template)
     return ModelSource(base=base, model_args=margs, adapter_dir=adapter, pre_adapter=pre_adapter, ckpt_dir=ckpt_dir,
                        saved=saved, trained_bits=trained_bits)
 

@@ -30,31 +30,93 @@ class ResolvedModel:
 
 
 TOKENIZER_FILES = ["*.json", "*.model", "*.txt", "*.tiktoken", "*.jinja", "*.py"]
+# never needed when the repo has safetensors: PyTorch pickles, the original (Meta) checkpoints, other formats
+SKIP_WHEN_SAFETENSORS = ["*.bin", "*.pth", "*.pt", "original/*", "consolidated*"]
+NEVER_NEEDED = ["*.gguf", "*.onnx", "onnx/*", "*.msgpack", "*.h5", "*.ot", "*.zip"]
 
 
-def download(model_id: str, revision: Optional[str], hub: str, tokenizer_only: bool = False) -> Path:
-    """Download (or find in the local hub cache) a snapshot; a clear error when the hub cannot be reached."""
+def _has_weights(path: Path) -> bool:
+    return any(path.glob("*.safetensors")) or any(path.glob("*.safetensors.index.json"))
+
+
+def _hub_error(e: Exception, model_id: str, hub: str) -> PrefswiftError:
+    """One line per failure kind: login for 401/403, the closest registered ids for 404, offline otherwise."""
+    from ..registry.hub_client import LOGIN_HINT, failure_kind, first_line
+    from ..registry.models import list_models
+    from ..errors import did_you_mean
+
+    kind = failure_kind(e)
+    if kind == "auth":
+        return PrefswiftError(f"{HUB_NAMES[hub]} refused access to model {model_id!r} (gated or private: "
+                              f"{first_line(e, 120)}) — {LOGIN_HINT[hub]}")
+    if kind == "missing":
+        specs = list_models()
+        ids = [i for i in ((s.hf_id if hub == "hf" else s.ms_id) for s in specs) if i]
+        hint = did_you_mean(model_id, ids) or did_you_mean(model_id.split("/")[-1], [s.model_type for s in specs])
+        return PrefswiftError(f"model {model_id!r} does not exist on {HUB_NAMES[hub]} (404){hint} — check the id "
+                              "(`prefswift list models` shows the registered ones) or the --model_revision")
+    return PrefswiftError(
+        f"could not download model {model_id!r} from {HUB_NAMES[hub]} "
+        f"({first_line(e)}); if you are offline, download it elsewhere and pass --model_id_or_path /path/to/dir"
+        + ("" if hub == "hf" else ", or set USE_HF=1 to use Hugging Face"))
+
+
+def download(model_id: str, revision: Optional[str], hub: str, tokenizer_only: bool = False, *,
+             token: Optional[str] = None, check_latest: bool = True) -> Path:
+    """Download (or find in the local hub cache) a snapshot; a clear error when the hub cannot be reached.
+
+    check_latest=False: a snapshot already in the hub client's cache is used without asking the hub. When the hub
+    cannot be reached, a cached snapshot is used too (with a warning). Pickled weights (`*.bin`, `*.pth`,
+    `original/`, `consolidated*`) are skipped when the repo has safetensors."""
+    from ..registry.hub_client import failure_kind, mark_unreachable, snapshot
+
     hub = which_hub(hub)
-    rev = None if revision in (None, "master", "main") else revision
-    patterns = TOKENIZER_FILES if tokenizer_only else None
+    kw = dict(revision=revision, token=token)
+    if tokenizer_only:
+        kw["allow_patterns"] = TOKENIZER_FILES
+        first = kw
+    else:
+        first = dict(kw, ignore_patterns=SKIP_WHEN_SAFETENSORS + NEVER_NEEDED)
+
+    def complete(p: Path) -> bool:
+        return (p / "config.json").is_file() and (tokenizer_only or _has_weights(p) or
+                                                  any(p.glob("*.bin")) or any(p.glob("*.pth")))
+
+    if not check_latest:
+        try:
+            path = Path(snapshot(hub, model_id, local_only=True, **first))
+            if complete(path):
+                return path
+        except Exception:  # noqa: BLE001 - not cached: download below
+            pass
     try:
-        if hub == "hf":
-            from huggingface_hub import snapshot_download
+        path = Path(snapshot(hub, model_id, **first))
+        if not tokenizer_only and not _has_weights(path):  # no safetensors: the pickled weights are the weights
+            path = Path(snapshot(hub, model_id, ignore_patterns=NEVER_NEEDED, **kw))
+        return path
+    except Exception as e:  # network, auth or missing repo: one line each
+        if failure_kind(e) == "network":
+            mark_unreachable(hub)
+            try:
+                path = Path(snapshot(hub, model_id, local_only=True, **first))
+                if complete(path):
+                    logger.warning("%s is unreachable (%s); using the cached snapshot of %s", HUB_NAMES[hub],
+                                   str(e).splitlines()[0][:120] if str(e) else type(e).__name__, model_id)
+                    return path
+            except Exception:  # noqa: BLE001 - nothing cached: report the network failure
+                pass
+        raise _hub_error(e, model_id, hub) from None
 
-            return Path(snapshot_download(model_id, revision=rev, allow_patterns=patterns))
-        from modelscope import snapshot_download
 
-        return Path(snapshot_download(model_id, revision=revision or "master", allow_patterns=patterns))
-    except Exception as e:  # network, auth or missing repo: all end the same way for the user
-        reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-        raise PrefswiftError(
-            f"could not download model {model_id!r} from {HUB_NAMES[hub]} "
-            f"({reason}); if you are offline, download it elsewhere and pass --model_id_or_path /path/to/dir"
-            + ("" if hub == "hf" else ", or set USE_HF=1 to use Hugging Face")) from None
+def hub_kwargs(model_args) -> dict:
+    """The download settings of a ModelArguments for `resolve_model`: revision, hub, token, cache policy."""
+    return dict(revision=model_args.model_revision, hub=model_args.hub, token=model_args.hub_token,
+                check_latest=model_args.check_model_is_latest)
 
 
 def resolve_model(model_type: Optional[str], model_id_or_path: Optional[str], *, revision=None, hub="auto",
-                  template: Optional[str] = None, tokenizer_only: bool = False) -> ResolvedModel:
+                  template: Optional[str] = None, tokenizer_only: bool = False, token: Optional[str] = None,
+                  check_latest: bool = True) -> ResolvedModel:
     spec = get_model_spec(model_type) if model_type else None
     if spec is not None:
         check_requirements(spec)
@@ -71,7 +133,10 @@ def resolve_model(model_type: Optional[str], model_id_or_path: Optional[str], *,
         model_id = model_id_or_path or (spec.hf_id if which_hub(hub) == "hf" else spec.ms_id)
         if not model_id:
             raise PrefswiftError(f"model type {spec.model_type} has no id on hub {which_hub(hub)}")
-        path = download(model_id, revision, hub, tokenizer_only)
+        if token or not check_latest:
+            path = download(model_id, revision, hub, tokenizer_only, token=token, check_latest=check_latest)
+        else:
+            path = download(model_id, revision, hub, tokenizer_only)
     else:
         raise PrefswiftError("say which model: --model_type NAME (see `prefswift list models`) "
                              "or --model_id_or_path DIR")

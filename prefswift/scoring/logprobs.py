@@ -1,8 +1,9 @@
 """Per-token log-probabilities without ever building [batch, seq, vocab] logits.
 
 `token_logps` takes the backbone's last hidden states and the LM head, keeps only the positions that have a label,
-and projects them through the head a chunk of tokens at a time. Each chunk runs under
-`torch.utils.checkpoint`, so autograd keeps the chunk's hidden states (not its [chunk, vocab] logits) and the backward
+and projects them through the head a chunk of tokens at a time. A trainable head runs each chunk under
+`torch.utils.checkpoint`; a frozen linear head (LoRA, QLoRA) through `frozen_head.FrozenHeadLogps`, whose backward is
+written out. Either way autograd keeps the chunk's hidden states (not its [chunk, vocab] logits) and the backward
 pass recomputes the logits of one chunk at a time. Peak extra memory is therefore about
 `chunk_size * vocab * 4 bytes` (x2-3 for softmax temporaries) instead of `tokens * vocab * bytes`.
 
@@ -23,6 +24,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from ..arguments.fields import LOGPROB_CHUNK_SIZE
+from .frozen_head import frozen_head_logps, is_frozen_linear_head
 
 __all__ = ["token_logps"]
 
@@ -81,9 +83,13 @@ def token_logps(
     selected_hidden = flat_hidden.index_select(0, positions)
     selected_labels = flat_labels.index_select(0, positions)
 
-    run = _chunk_fn(lm_head, logit_scale, logit_softcap)
-    head_trains = any(p.requires_grad for p in lm_head.parameters())
-    use_checkpoint = torch.is_grad_enabled() and (hidden.requires_grad or head_trains)
+    if is_frozen_linear_head(lm_head):  # LoRA/QLoRA: a hand-written backward (ZeRO-3-safe, see frozen_head)
+        run = lambda h, t: frozen_head_logps(h, t, lm_head, logit_scale, logit_softcap)  # noqa: E731
+        use_checkpoint = False
+    else:
+        run = _chunk_fn(lm_head, logit_scale, logit_softcap)
+        head_trains = any(p.requires_grad for p in lm_head.parameters())
+        use_checkpoint = torch.is_grad_enabled() and (hidden.requires_grad or head_trains)
 
     pieces = []
     n = selected_hidden.size(0)

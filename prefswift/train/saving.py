@@ -3,6 +3,7 @@ import shutil
 from pathlib import Path
 
 from ..arguments import RunArgs
+from ..models.push import push_result
 
 
 def save_final(trainer, args: RunArgs, run_dir: Path, tokenizer, main: bool, log) -> None:
@@ -28,3 +29,5 @@ def save_final(trainer, args: RunArgs, run_dir: Path, tokenizer, main: bool, log
     images = run_dir / "images"
     if images.is_dir():
         log(f"[prefswift] plots in {images}; logs in {run_dir / 'logging.jsonl'}")
+    push_result(args, target, log)
+

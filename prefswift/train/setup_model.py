@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..errors import ArgumentError
-from ..models.loader import ResolvedModel, load_model, resolve_model
+from ..models.loader import ResolvedModel, hub_kwargs, load_model, resolve_model
 from ..models.precision import training_precision
 from ..models.lora import (add_lora, count_parameters, enable_gradient_checkpointing, frozen_copy,
                            merge_adapter_into_base)
@@ -47,8 +47,8 @@ def build_models(args, resolved: ResolvedModel, *, needs_reference: bool, device
         if separate_ref and same_weights and tuning.sft_type == "lora":
             note = "the base model with the LoRA adapter disabled (= --ref_model_*, no second copy)"
         elif separate_ref:
-            ref_resolved = resolve_model(m.ref_model_type, m.ref_model_id_or_path, revision=m.model_revision,
-                                         hub=m.hub, template=resolved.template)  # its template is never used
+            ref_resolved = resolve_model(m.ref_model_type, m.ref_model_id_or_path, **hub_kwargs(m),
+                                         template=resolved.template)  # its template is never used
             reference = load_model(ref_resolved.path, m, spec=ref_resolved.spec, device_map=device_map,
                                    max_memory=max_memory, trainable=False)
             note = f"separate model {ref_resolved.path}"

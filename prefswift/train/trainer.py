@@ -23,9 +23,10 @@ class PreferenceTrainer(Trainer):
         self.objective = objective
         self.chunk_size = logprob_chunk_size
         self.ref_model = ref_model
-        if ref_model is not None and not self.is_deepspeed_enabled:
-            self.ref_model = ref_model.to(self.args.device) if not getattr(ref_model, "hf_device_map", None) \
-                else ref_model
+        if ref_model is not None and not getattr(ref_model, "hf_device_map", None):
+            # also under DeepSpeed ZeRO-1/2, where every rank holds the whole (frozen) reference: on the training
+            # device, not where it was loaded (ZeRO-3 with a separate reference is refused unless precomputed)
+            self.ref_model = ref_model.to(self.args.device)
         # our loss is a per-batch mean: let the Trainer scale it by gradient accumulation itself
         self.model_accepts_loss_kwargs = False
         self._metrics: Dict[str, Dict[str, List[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
@@ -90,24 +91,50 @@ class PreferenceTrainer(Trainer):
     # ---- precomputed reference -------------------------------------------------------------------------------
     @torch.no_grad()
     def precompute_reference(self, rows: List[dict], collator, batch_size: int) -> None:
-        """Add ref_chosen_logps / ref_rejected_logps to every row (one pass, before training)."""
+        """Add ref_chosen_logps / ref_rejected_logps to every row (one pass, before training). Each rank computes
+        every world_size-th row on its training device; the results are exchanged so every rank has all of them."""
         model = self.model
         source = self.ref_model if self.ref_model is not None else model
-        # where the (reference) weights are: the Trainer's device, a device_map's first GPU, or - under DeepSpeed,
-        # before its engine exists - wherever the model was loaded
-        device = next(source.parameters()).device
+        partitioned = any(getattr(p, "ds_id", None) is not None for p in source.parameters())
+        if getattr(source, "hf_device_map", None):
+            device = next(source.parameters()).device   # a device_map: inputs go where the embeddings are
+        elif partitioned:
+            device = self.args.device                    # ZeRO-3 before its engine: gathered below
+        else:
+            device = self.args.device                    # e.g. ZeRO-1/2 before its engine: still where it was loaded
+            source.to(device)
+        rank, world = self.args.process_index, self.args.world_size
+        mine = rows[rank::world]
         was_training = model.training
         model.eval()
         try:
-            for start in range(0, len(rows), batch_size):
-                chunk = rows[start:start + batch_size]
-                batch = collator([{k: v for k, v in r.items() if not k.startswith("ref_")} for r in chunk])
-                batch = {k: v.to(device) for k, v in batch.items()}
-                ref = self._reference_forward(model, batch)
-                for row, chosen, rejected in zip(chunk, ref.chosen_logps.tolist(), ref.rejected_logps.tolist()):
-                    row["ref_chosen_logps"], row["ref_rejected_logps"] = chosen, rejected
+            with _gathered_model(source, partitioned):
+                for start in range(0, len(mine), batch_size):
+                    chunk = mine[start:start + batch_size]
+                    batch = collator([{k: v for k, v in r.items() if not k.startswith("ref_")} for r in chunk])
+                    batch = {k: v.to(device) for k, v in batch.items()}
+                    ref = self._reference_forward(model, batch)
+                    for row, chosen, rejected in zip(chunk, ref.chosen_logps.tolist(), ref.rejected_logps.tolist()):
+                        row["ref_chosen_logps"], row["ref_rejected_logps"] = chosen, rejected
         finally:
             model.train(was_training)
+        if world > 1:
+            import torch.distributed as dist
+
+            shards = [None] * world
+            dist.all_gather_object(shards, [(r["ref_chosen_logps"], r["ref_rejected_logps"]) for r in mine])
+            for r, shard in enumerate(shards):
+                for row, (chosen, rejected) in zip(rows[r::world], shard):
+                    row["ref_chosen_logps"], row["ref_rejected_logps"] = chosen, rejected
+
+
+def _gathered_model(model, partitioned: bool):
+    """Under ZeRO-3 before the engine exists the weights are partitioned (shape [0]): gather them for the pass."""
+    if not partitioned:
+        return nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None)
 
 
 __all__ = ["PreferenceTrainer"]

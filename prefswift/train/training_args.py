@@ -41,4 +41,11 @@ def training_arguments(args: RunArgs, run_dir: Path, has_eval: bool):
         kwargs["deepspeed"] = resolve_deepspeed(t.deepspeed)
     if t.fsdp:
         kwargs["fsdp"] = t.fsdp
-    return TrainingArguments(**kwargs)
+    targs = TrainingArguments(**kwargs)
+    if t.deepspeed and not cuda:
+        # accelerate's CPU path sets up torch.distributed but not deepspeed.comm, which zero.Init (ZeRO-3 loading
+        # partitioned weights) needs to see the world size; on GPU accelerate has done this already
+        import deepspeed
+
+        deepspeed.init_distributed(dist_backend="gloo", auto_mpi_discovery=False)
+    return targs

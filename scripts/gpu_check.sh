@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The one command a person with a GPU runs: GPU tests, a QLoRA train + merge, and the benchmark against TRL on a
+# Qwen2.5-0.5B-shaped model in bf16; one table at the end (passed/failed, speed ratio, peak memory ratio).
+#
+#   bash scripts/gpu_check.sh            # in the repo root, with a venv that has torch (CUDA) installed
+#   bash scripts/gpu_check.sh --dry-run  # print what it would run
+#
+# Offline machines: put wheels (trl, datasets, modelscope, bitsandbytes, deepspeed, ... and their dependencies) in
+# $PREFSWIFT_WHEELS (default ./wheels); they are installed with --no-index from there. Sized to finish within
+# 8 minutes on one H100/H200. Python: $PYTHON (default: .venv/bin/python if present, else python3).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+DRY=0
+[ "${1:-}" = "--dry-run" ] && DRY=1
+PY="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}"
+WHEELS="${PREFSWIFT_WHEELS:-wheels}"
+OUT="${GPU_CHECK_OUT:-${OUT:-/tmp}/prefswift_gpu_check}"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export PREFSWIFT_HOME="${PREFSWIFT_HOME:-$OUT/home}"
+
+STEPS=(
+  "install|$PY -m pip install -q --no-index --find-links $WHEELS -r requirements/core.txt -r requirements/test.txt bitsandbytes 2>/dev/null || $PY -m pip install -q -r requirements/core.txt -r requirements/test.txt; $PY -m pip install -q --no-deps -e ."
+  "gpu tests|$PY -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_gpu_paths.py tests/test_prefix_sharing.py"
+  "qlora train|$PY -m prefswift orpo --model_type tiny-llama3 --dataset demo --use_4bit true --max_steps 20 --logging_steps 5 --lora_target_modules ALL --overwrite_output_dir true --output_dir $OUT/qlora"
+  "qlora merge|$PY -m prefswift merge-lora --ckpt_dir $OUT/qlora/adapter --overwrite true"
+  "bench 0.5B bf16|$PY scripts/benchmark.py --dtype bf16 --vocab 151936 --hidden 896 --layers 24 --seq_len 1024 --batch 8 --lora_r 16 --steps 6 --warmup 2 --threads 8 --json $OUT/bench.json"
+)
+
+if [ "$DRY" = 1 ]; then
+  echo "gpu_check would run (python: $PY, wheels: $WHEELS, output: $OUT):"
+  for step in "${STEPS[@]}"; do echo "  [${step%%|*}] ${step#*|}"; done
+  exit 0
+fi
+
+mkdir -p "$OUT"
+declare -A RESULT
+for step in "${STEPS[@]}"; do
+  name="${step%%|*}"; cmd="${step#*|}"
+  echo "=== $name: $cmd"
+  start=$(date +%s)
+  if bash -c "$cmd" > "$OUT/${name// /_}.log" 2>&1; then RESULT[$name]="passed"; else RESULT[$name]="FAILED"; fi
+  RESULT[$name]="${RESULT[$name]} ($(( $(date +%s) - start )) s)"
+  tail -n 3 "$OUT/${name// /_}.log"
+done
+
+echo
+echo "| check | result |"
+echo "|---|---|"
+for step in "${STEPS[@]}"; do name="${step%%|*}"; echo "| $name | ${RESULT[$name]} |"; done
+if [ -f "$OUT/bench.json" ]; then
+  "$PY" - "$OUT/bench.json" <<'EOF'
+import json, sys
+rows = json.load(open(sys.argv[1]))["rows"]
+print("\n| algo | prefswift s/step | TRL s/step | speed (TRL/ours) | CUDA peak memory (TRL/ours) | first-step loss agrees |")
+print("|---|---|---|---|---|---|")
+for r in rows:
+    mem = r.get("cuda_memory_ratio")
+    print(f"| {r['algo']} | {r['ours_s']:.3f} | {r['trl_s']:.3f} | {r['speed_ratio']:.2f}x | "
+          f"{'%.2fx' % mem if mem else 'n/a'} | {r['loss_ok']} |")
+EOF
+fi
