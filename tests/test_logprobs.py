@@ -188,3 +188,47 @@ def test_sequence_logps_next_token_labels_masked_mean():
     assert s.tolist() == [-6.0, -4.0] and n.tolist() == [3.0, 1.0]
     assert masked_mean(tok, tok != 0).item() == pytest.approx(-2.5)
     assert masked_mean(tok, torch.zeros_like(tok)).item() == 0.0
+
+
+@pytest.mark.parametrize("bias,scale,cap", [(False, 1.0, None), (True, 0.5, None), (False, 1.0, 3.0),
+                                            (True, 2.0, 5.0)])
+def test_frozen_head_backward_equals_autograd(bias, scale, cap):
+    """The frozen (LoRA) head's written-out backward: values and gradients equal autograd's through the module."""
+    from prefswift.scoring.frozen_head import is_frozen_linear_head
+
+    torch.manual_seed(0)
+    head = nn.Linear(16, 40, bias=bias).double().requires_grad_(False)
+    assert is_frozen_linear_head(head)
+    hidden = torch.randn(3, 7, 16, dtype=torch.float64, requires_grad=True)
+    labels = torch.randint(0, 40, (3, 7))
+    labels[1, 2:] = -100
+    ours = token_logps(hidden, head, labels, chunk_size=4, logit_scale=scale, logit_softcap=cap)
+    (g_ours,) = torch.autograd.grad((ours * torch.linspace(0.5, 2, 7)).sum(), hidden)
+
+    def naive(h):
+        z = head(h) * scale
+        z = torch.tanh(z / cap) * cap if cap else z
+        return z.log_softmax(-1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * (labels != -100)
+
+    want = naive(hidden)
+    (g_want,) = torch.autograd.grad((want * torch.linspace(0.5, 2, 7)).sum(), hidden)
+    torch.testing.assert_close(ours, want, atol=1e-12, rtol=1e-10)
+    torch.testing.assert_close(g_ours, g_want, atol=1e-12, rtol=1e-10)
+
+
+def test_frozen_head_under_bf16_autocast_matches_the_checkpointed_path():
+    torch.manual_seed(0)
+    head = nn.Linear(32, 64, bias=False).requires_grad_(False)
+    hidden = torch.randn(2, 9, 32, requires_grad=True)
+    labels = torch.randint(0, 64, (2, 9))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = token_logps(hidden, head, labels, chunk_size=5)
+    (g_ours,) = torch.autograd.grad(ours.sum(), hidden)
+    trainable = nn.Linear(32, 64, bias=False)
+    trainable.weight.data.copy_(head.weight)  # the module-call path (checkpointed), same weights
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ref = token_logps(hidden, trainable, labels, chunk_size=5)
+    (g_ref,) = torch.autograd.grad(ref.sum(), hidden)
+    assert ours.dtype == torch.float32
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(g_ours, g_ref, atol=2e-2, rtol=2e-2)  # bf16 matmuls in both backward passes
