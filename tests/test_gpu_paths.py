@@ -123,3 +123,20 @@ def test_fp16_full_finetuning_without_cuda_is_refused_before_loading(tmp_path):
     assert training_precision("fp16", full_finetune=False, deepspeed=False).weights == torch.float16
     p = training_precision("bf16", full_finetune=True, deepspeed=False)
     assert (p.weights, p.compute, p.bf16, p.fp16) == (torch.float32, torch.bfloat16, True, False)
+
+
+def test_use_flash_attention_keeps_prefix_sharing_on_sdpa(tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="prefswift"):
+        run = _train(tmp_path, "orpo", "--use_flash_attention", "true")
+    assert any("prefix sharing runs on SDPA" in r.getMessage() for r in caplog.records)
+    assert json.loads((run / "args.json").read_text())["use_flash_attention"] is True  # what the user asked, kept
+
+
+def test_qlora_with_zero3_is_refused_in_one_line():
+    from prefswift.commands.train import validate
+
+    args = parse_command("dpo", ["--dataset", "demo", "--use_4bit", "true", "--deepspeed", "zero3"])
+    with pytest.raises(ArgumentError, match="zero3 with 4/8-bit loading"):
+        validate(args, "dpo")

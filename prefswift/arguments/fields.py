@@ -157,7 +157,8 @@ class PreferenceArguments(Section):
     logprob_chunk_size: int = arg(LOGPROB_CHUNK_SIZE, "Tokens per lm_head chunk when computing log-probs (memory vs "
                                   "speed).", ge=1)
     prefix_sharing: bool = arg(True, "One row per pair (prompt once, then chosen, then rejected, 4D mask) instead of "
-                               "two rows; same numbers, less compute. Off under flash_attention_2.")
+                               "two rows; same numbers, less compute. Runs on SDPA even with --use_flash_attention (faster); "
+                               "false = chosen and rejected rows (with flash_attention_2 when asked for).")
 
 
 @dataclass

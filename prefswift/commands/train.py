@@ -100,9 +100,12 @@ def validate(args: RunArgs, algo: str) -> Objective:
             raise ArgumentError("--deepspeed needs the deepspeed package: pip install 'deepspeed>=0.16' "
                                 "(or pip install -r requirements/gpu.txt)")
 
-        check_deepspeed_with_reference(algo, zero_stage(resolve_deepspeed(args.train.deepspeed)),
-                                       args.tuning.sft_type, pref.precompute_ref_log_probs,
+        stage = zero_stage(resolve_deepspeed(args.train.deepspeed))
+        check_deepspeed_with_reference(algo, stage, args.tuning.sft_type, pref.precompute_ref_log_probs,
                                        bool(m.ref_model_type or m.ref_model_id_or_path))
+        if stage == 3 and m.quantization_bit:
+            raise ArgumentError("--deepspeed zero3 with 4/8-bit loading (QLoRA) is not supported: use --deepspeed "
+                                "zero2 (each GPU holds the quantized base), or DDP without DeepSpeed")
     check_push(args.push.push_to_hub, args.push.hub_model_id, m.hub, m.hub_token)
     return Objective.from_args(algo, pref)
 
@@ -167,7 +170,7 @@ def build_trainer(args: RunArgs, targs, objective: Objective, models: Models, da
         model=models.policy, args=targs, objective=objective,
         ref_model=models.reference, logprob_chunk_size=args.pref.logprob_chunk_size,
         train_dataset=ListDataset(data.train), eval_dataset=ListDataset(data.eval) if data.eval else None,
-        data_collator=make_collator(args, models.resolved, tokenizer.pad_token_id), processing_class=tokenizer,
+        data_collator=make_collator(args, tokenizer.pad_token_id), processing_class=tokenizer,
         callbacks=[RunFilesCallback(run_dir, args), *callbacks])
 
 

@@ -221,11 +221,14 @@ def resolve_dtype(dtype: str, device: Optional[str] = None) -> torch.dtype:
 
 
 def flash_attention_problem(dtype: torch.dtype, device: str, spec: Optional[ModelSpec]) -> Optional[str]:
-    """Why flash_attention_2 cannot be used here, or None when it can."""
-    if importlib.util.find_spec("flash_attn") is None:
-        return "flash-attn is not installed (pip install -r requirements/gpu.txt)"
+    """Why flash_attention_2 cannot be used here, or None when it can (transformers' own check: package name,
+    version, CUDA)."""
     if device != "cuda":
         return "it needs a CUDA GPU"
+    from transformers.utils import is_flash_attn_2_available
+
+    if not is_flash_attn_2_available():
+        return "flash-attn 2 is not installed in a version transformers supports (pip install -r requirements/gpu.txt)"
     if dtype not in (torch.float16, torch.bfloat16):
         return "it needs --dtype bf16 or fp16"
     if spec is not None and not spec.support_flash_attn:
