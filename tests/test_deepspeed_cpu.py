@@ -52,3 +52,11 @@ def test_zero3_with_a_separate_reference_is_refused_once_before_launch(tmp_path)
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "--precompute_ref_log_probs true" in errors[0]
     assert "launching" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_precomputed_reference_sharded_over_two_ranks_equals_the_live_reference(tmp_path):
+    """Each DDP rank precomputes every second row and the shards are exchanged: the same losses as computing the
+    reference on the fly."""
+    live = losses("dpo", tmp_path / "live", 2)
+    pre = losses("dpo", tmp_path / "pre", 2, "--precompute_ref_log_probs", "true")
+    assert pre == pytest.approx(live, abs=1e-5)

@@ -82,3 +82,29 @@ def test_mp_ddp_seed_004_shape(tmp_path):
                                                                   "CUDA_VISIBLE_DEVICES": "0,1,2,3"})
     assert "model parallel over cuda:0,cuda:2" in out  # rank 0's plan (rank 1: cuda:1,cuda:3; tests/test_examples)
     assert (run / "adapter" / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 GPUs")
+@pytest.mark.parametrize("extra", [[], ["--precompute_ref_log_probs", "true"], ["--prefix_sharing", "false"]])
+def test_model_parallel_over_two_gpus_trains(tmp_path, extra):
+    """A single process with the model spread over 2 GPUs: the last hidden state is on cuda:1, the batch on cuda:0;
+    the chunked log-probs run where the LM head is (this crashed at step 1 with tensors on two devices)."""
+    device_map = json.dumps({"model.embed_tokens": 0, "model.layers.0": 0, "model.layers.1": 1, "model.norm": 1,
+                             "model.rotary_emb": 1, "lm_head": 1})
+    run, out = cli(tmp_path, "dpo", "--device_map", device_map, *extra,
+                   env_extra={"CUDA_VISIBLE_DEVICES": "0,1"})
+    assert all(l == l for l in losses(run)) and (run / "adapter").is_dir()
+
+
+def test_lm_head_on_another_gpu_than_the_labels():
+    from prefswift.scoring.logprobs import token_logps
+
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs 2 GPUs")
+    head = torch.nn.Linear(8, 16, bias=False).to("cuda:1").requires_grad_(False)
+    hidden = torch.randn(2, 5, 8, device="cuda:1", requires_grad=True)
+    labels = torch.randint(0, 16, (2, 5), device="cuda:0")
+    out = token_logps(hidden, head, labels, chunk_size=3)
+    assert out.device == labels.device
+    out.sum().backward()
+    assert hidden.grad is not None and hidden.grad.device == hidden.device
