@@ -8,7 +8,8 @@ for the same thing. `value_aliases` are flags that set this field to a fixed val
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Dict, List, Optional
 
-from .algorithms import loss_type_help
+from . import choices as C
+from .algorithms import ALGORITHMS, loss_type_help
 from .values import Section
 
 
@@ -18,11 +19,16 @@ LOGPROB_CHUNK_SIZE = 256
 
 
 def arg(default: Any = None, help: str = "", aliases=(), choices=None, value_aliases=None, list_type=False,
-        ge=None, gt=None, le=None, lt=None):
-    """A field with CLI metadata. `list_type` fields take several values (space or comma separated); `choices` and
-    the bounds ge/gt/le/lt (>=, >, <=, <) are checked whenever a value is set (`values.check_value`)."""
-    meta = {"help": help, "aliases": tuple(aliases), "choices": tuple(choices) if choices else None,
-            "value_aliases": dict(value_aliases or {}), "list": list_type, "ge": ge, "gt": gt, "le": le, "lt": lt}
+        ge=None, gt=None, le=None, lt=None, commands=None, tokens=False):
+    """A field with CLI metadata. `list_type` fields take several values (space or comma separated); `choices` (a
+    tuple, or a function returning one, evaluated when checked) and the bounds ge/gt/le/lt (>=, >, <=, <) are checked
+    whenever a value is set (`values.check_value`; `tokens`: each space-separated word of the value). `commands`: the
+    commands the field acts for (default: every command that has its section); the others refuse it and leave it out
+    of their --help."""
+    meta = {"help": help, "aliases": tuple(aliases),
+            "choices": choices if callable(choices) or choices is None else tuple(choices),
+            "value_aliases": dict(value_aliases or {}), "list": list_type, "ge": ge, "gt": gt, "le": le, "lt": lt,
+            "commands": tuple(commands) if commands else None, "tokens": tokens}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return field(default=default, metadata=meta)
@@ -53,8 +59,9 @@ class ModelArguments(Section):
     bnb_4bit_compute_dtype: str = arg("AUTO", "Compute dtype for 4-bit layers (AUTO = --dtype).")
     check_model_is_latest: bool = arg(True, "Ask the hub for the newest snapshot; false = use a cached snapshot "
                                       "without any network request when one exists.")
-    ref_model_type: Optional[str] = arg(None, "DPO: a separate reference model (registered type).")
-    ref_model_id_or_path: Optional[str] = arg(None, "DPO: a separate reference model (dir or hub id).")
+    ref_model_type: Optional[str] = arg(None, "DPO: a separate reference model (registered type).", commands=("dpo",))
+    ref_model_id_or_path: Optional[str] = arg(None, "DPO: a separate reference model (dir or hub id).",
+                                              commands=("dpo",))
     adapter_name_or_path: Optional[str] = arg(
         None, "Start from this LoRA adapter (e.g. an SFT checkpoint); for DPO it is also the reference.")
     custom_register_path: Optional[str] = arg(None, "A Python file that registers models/templates/datasets.")
@@ -121,10 +128,12 @@ class TrainArguments(Section):
     adam_beta2: float = arg(0.999, "AdamW beta2.", ge=0, lt=1)
     adam_epsilon: float = arg(1e-8, "AdamW epsilon.", gt=0)
     max_grad_norm: float = arg(1.0, "Gradient clipping.", ge=0)
-    lr_scheduler_type: str = arg("linear", "linear, cosine, constant, constant_with_warmup, ...")
+    lr_scheduler_type: str = arg("linear", "linear, cosine, constant, constant_with_warmup, ... (transformers').",
+                                 choices=C.scheduler_types)
     warmup_ratio: float = arg(0.0, "Warm-up share of steps.", ge=0, le=1)
     warmup_steps: int = arg(0, "Warm-up steps (overrides warmup_ratio).", ge=0)
-    optim: str = arg("adamw_torch", "Optimizer name as in transformers (adamw_torch, paged_adamw_8bit, ...).")
+    optim: str = arg("adamw_torch", "Optimizer name as in transformers (adamw_torch, paged_adamw_8bit, ...).",
+                     choices=C.optimizers)
     logging_steps: int = arg(5, "Log every N steps (to the terminal and logging.jsonl).", ge=1)
     eval_steps: Optional[int] = arg(None, "Evaluate every N steps (default: save_steps, else once at the end).", ge=1)
     save_steps: int = arg(500, "Save a checkpoint every N steps.", ge=1)
@@ -132,10 +141,12 @@ class TrainArguments(Section):
     save_only_model: bool = arg(False, "Checkpoints without optimizer state (cannot resume exactly).")
     seed: int = arg(42, "Training seed.")
     dataloader_num_workers: int = arg(0, "Worker processes for batching (0 = in the main process).", ge=0)
-    report_to: List[str] = arg(["none"], "none, tensorboard, wandb, ...", list_type=True)
+    report_to: List[str] = arg(["none"], "none, tensorboard, wandb, ...", list_type=True, choices=C.report_targets)
     deepspeed: Optional[str] = arg(None, "zero2, zero3, zero2_offload, zero3_offload or a JSON path.")
-    fsdp: Optional[str] = arg(None, "Passed to transformers' Trainer (e.g. 'full_shard auto_wrap').")
-    ddp_backend: Optional[str] = arg(None, "nccl, gloo, ... (default: gloo on CPU, nccl on GPU).")
+    fsdp: Optional[str] = arg(None, "Passed to transformers' Trainer (e.g. 'full_shard auto_wrap').",
+                              choices=C.fsdp_options, tokens=True)
+    ddp_backend: Optional[str] = arg(None, "nccl, gloo, ... (default: gloo on CPU, nccl on GPU).",
+                                     choices=C.DDP_BACKENDS)
     ddp_timeout: int = arg(1800, "Seconds.", ge=1)
     dry_run: bool = arg(False, "Print the launch and device plan, then exit without loading weights.")
 
@@ -143,42 +154,49 @@ class TrainArguments(Section):
 @dataclass
 class PreferenceArguments(Section):
     beta: Optional[float] = arg(None, "DPO beta / ORPO lambda / SimPO beta (default 0.1; simpo 2.0).",
-                                aliases=("pref_beta", "orpo_alpha"), gt=0)
+                                aliases=("pref_beta", "orpo_alpha"), gt=0, commands=ALGORITHMS)
     loss_type: Optional[str] = arg(None, "Loss variant, " + loss_type_help() + " (orpo and simpo have one).",
-                                   aliases=("pref_loss",))
-    label_smoothing: float = arg(0.0, "Conservative DPO / robust label smoothing.", ge=0, lt=1)
+                                   aliases=("pref_loss",), commands=ALGORITHMS)
+    label_smoothing: float = arg(0.0, "Conservative DPO / robust label smoothing.", ge=0, lt=1,
+                                 commands=("dpo", "cpo", "simpo"))
     rpo_alpha: Optional[float] = arg(None, "DPO: add rpo_alpha x chosen NLL (LLaMA-Factory's pref_ftx).",
-                                     aliases=("pref_ftx", "sft_beta"), ge=0)
-    simpo_gamma: float = arg(0.5, "SimPO target reward margin.")
-    cpo_alpha: float = arg(1.0, "CPO/SimPO weight of the chosen NLL.", ge=0)
+                                     aliases=("pref_ftx", "sft_beta"), ge=0, commands=("dpo",))
+    simpo_gamma: float = arg(0.5, "SimPO target reward margin.", commands=("simpo", "cpo"))
+    cpo_alpha: float = arg(1.0, "CPO/SimPO weight of the chosen NLL.", ge=0, commands=("cpo", "simpo"))
     orpo_nll_scope: str = arg("response", "ORPO NLL over the chosen response (paper) or the whole sequence"
-                              " (`all`, TRL's experimental ORPOTrainer).", choices=("response", "all"))
-    precompute_ref_log_probs: bool = arg(False, "DPO: compute reference log-probs once before training.")
+                              " (`all`, TRL's experimental ORPOTrainer).", choices=("response", "all"),
+                              commands=("orpo",))
+    precompute_ref_log_probs: bool = arg(False, "DPO: compute reference log-probs once before training.",
+                                         commands=("dpo",))
     logprob_chunk_size: int = arg(LOGPROB_CHUNK_SIZE, "Tokens per lm_head chunk when computing log-probs (memory vs "
-                                  "speed).", ge=1)
+                                  "speed).", ge=1, commands=ALGORITHMS + ("eval",))
     prefix_sharing: bool = arg(True, "One row per pair (prompt once, then chosen, then rejected, 4D mask) instead of "
-                               "two rows; same numbers, less compute. Runs on SDPA even with --use_flash_attention (faster); "
-                               "false = chosen and rejected rows (with flash_attention_2 when asked for).")
+                               "two rows; same numbers, less compute. Runs on SDPA even with --use_flash_attention "
+                               "(faster); false = chosen and rejected rows (with flash_attention_2 when asked for).",
+                               commands=ALGORITHMS)
 
 
 @dataclass
 class InferArguments(Section):
     ckpt_dir: Optional[str] = arg(None, "A checkpoint / adapter dir / merged dir with args.json.")
-    merge_lora: bool = arg(False, "infer: merge the adapter first.")
-    merge_device_map: str = arg("cpu", "Where to merge: cpu or auto.")
+    merge_lora: bool = arg(False, "infer: merge the adapter first.", commands=("infer",))
+    merge_device_map: str = arg("cpu", "Where to merge: cpu or auto.", commands=("infer", "merge-lora"))
     merge_output_dir: Optional[str] = arg(None, "merge-lora: where the merged model goes (default <ckpt_dir>-merged).",
-                                          aliases=("output_dir",))
-    overwrite: bool = arg(False, "merge-lora: replace a non-empty output dir.")
-    max_new_tokens: int = arg(512, "Longest answer in tokens.", ge=1)
-    temperature: float = arg(0.3, "Sampling temperature (with --do_sample true).", gt=0)
-    top_p: float = arg(0.7, "Nucleus sampling (with --do_sample true).", gt=0, le=1)
-    top_k: int = arg(20, "Top-k sampling (with --do_sample true).", ge=0)
-    repetition_penalty: float = arg(1.0, "Penalty > 1 discourages repeats.", gt=0)
-    do_sample: bool = arg(False, "Sample instead of greedy decoding.")
-    seed: int = arg(42, "Random seed for sampling (infer).")
-    stream: bool = arg(True, "Stream tokens in interactive mode.")
-    load_dataset_config: bool = arg(False, "infer: use the run's own eval split (from args.json).")
-    infer_output: Optional[str] = arg(None, "Where dataset-mode results go (default: <ckpt>/infer_result).")
+                                          aliases=("output_dir",), commands=("merge-lora",))
+    overwrite: bool = arg(False, "merge-lora: replace a non-empty output dir.", commands=("infer", "merge-lora"))
+    max_new_tokens: int = arg(512, "Longest answer in tokens.", ge=1, commands=("infer",))
+    temperature: float = arg(0.3, "Sampling temperature (with --do_sample true).", ge=0, commands=("infer",))
+    top_p: float = arg(0.7, "Nucleus sampling (with --do_sample true).", gt=0, le=1, commands=("infer",))
+    top_k: int = arg(20, "Top-k sampling (with --do_sample true).", ge=0, commands=("infer",))
+    repetition_penalty: float = arg(1.0, "Penalty > 1 discourages repeats.", gt=0, commands=("infer",))
+    do_sample: bool = arg(False, "Sample instead of greedy decoding.", commands=("infer",))
+    seed: int = arg(42, "Random seed for sampling (infer).", commands=("infer",))
+    stream: bool = arg(True, "Stream tokens in interactive mode.", commands=("infer",))
+    load_dataset_config: bool = arg(False, "Use the run's own eval split (from args.json).",
+                                    commands=("infer", "eval"))
+    infer_output: Optional[str] = arg(None, "Where results go: a .jsonl/.json file or a directory (default: "
+                                      "<ckpt>/infer_result or <ckpt>/eval_result).", aliases=("output_dir",),
+                                      commands=("infer", "eval"))
 
 
 @dataclass

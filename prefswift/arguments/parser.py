@@ -27,10 +27,19 @@ class FieldInfo:
         return self.field.name
 
 
-def build_index(sections: Iterable[str]) -> Dict[str, FieldInfo]:
-    """Map every accepted spelling (canonical name, aliases, value aliases) to its field."""
+def applies(f: dataclasses.Field, command: str) -> bool:
+    """Whether a field acts for `command` (`arg(commands=...)`; no list = every command that has its section)."""
+    commands = f.metadata.get("commands")
+    return not command or commands is None or command in commands
+
+
+def build_index(sections: Iterable[str], command: str = "") -> Dict[str, FieldInfo]:
+    """Map every accepted spelling (canonical name, aliases, value aliases) to its field, for the fields that act
+    for `command`."""
     index: Dict[str, FieldInfo] = {}
     for section, f in iter_fields(sections):
+        if not applies(f, command):
+            continue
         index[f.name] = FieldInfo(section, f)
         for alias in f.metadata.get("aliases", ()):
             index[alias] = FieldInfo(section, f)
@@ -90,6 +99,25 @@ IGNORED_CONFIG_KEYS = {"stage", "do_train", "do_eval", "do_predict", "plot_loss"
                        "preprocessing_num_workers", "trust_remote_code", "eval_strategy", "save_strategy"}
 
 
+# LLaMA-Factory's `stage: dpo` trains with `pref_loss`: orpo and simpo are their own prefswift commands
+STAGE_DPO_LOSSES = {"orpo": "orpo", "simpo": "simpo"}
+
+
+def check_stage(config: Dict[str, Any], path: str, command: str) -> None:
+    """A LLaMA-Factory config's `stage` (and `pref_loss`) must describe the command it is run with."""
+    stage = config.get("stage")
+    if stage is None or command not in LOSS_TYPES:
+        return
+    if str(stage) != "dpo":
+        raise ArgumentError(f"{path}: stage: {stage} is not preference training; prefswift runs LLaMA-Factory's "
+                            "`stage: dpo` configs (pref_loss sigmoid/hinge/ipo = dpo, orpo, simpo)")
+    loss = str(config.get("pref_loss") or "sigmoid")
+    algo = STAGE_DPO_LOSSES.get(loss, "dpo")
+    if algo != command:
+        raise ArgumentError(f"{path}: stage: dpo with pref_loss: {loss} trains {algo.upper()}; run "
+                            f"`prefswift {algo} --config {path}`")
+
+
 def parse_args(argv: List[str], sections: Iterable[str], *, defaults: Dict[str, Any] = None,
                command: str = "") -> Tuple[Dict[str, Any], set]:
     """Parse argv (+ optional --config) into {section: dataclass instance}, plus the set of fields set explicitly.
@@ -97,9 +125,13 @@ def parse_args(argv: List[str], sections: Iterable[str], *, defaults: Dict[str, 
     `defaults` are command-specific defaults (e.g. loss_type for simpo) applied before config and CLI.
     """
     sections = list(sections)
-    index = build_index(sections)
+    index = build_index(sections, command)
+    everywhere = build_index(SECTIONS)  # every spelling of every command, to say "does not apply" instead of unknown
     values: Dict[str, Any] = {}
     explicit = set()
+    set_by: Dict[str, Tuple[str, str]] = {}  # field -> (flag, source) that set it
+    weak = set()                             # fields set by a false value alias (--use_8bit false): never conflict
+    ignored: List[str] = []                  # config keys that do not apply to this command
 
     pairs = split_argv(argv)
     config_path = None
@@ -117,16 +149,45 @@ def parse_args(argv: List[str], sections: Iterable[str], *, defaults: Dict[str, 
         info = index.get(name)
         if info is None:
             where = f" in {source}" if source != "cli" else ""
+            other = everywhere.get(name)
+            if other is not None:
+                if source != "cli":
+                    ignored.append(key)
+                    return
+                acts = ", ".join(other.field.metadata.get("commands") or ())
+                raise ArgumentError(f"unknown option --{key} for `prefswift {command}`: " +
+                                    (f"it acts for {acts} only" if acts else
+                                     f"it is not one of its options (`prefswift {command} --help`)"))
             cmd = f" for `prefswift {command}`" if command else ""
             raise ArgumentError(f"unknown option --{key}{where}{cmd}{_suggest(name, index)}")
-        values[info.name] = convert(info, key, raw)
+        false_alias = info.value is not None and not parse_bool(key, raw)
+        value = convert(info, key, raw)
+        prev = set_by.get(info.name)
+        if prev is not None and prev[1] == source and info.name not in weak:
+            if false_alias:
+                return  # a false alias never undoes what another flag set: --use_4bit true --use_8bit false
+            if values[info.name] != value and prev[0].replace("-", "_") != name:  # repeating one flag: last wins
+                raise ArgumentError(f"--{prev[0]} and --{key} both set {info.name} ({values[info.name]!r} and "
+                                    f"{value!r}); keep one of them")
+        weak.discard(info.name)
+        if false_alias:
+            weak.add(info.name)
+        values[info.name] = value
         explicit.add(info.name)
+        set_by[info.name] = (key, source)
 
     if config_path:
-        for key, raw in load_config_file(config_path).items():
+        config = load_config_file(config_path)
+        check_stage(config, config_path, command)
+        for key, raw in config.items():
             if key in IGNORED_CONFIG_KEYS:
                 continue
             assign(str(key), raw, config_path)
+        if ignored:
+            import logging
+
+            logging.getLogger("prefswift").warning("%s: ignored %s (they do not apply to `prefswift %s`)",
+                                                   config_path, ", ".join(ignored), command)
     for key, vals in cli_pairs:
         name = key.replace("-", "_")
         info = index.get(name)
@@ -171,11 +232,14 @@ def check_loss_type(algo: str, loss_type) -> None:
                         f"{', '.join(accepted)}{hint}")
 
 
-def help_text(sections: Iterable[str]) -> str:
+def help_text(sections: Iterable[str], command: str = "") -> str:
+    """The options of `command` (only the ones that act for it), by section."""
     lines = []
     for section in sections:
         lines.append(f"\n{section} options:")
         for f in dataclasses.fields(SECTIONS[section]):
+            if not applies(f, command):
+                continue
             names = "--" + f.name
             extra = list(f.metadata.get("aliases", ())) + list(f.metadata.get("value_aliases", {}))
             if extra:

@@ -38,8 +38,13 @@ def check_value(f: dataclasses.Field, flag: str, value: Any) -> Any:
     if value is None:
         return value
     choices = f.metadata.get("choices")
-    if choices and value not in choices:
-        raise ArgumentError(f"--{flag}: {value!r} is not one of {', '.join(map(str, choices))}")
+    if callable(choices):
+        choices = choices()
+    items = value if isinstance(value, list) else str(value).replace(",", " ").split() \
+        if f.metadata.get("tokens") else [value]
+    for item in items:
+        if choices and item not in choices:
+            raise ArgumentError(f"--{flag}: {item!r} is not one of {', '.join(map(str, choices))}")
     for key, (ok, words) in BOUNDS.items():
         bound = f.metadata.get(key)
         if bound is not None and not ok(value, bound):
@@ -57,7 +62,7 @@ def convert_value(f: dataclasses.Field, flag: str, raw: Any) -> Any:
         out: List[str] = []
         for item in items:
             out.extend(p.strip() for p in str(item).split(",") if p.strip())
-        return out
+        return check_value(f, flag, out)
     if isinstance(raw, str) and raw.lower() in ("none", "null") and f.default is None:
         return None
     try:

@@ -31,7 +31,7 @@ def parse_or_help(command: str, argv: List[str]) -> RunArgs:
     command's options and exits."""
     if "--help" in argv or "-h" in argv:
         typer.echo(f"usage: prefswift {command} [--option value ...] [--config file.yaml]")
-        typer.echo(help_text(COMMAND_SECTIONS[command]))
+        typer.echo(help_text(COMMAND_SECTIONS[command], command))
         raise typer.Exit(0)
     args = parse_command(command, argv)
     load_plugins(args.model.custom_register_path)

@@ -8,6 +8,7 @@ the template's stop words; interactive chat at a terminal, JSON lines from a pip
 Steps: resolve the checkpoint -> (merge) -> load -> dataset mode | chat.
 """
 import dataclasses
+import logging
 import sys
 from typing import List
 
@@ -18,7 +19,10 @@ from ..infer.dataset_mode import run_dataset_infer
 from ..infer.generate import Generator, set_seed
 from ..merge import default_merged_dir, merge_lora
 from ..models.checkpoint import MODEL_CONFIG, ModelSource, load_for_inference, resolve_source
+from ..errors import ArgumentError
 from .common import run_command
+
+logger = logging.getLogger("prefswift")
 
 
 def main(argv: List[str]) -> None:
@@ -28,8 +32,20 @@ def main(argv: List[str]) -> None:
     run_command("infer", argv, lambda args: run_infer(args, log=log))
 
 
+def check_generation(args: RunArgs) -> None:
+    """Sampling settings that contradict each other (each value's own range was checked when parsed)."""
+    infer = args.infer
+    if infer.do_sample and infer.temperature == 0:
+        raise ArgumentError("--temperature 0 with --do_sample true: temperature 0 means greedy decoding — drop "
+                            "--do_sample (greedy is the default) or give a temperature above 0")
+    if not infer.do_sample and "temperature" in args.explicit and infer.temperature > 0:
+        logger.warning("--temperature %s has no effect without --do_sample true (decoding is greedy); add "
+                       "--do_sample true to sample", infer.temperature)
+
+
 def run_infer(args: RunArgs, *, log=print, inp=None, out=None, err=None):
     """(merge first if asked) load, then dataset mode or interactive chat."""
+    check_generation(args)
     source = resolve_source(args)
     if args.infer.merge_lora and source.adapter_dir is not None:
         source = merged_source(args, source, log)

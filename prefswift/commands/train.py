@@ -25,7 +25,9 @@ from ..templates import get_template
 from ..train.callbacks import RunFilesCallback
 from ..train.collate import make_collator
 from ..train.objectives import Objective
-from ..train.run_dir import prepare_run_dir, resolve_resume, restart_or_truncate_log
+from ..train.console import ConsoleCallback, format_summary, quiet_library_noise, use_console
+from ..train.resume import adopt_checkpoint_args, finished_message, mark_complete
+from ..train.run_dir import interrupted_message, prepare_run_dir, resolve_resume, restart_or_truncate_log
 from ..train.saving import save_final
 from ..train.setup_model import Models, build_models
 from ..train.trainer import PreferenceTrainer
@@ -58,9 +60,18 @@ def main(algo: str, argv: List[str]) -> None:
 def run_training(args: RunArgs, algo: str, *, log=print, callbacks=()) -> Path:
     """Train and return the run directory. `callbacks`: extra transformers TrainerCallbacks."""
     env = dist_env()
+    quiet_library_noise()  # before the models are built (peft warns while it wraps them)
     say = log if env.is_main else (lambda *a, **k: None)
+    run_dir = Path(args.train.output_dir).expanduser().resolve()
+    resume_from = resolve_resume(run_dir, args.train.resume_from_checkpoint)
+    if resume_from is not None:
+        args = adopt_checkpoint_args(args, resume_from)
+        finished = finished_message(args, run_dir, resume_from)
+        if finished:
+            say(finished)
+            return run_dir
     objective = validate(args, algo)
-    run_dir, resume_from = prepare_run(args, env)
+    prepare_run_dir(run_dir, resume_from, args.train.overwrite_output_dir, env.is_main)
     resolved, tokenizer, template = load_tokenizer_and_template(args)
     data = prepare_data(args, template, tokenizer, say)
     # before any model is built: with a ZeRO-3 config this makes from_pretrained partition the weights as they load
@@ -70,7 +81,7 @@ def run_training(args: RunArgs, algo: str, *, log=print, callbacks=()) -> Path:
     models = build_models(args, resolved, needs_reference=objective.needs_reference, device_map=device_map,
                           max_memory=plan.max_memory)
     announce(args, algo, resolved, template, plan, models, run_dir, env, say)
-    trainer = build_trainer(args, targs, objective, models, data, tokenizer, run_dir, callbacks)
+    trainer, console = build_trainer(args, targs, objective, models, data, tokenizer, run_dir, callbacks)
     if objective.needs_reference and args.pref.precompute_ref_log_probs:
         from ..train.reference_cache import precompute_or_load
 
@@ -78,8 +89,12 @@ def run_training(args: RunArgs, algo: str, *, log=print, callbacks=()) -> Path:
                            say if env.is_main else None)
     if env.is_main:
         restart_or_truncate_log(run_dir, resume_from, say)
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    train(trainer, run_dir, resume_from, say)
     save_final(trainer, args, run_dir, tokenizer, env.is_main, log)
+    if env.is_main:
+        mark_complete(run_dir, trainer)
+        log(format_summary(console.summary(), run_dir, run_dir / ("adapter" if args.tuning.sft_type == "lora"
+                                                                    else "final")))
     shutdown_distributed()
     return run_dir
 
@@ -87,12 +102,9 @@ def run_training(args: RunArgs, algo: str, *, log=print, callbacks=()) -> Path:
 # ---------------------------------------------------------------------------------------------- the steps
 
 def validate(args: RunArgs, algo: str) -> Objective:
-    """Checks that need several arguments at once (each value's own range was checked when parsed)."""
+    """Checks that need several arguments at once (each value's own range, and whether it applies to this algorithm,
+    were checked when parsed)."""
     m, pref = args.model, args.pref
-    if not needs_reference(algo) and (m.ref_model_type or m.ref_model_id_or_path):
-        raise ArgumentError(f"--ref_model_* is for DPO; {algo} is reference-free")
-    if pref.precompute_ref_log_probs and not needs_reference(algo):
-        logger.warning("--precompute_ref_log_probs ignored: %s needs no reference model", algo)
     if args.train.deepspeed:
         from ..distributed.deepspeed import check_deepspeed_with_reference, resolve_deepspeed, zero_stage
 
@@ -107,15 +119,26 @@ def validate(args: RunArgs, algo: str) -> Objective:
             raise ArgumentError("--deepspeed zero3 with 4/8-bit loading (QLoRA) is not supported: use --deepspeed "
                                 "zero2 (each GPU holds the quantized base), or DDP without DeepSpeed")
     check_push(args.push.push_to_hub, args.push.hub_model_id, m.hub, m.hub_token)
+    check_report_to(args.train.report_to)
     return Objective.from_args(algo, pref)
 
 
-def prepare_run(args: RunArgs, env: DistEnv):
-    """(run dir, checkpoint to resume from or None); refuses to clobber an earlier run."""
-    run_dir = Path(args.train.output_dir).expanduser().resolve()
-    resume_from = resolve_resume(run_dir, args.train.resume_from_checkpoint)
-    prepare_run_dir(run_dir, resume_from, args.train.overwrite_output_dir, env.is_main)
-    return run_dir, resume_from
+# pip package of each --report_to integration whose name differs from it
+REPORT_TO_PACKAGES = {"azure_ml": "azureml-core", "flyte": "flytekit", "comet_ml": "comet_ml"}
+
+
+def check_report_to(report_to) -> None:
+    """--report_to tensorboard|wandb|...: the package must be there before anything loads or is written."""
+    wanted = [r for r in report_to if r not in ("none", "all")]
+    if not wanted:
+        return
+    from transformers.integrations import get_available_reporting_integrations
+
+    missing = [r for r in wanted if r not in get_available_reporting_integrations()]
+    if missing:
+        pip = " ".join(REPORT_TO_PACKAGES.get(r, r) for r in missing)
+        raise ArgumentError(f"--report_to {','.join(missing)}: not installed — pip install {pip} (or drop it; "
+                            "logging.jsonl and the plots are always written)")
 
 
 def load_tokenizer_and_template(args: RunArgs):
@@ -164,14 +187,27 @@ def announce(args: RunArgs, algo: str, resolved: ResolvedModel, template, plan: 
     args.save(run_dir)
 
 
+def train(trainer: PreferenceTrainer, run_dir: Path, resume_from, say) -> None:
+    """trainer.train(); Ctrl-C ends with where the run stopped and the command that continues it (exit code 130)."""
+    try:
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    except KeyboardInterrupt:
+        say(interrupted_message(run_dir, trainer.state.global_step))
+        raise SystemExit(130) from None
+
+
 def build_trainer(args: RunArgs, targs, objective: Objective, models: Models, data: PreparedData, tokenizer,
-                  run_dir: Path, callbacks=()) -> PreferenceTrainer:
-    return PreferenceTrainer(
+                  run_dir: Path, callbacks=()):
+    """(the trainer, its console: progress bar, metric lines, final summary)."""
+    console = ConsoleCallback()
+    trainer = PreferenceTrainer(
         model=models.policy, args=targs, objective=objective,
         ref_model=models.reference, logprob_chunk_size=args.pref.logprob_chunk_size,
         train_dataset=ListDataset(data.train), eval_dataset=ListDataset(data.eval) if data.eval else None,
         data_collator=make_collator(args, tokenizer.pad_token_id), processing_class=tokenizer,
         callbacks=[RunFilesCallback(run_dir, args), *callbacks])
+    use_console(trainer, console)
+    return trainer, console
 
 
 __all__ = ["main", "run_training"]

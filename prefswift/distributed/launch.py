@@ -10,7 +10,6 @@ import os
 import shlex
 import signal
 import socket
-import subprocess
 import sys
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Sequence
@@ -97,7 +96,7 @@ def exit_code(returncode: int) -> int:
 
 
 def maybe_relaunch(argv: Sequence[str], env: Optional[Mapping[str, str]] = None, *,
-                   run: Callable = subprocess.run, module: str = "prefswift", always: bool = False) -> None:
+                   run: Optional[Callable] = None, module: str = "prefswift", always: bool = False) -> None:
     """If NPROC_PER_NODE asks for it (or `always`, for DeepSpeed), run ourselves under torchrun and exit with its
     status.
 
@@ -108,6 +107,10 @@ def maybe_relaunch(argv: Sequence[str], env: Optional[Mapping[str, str]] = None,
     cmd = torchrun_command(argv, env, module=module, always=always)
     if cmd is None:
         return
+    if run is None:
+        from .torchrun_output import run_torchrun
+
+        run = run_torchrun
     print(f"[prefswift] launching: {shlex.join(cmd)}", file=sys.stderr, flush=True)
     try:
         result = run(cmd, env=dict(env))

@@ -45,6 +45,7 @@ def prepare_run_dir(run_dir: Path, resume_from: Optional[Path], overwrite: bool,
         if is_main:
             for p in checkpoints(run_dir):
                 shutil.rmtree(p)  # (logging.jsonl is restarted by the workflow whenever it does not resume)
+            (run_dir / "complete.json").unlink(missing_ok=True)
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -58,3 +59,19 @@ def restart_or_truncate_log(run_dir: Path, resume_from: Optional[Path], log) -> 
         truncate_log_after(run_dir / "logging.jsonl", int(resume_from.name.split("-")[-1]))
     else:
         (run_dir / "logging.jsonl").unlink(missing_ok=True)
+
+
+def interrupted_message(run_dir: Path, step: int) -> str:
+    """Where a run stopped on Ctrl-C, which checkpoint exists, and the command that continues it."""
+    import shlex
+    import sys
+
+    done = [c for c in checkpoints(run_dir) if (c / "trainer_state.json").is_file()]
+    argv = [a for a in sys.argv[1:]]
+    if "--resume_from_checkpoint" not in argv:
+        argv += ["--resume_from_checkpoint", "latest"]
+    if not done:
+        return (f"[prefswift] interrupted at step {step}; no checkpoint was saved yet (one is written every "
+                "--save_steps steps), so a new run starts from the beginning")
+    return (f"[prefswift] interrupted at step {step}; the newest checkpoint is {done[-1]}. Continue with:\n"
+            f"  prefswift {shlex.join(argv)}")

@@ -26,8 +26,5 @@ def save_final(trainer, args: RunArgs, run_dir: Path, tokenizer, main: bool, log
             shutil.rmtree(extra)
         shutil.copytree(target, extra)
         log(f"[prefswift] saved adapter to {extra}")
-    images = run_dir / "images"
-    if images.is_dir():
-        log(f"[prefswift] plots in {images}; logs in {run_dir / 'logging.jsonl'}")
     push_result(args, target, log)
 

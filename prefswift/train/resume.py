@@ -1,0 +1,90 @@
+"""Resuming a run safely: the checkpoint's own arguments, a refusal for contradictions, nothing to do when finished.
+
+`--resume_from_checkpoint latest` continues the run the checkpoint belongs to. Training arguments the command line
+does not give are taken from the checkpoint's args.json (the run's, not today's defaults: resuming without repeating
+`--gradient_accumulation_steps 4 --num_train_epochs 3` keeps them). An explicit value that changes what the checkpoint
+is (model, LoRA shape) or how it was trained so far (schedule, data) is refused in one line. Extending the run
+(`--max_steps`, `--num_train_epochs`) and changing how it is logged or saved are fine.
+"""
+import dataclasses
+import json
+from pathlib import Path
+from typing import Optional
+
+from ..arguments import ARGS_FILE, RunArgs
+from ..errors import ArgumentError
+
+COMPLETE_FILE = "complete.json"
+# what the checkpoint is
+SHAPE = ("model_type", "model_id_or_path", "adapter_name_or_path", "quantization_bit", "sft_type", "lora_rank",
+         "lora_alpha", "lora_target_modules", "lora_modules_to_save", "use_rslora", "beta", "loss_type")
+# how it was trained so far: a different value would not continue the same run
+SCHEDULE = ("learning_rate", "lr_scheduler_type", "warmup_ratio", "warmup_steps", "gradient_accumulation_steps",
+            "batch_size", "optim", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "seed", "dataset",
+            "val_dataset", "dataset_seed", "eval_ratio", "train_dataset_sample", "max_length", "max_prompt_length",
+            "deepspeed")
+# taken from the checkpoint unless given again (their defaults today may differ from what the run used)
+ADOPTED_SECTIONS = ("model", "data", "tuning", "train", "pref")
+NOT_ADOPTED = {"output_dir", "resume_from_checkpoint", "overwrite_output_dir", "dry_run", "hub_token",
+               "device_map", "report_to", "dataloader_num_workers", "lora_adapter_dir"}
+
+
+def checkpoint_args(ckpt: Path) -> Optional[dict]:
+    path = ckpt / ARGS_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def adopt_checkpoint_args(args: RunArgs, ckpt: Path) -> RunArgs:
+    """The arguments to resume `ckpt` with (see the module doc); ArgumentError for an explicit contradiction."""
+    saved = checkpoint_args(ckpt)
+    if saved is None:  # a checkpoint from before args.json was saved with every checkpoint: trust the command line
+        return args
+    for name in SHAPE + SCHEDULE:
+        if name in args.explicit and name in saved and _value(args, name) != saved[name]:
+            raise ArgumentError(f"--{name} {_show(_value(args, name))} contradicts the checkpoint {ckpt.name} "
+                                f"({_show(saved[name])}): resuming continues that run — drop --{name}, or start "
+                                "a new run (--overwrite_output_dir true or another --output_dir)")
+    sections = {}
+    for section in ADOPTED_SECTIONS:
+        current = getattr(args, section)
+        if current is None:
+            continue
+        updates = {f.name: saved[f.name] for f in dataclasses.fields(current)
+                   if f.name in saved and f.name not in args.explicit and f.name not in NOT_ADOPTED}
+        sections[section] = dataclasses.replace(current, **updates)
+    return dataclasses.replace(args, **sections)
+
+
+def _value(args: RunArgs, name: str):
+    for section in ADOPTED_SECTIONS:
+        current = getattr(args, section)
+        if current is not None and hasattr(current, name):
+            return getattr(current, name)
+    return None
+
+
+def _show(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def mark_complete(run_dir: Path, trainer) -> None:
+    """Written with the final adapter/model: the run reached its last step."""
+    state = trainer.state
+    record = {"global_step": state.global_step, "max_steps": state.max_steps}
+    (run_dir / COMPLETE_FILE).write_text(json.dumps(record) + "\n", encoding="utf-8")
+
+
+def finished_message(args: RunArgs, run_dir: Path, resume_from: Optional[Path]) -> Optional[str]:
+    """A line saying the run is already complete (nothing to resume), or None when there is training to do."""
+    path = run_dir / COMPLETE_FILE
+    if resume_from is None or not path.is_file():
+        return None
+    done = json.loads(path.read_text(encoding="utf-8"))
+    saved = checkpoint_args(resume_from) or {}
+    more_steps = "max_steps" in args.explicit and args.train.max_steps > done["global_step"]
+    more_epochs = ("num_train_epochs" in args.explicit and "max_steps" not in args.explicit
+                   and args.train.num_train_epochs > float(saved.get("num_train_epochs", args.train.num_train_epochs)))
+    if more_steps or more_epochs:
+        return None
+    return (f"[prefswift] the run in {run_dir} is complete (step {done['global_step']} of {done['max_steps']}); "
+            "nothing to resume. Give a larger --max_steps or --num_train_epochs to train further")

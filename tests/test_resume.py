@@ -1,0 +1,88 @@
+"""Resumes are safe: the checkpoint's own arguments carry over, contradictions are refused, a finished run is left
+alone, and Ctrl-C says where the run stopped and how to continue it."""
+import json
+
+import pytest
+from transformers import TrainerCallback
+
+from prefswift.arguments import parse_command
+from prefswift.commands.train import run_training
+from prefswift.errors import ArgumentError
+
+BASE = ["--model_type", "tiny-llama3", "--dataset", "demo#24", "--eval_ratio", "0", "--logging_steps", "1",
+        "--save_steps", "1", "--lora_target_modules", "q_proj,v_proj"]
+
+
+def train(out, *extra, callbacks=()):
+    logs = []
+    run_training(parse_command("orpo", [*BASE, "--output_dir", str(out), *extra]), "orpo",
+                 log=lambda *a, **k: logs.append(" ".join(map(str, a))), callbacks=callbacks)
+    return logs
+
+
+def log_rows(out):
+    return [json.loads(line) for line in (out / "logging.jsonl").read_text().splitlines()]
+
+
+def test_resume_takes_the_checkpoints_arguments_for_what_is_not_given(tmp_path):
+    import shutil
+
+    out = tmp_path / "run"
+    train(out, "--gradient_accumulation_steps", "2", "--num_train_epochs", "3", "--learning_rate", "1e-4",
+          "--max_steps", "2")
+    whole = [(r["step"], r["loss"], r["learning_rate"]) for r in log_rows(out) if "loss" in r]
+    for gone in ("checkpoint-2", "adapter"):  # as if the run had been killed after its first step
+        shutil.rmtree(out / gone)
+    (out / "complete.json").unlink()
+    # the ORPO script's resume line: without --gradient_accumulation_steps / --num_train_epochs / --learning_rate
+    train(out, "--resume_from_checkpoint", "latest")
+    saved = json.loads((out / "checkpoint-2" / "args.json").read_text())
+    assert (saved["gradient_accumulation_steps"], saved["num_train_epochs"], saved["learning_rate"],
+            saved["max_steps"]) == (2, 3.0, 1e-4, 2)
+    resumed = [(r["step"], r["loss"], r["learning_rate"]) for r in log_rows(out) if "loss" in r]
+    assert [s for s, _, _ in resumed] == [1, 2]
+    assert resumed[1] == pytest.approx(whole[1], abs=1e-6)  # the resumed run equals the uninterrupted one
+
+
+@pytest.mark.parametrize("flag,value", [("--lora_rank", "16"), ("--learning_rate", "1e-3"),
+                                        ("--lora_target_modules", "ALL")])
+def test_resume_refuses_an_explicit_contradiction_in_one_line(tmp_path, flag, value):
+    out = tmp_path / "run"
+    train(out, "--max_steps", "1")
+    with pytest.raises(ArgumentError) as err:
+        train(out, "--resume_from_checkpoint", "latest", "--max_steps", "2", flag, value)
+    msg = str(err.value)
+    assert f"{flag} " in msg and "contradicts the checkpoint checkpoint-1" in msg and "\n" not in msg
+
+
+def test_resuming_a_finished_run_writes_nothing(tmp_path):
+    out = tmp_path / "run"
+    train(out, "--max_steps", "2")
+    adapter = (out / "adapter" / "adapter_model.safetensors").read_bytes()
+    before = sorted(p.name for p in out.iterdir())
+    logs = train(out, "--max_steps", "2", "--resume_from_checkpoint", "latest")
+    assert any("is complete (step 2 of 2); nothing to resume" in line for line in logs)
+    assert sorted(p.name for p in out.iterdir()) == before
+    assert (out / "adapter" / "adapter_model.safetensors").read_bytes() == adapter
+    # asking for more steps continues it
+    train(out, "--max_steps", "3", "--resume_from_checkpoint", "latest")
+    assert (out / "checkpoint-3").is_dir()
+
+
+class Interrupt(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == 2:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_says_where_it_stopped_and_how_to_continue(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    monkeypatch.setattr("sys.argv", ["prefswift", "orpo", "--output_dir", str(out), "--max_steps", "5"])
+    logs = []
+    with pytest.raises(SystemExit) as stop:
+        run_training(parse_command("orpo", [*BASE, "--output_dir", str(out), "--max_steps", "5"]), "orpo",
+                     log=logs.append, callbacks=[Interrupt()])
+    assert stop.value.code == 130
+    message = "\n".join(logs)
+    assert "interrupted at step 2" in message and "checkpoint-1" in message  # step 2 ended before its save
+    assert "--resume_from_checkpoint latest" in message and "prefswift orpo --output_dir" in message
