@@ -348,3 +348,18 @@ def test_summary_format_reports_sources_splits_and_lengths(tmp_path):
     assert f"{path}" in text and "10 rows" in text and "train 8 pairs, eval 2 pairs" in text
     assert "p50" in text and "dropped: none" in text
     assert s.to_dict()["train_size"] == 8
+
+
+def test_sampling_with_repeats_never_puts_a_pair_on_both_sides_of_the_split(tmp_path):
+    """`file#N` with N above the row count repeats rows; the eval split is drawn first, so no eval pair is also a
+    training pair, and a file's own duplicates stay together on one side (counted in the summary)."""
+    rows = good_rows(10) + good_rows(10)[:3]  # 3 exact duplicates
+    path = write_jsonl(tmp_path / "d.jsonl", rows)
+    data = build([f"{path}#100"], eval_ratio=0.2)
+    key = lambda r: (r["example"].prompt, r["example"].chosen, r["example"].rejected)  # noqa: E731
+    train, held = {key(r) for r in data.train}, {key(r) for r in data.eval}
+    assert held and not (train & held)
+    assert len(data.train) == round(100 * (13 - len(data.eval)) / 13) and data.summary.duplicates == 3
+    assert "duplicates: 3 rows repeat an earlier pair" in data.summary.format()
+    plain = build([path], eval_ratio=0.3)
+    assert not ({key(r) for r in plain.train} & {key(r) for r in plain.eval})

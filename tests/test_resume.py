@@ -1,6 +1,7 @@
 """Resumes are safe: the checkpoint's own arguments carry over, contradictions are refused, a finished run is left
 alone, and Ctrl-C says where the run stopped and how to continue it."""
 import json
+from pathlib import Path
 
 import pytest
 from transformers import TrainerCallback
@@ -86,3 +87,39 @@ def test_ctrl_c_says_where_it_stopped_and_how_to_continue(tmp_path, monkeypatch)
     message = "\n".join(logs)
     assert "interrupted at step 2" in message and "checkpoint-1" in message  # step 2 ended before its save
     assert "--resume_from_checkpoint latest" in message and "prefswift orpo --output_dir" in message
+
+
+def test_args_json_replays_a_plugin_run_from_another_directory(tmp_path, tiny_llama3_dir):
+    """A run trained with --custom_register_path (its own model type and template) and a relative model path is
+    merged and evaluated from another directory with --ckpt_dir alone."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir()
+    elsewhere.mkdir()
+    shutil.copytree(tiny_llama3_dir, work / "my_model")
+    (work / "plug.py").write_text(
+        "from prefswift.registry.models import ModelSpec, register_model\n"
+        "from prefswift.templates import TemplateSpec, get_template, register_template\n"
+        "import dataclasses\n"
+        "register_template(dataclasses.replace(get_template('llama3').spec, name='my-llama3', aliases=()),\n"
+        "                  exist_ok=True)\n"
+        "register_model(ModelSpec('my-llama', None, None, 'my-llama3'), overwrite=True)\n")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent.parent))
+
+    def prefswift(cwd, *argv):
+        proc = subprocess.run([sys.executable, "-m", "prefswift", *argv], cwd=cwd, env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc
+
+    prefswift(work, "orpo", "--custom_register_path", "plug.py", "--model_type", "my-llama", "--model_id_or_path",
+              "./my_model", "--dataset", "demo#8", "--eval_ratio", "0", "--max_steps", "1", "--output_dir", "run")
+    saved = json.loads((work / "run" / "args.json").read_text())
+    assert saved["model_id_or_path"] == str(work / "my_model") and saved["custom_register_path"] == str(
+        work / "plug.py")
+    prefswift(elsewhere, "merge-lora", "--ckpt_dir", str(work / "run" / "adapter"))
+    prefswift(elsewhere, "eval", "--ckpt_dir", str(work / "run" / "adapter"), "--dataset", "demo#4")

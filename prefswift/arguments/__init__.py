@@ -47,7 +47,7 @@ class RunArgs:
                 out.update(dataclasses.asdict(section))
         for name in SECRET_FIELDS:
             out.pop(name, None)
-        return out
+        return absolute_paths(out)
 
     def save(self, directory) -> Path:
         path = Path(directory) / ARGS_FILE
@@ -56,6 +56,31 @@ class RunArgs:
         tmp.write_text(json.dumps(self.to_flat_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         os.replace(tmp, path)
         return path
+
+
+PATH_FIELDS = ("model_id_or_path", "ref_model_id_or_path", "adapter_name_or_path", "custom_register_path",
+               "dataset_dir", "deepspeed", "lora_adapter_dir")
+LIST_PATH_FIELDS = ("dataset", "val_dataset")
+
+
+def absolute_paths(flat: Dict[str, Any]) -> Dict[str, Any]:
+    """Local paths as absolute paths, so args.json replays the run from any directory (a hub id or a registered
+    name stays as written)."""
+    def fix(value):
+        if not isinstance(value, str) or not value:
+            return value
+        path, sep, sample = value.partition("#")  # `file.jsonl#100`
+        p = Path(path).expanduser()
+        return str(p.resolve()) + sep + sample if p.exists() else value
+
+    out = dict(flat)
+    for name in PATH_FIELDS:
+        if name in out:
+            out[name] = fix(out[name])
+    for name in LIST_PATH_FIELDS:
+        if isinstance(out.get(name), list):
+            out[name] = [fix(v) for v in out[name]]
+    return out
 
 
 def parse_command(command: str, argv: List[str], defaults: Dict[str, Any] = None) -> RunArgs:

@@ -56,6 +56,7 @@ class DataSummary:
     max_length: int
     max_prompt_length: int
     lengths: Dict[str, Dict[str, int]] = field(default_factory=dict)  # prompt|chosen|rejected -> percentiles
+    duplicates: int = 0                     # training rows that repeat an earlier pair of the same dataset
 
     @property
     def dropped_total(self) -> int:
@@ -81,6 +82,9 @@ class DataSummary:
         else:
             lines.append("  dropped: none")
         lines.append(f"  train {self.train_size} pairs, eval {self.eval_size} pairs (eval from: {self.eval_from})")
+        if self.duplicates:
+            lines.append(f"  duplicates: {self.duplicates} rows repeat an earlier pair (kept; all copies of a pair "
+                         "are on the same side of the eval split)")
         lines.append(f"  truncation {self.truncation_strategy}: max_length {self.max_length}, max_prompt_length "
                      f"{self.max_prompt_length}; {self.truncated} pairs truncated")
         lines.append(f"  tokens before truncation {'p50':>7} {'p90':>7} {'p99':>7} {'max':>7}")
@@ -128,15 +132,27 @@ def sample_rows(items: list, n: Optional[int], seed: int, *, repeat: bool = True
     return list(items) * (n // size) + [items[i] for i in sorted(rng.sample(range(size), n % size))]
 
 
-def split_by_ratio(items: list, ratio: float, seed: int) -> Tuple[list, list]:
-    """(train, eval): round(len * ratio) rows (at least 1, leaving at least 1 for training) picked with seed."""
-    if ratio <= 0 or len(items) < 2:
+def split_by_ratio(items: list, ratio: float, seed: int, key: Optional[Callable] = None) -> Tuple[list, list]:
+    """(train, eval): round(n * ratio) of the n distinct items (at least 1, leaving at least 1 for training) picked
+    with seed. `key`: items with the same key are one item — every copy of a duplicate lands on the same side."""
+    keys = [key(x) if key else i for i, x in enumerate(items)]
+    groups: Dict = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(k, len(groups))
+    if ratio <= 0 or len(groups) < 2:
         return list(items), []
-    n_eval = min(max(1, round(len(items) * ratio)), len(items) - 1)
-    order = list(range(len(items)))
+    n_eval = min(max(1, round(len(groups) * ratio)), len(groups) - 1)
+    order = list(range(len(groups)))
     random.Random(seed).shuffle(order)
     held = set(order[:n_eval])
-    return [x for i, x in enumerate(items) if i not in held], [x for i, x in enumerate(items) if i in held]
+    group_of = [groups[k] for k in keys]
+    return ([x for x, g in zip(items, group_of) if g not in held],
+            [x for x, g in zip(items, group_of) if g in held])
+
+
+def example_key(ex: PreferenceExample) -> tuple:
+    """What makes two pairs the same pair."""
+    return (ex.system, tuple(map(tuple, ex.history)), ex.prompt, ex.chosen, ex.rejected)
 
 
 def check_example(ex: PreferenceExample) -> None:
@@ -325,19 +341,24 @@ def build_preference_data(args: DataArguments, template, tokenizer, *, hub: Opti
     train_exs: List[PreferenceExample] = []
     eval_exs: List[PreferenceExample] = []
     eval_from: List[str] = []
+    duplicates = 0
 
     for ref in (parse_dataset_arg(t) for t in args.dataset):
         train, test, stats = _load_ref(ref, args, (hub, token), checker, "train", log)
         all_stats += stats
-        train = sample_rows(train, ref.sample, seed)
-        if val_refs:
-            train_exs += train
-        elif test:
-            train_exs += train
-            eval_exs += test
-            eval_from.append(f"{ref.name} test split")
+        duplicates += len(train) - len({example_key(ex) for ex in train})
+        if val_refs or test:
+            train_exs += sample_rows(train, ref.sample, seed)
+            if test and not val_refs:
+                eval_exs += test
+                eval_from.append(f"{ref.name} test split")
         else:
-            kept, held = split_by_ratio(train, ratio, seed)
+            # split first: `#N` larger than the data repeats rows, and a repeated row must not be on both sides
+            upsample = ref.sample is not None and ref.sample > len(train)
+            kept, held = split_by_ratio(train if upsample else sample_rows(train, ref.sample, seed), ratio, seed,
+                                        key=example_key)
+            if upsample:
+                kept = sample_rows(kept, round(ref.sample * len(kept) / len(train)), seed)
             train_exs += kept
             eval_exs += held
             if held:
@@ -360,7 +381,7 @@ def build_preference_data(args: DataArguments, template, tokenizer, *, hub: Opti
         eval_from=", ".join(eval_from) or "none", truncated=cut_train + cut_eval,
         truncation_strategy=args.truncation_strategy, max_length=args.max_length,
         max_prompt_length=prompt_budget(args),
-        lengths={k: length_percentiles(v) for k, v in lengths.items()})
+        lengths={k: length_percentiles(v) for k, v in lengths.items()}, duplicates=duplicates)
     if not train_rows:
         raise DataError(f"no training rows left: {summary.one_line()} — fix the data, check --columns, "
                         "or raise --max_length")

@@ -21,6 +21,7 @@ import torch
 from ..arguments import RunArgs, load_args_json, section_from_flat
 from ..arguments.fields import ModelArguments
 from ..errors import ArgumentError
+from ..registry.plugins import load_plugins
 from ..templates import Template, get_template
 from .loader import ResolvedModel, hub_kwargs, load_model, load_tokenizer, parse_device_map, resolve_model
 
@@ -115,6 +116,8 @@ def resolve_source(args: RunArgs) -> ModelSource:
     else:
         ckpt_dir = None
     saved = (load_args_json(ckpt_dir) or {}) if ckpt_dir is not None else {}
+    if saved.get("custom_register_path") and "custom_register_path" not in explicit:
+        load_plugins(saved["custom_register_path"])  # the run's own model types and templates
     margs = _effective_model_args(m, explicit, saved)
     if adapter is not None and "model_id_or_path" not in explicit:
         _check_saved_base_path(ckpt_dir, saved.get("model_id_or_path"))
