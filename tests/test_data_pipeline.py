@@ -363,3 +363,39 @@ def test_sampling_with_repeats_never_puts_a_pair_on_both_sides_of_the_split(tmp_
     assert "duplicates: 3 rows repeat an earlier pair" in data.summary.format()
     plain = build([path], eval_ratio=0.3)
     assert not ({key(r) for r in plain.train} & {key(r) for r in plain.eval})
+
+
+def test_csv_gzip_and_dataset_folders_are_read(tmp_path):
+    import csv
+    import gzip
+
+    rows = good_rows(6)
+    with open(tmp_path / "d.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["prompt", "chosen", "rejected"])
+        writer.writeheader()
+        writer.writerows(rows)
+    assert len(build([str(tmp_path / "d.csv")], eval_ratio=0).train) == 6
+    with gzip.open(tmp_path / "d.jsonl.gz", "wt", encoding="utf-8") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in rows))
+    assert len(build([str(tmp_path / "d.jsonl.gz")], eval_ratio=0).train) == 6
+    folder = tmp_path / "my_set" / "data"
+    folder.mkdir(parents=True)
+    write_jsonl(folder / "train-00000-of-00001.jsonl", rows)
+    assert len(build([str(tmp_path / "my_set")], eval_ratio=0).train) == 6
+
+
+@pytest.mark.parametrize("name,content,needle", [
+    ("d.xlsx", b"PK\x03\x04", r"not a data file prefswift reads \(\.xlsx\)"),
+    ("d.jsonl.gz", b"not gzip at all", "not a readable gzip file"),
+])
+def test_files_that_are_not_data_say_what_they_are(tmp_path, name, content, needle):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(DataError, match=needle):
+        build([str(tmp_path / name)])
+
+
+def test_a_folder_without_a_training_split_says_so(tmp_path):
+    (tmp_path / "empty_set").mkdir()
+    (tmp_path / "empty_set" / "notes.txt").write_text("x")
+    with pytest.raises(DataError, match="a directory without a training split"):
+        build([str(tmp_path / "empty_set")])

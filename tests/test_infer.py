@@ -152,7 +152,8 @@ def test_chat_session_streams_and_keeps_history(run_dir):
 
 
 def test_interactive_infer_through_a_pipe(run_dir):
-    """The real command with stdin from a pipe: JSON lines out, history, clear, reset-system, exit."""
+    """The real command with stdin from a pipe: JSON lines out, history (--keep_history true), clear, reset-system,
+    exit."""
     from prefswift.models.loader import load_tokenizer
     from prefswift.templates import get_template
 
@@ -161,7 +162,8 @@ def test_interactive_infer_through_a_pipe(run_dir):
              "exit", "never answered"]
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run([sys.executable, "-m", "prefswift", "infer", "--ckpt_dir", str(ckpt), "--max_new_tokens",
-                           "5", "--system", "Be brief."], input="\n".join(lines) + "\n", capture_output=True,
+                           "5", "--system", "Be brief.", "--keep_history", "true"], input="\n".join(lines) + "\n",
+                          capture_output=True,
                           text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     replies = [json.loads(line) for line in proc.stdout.splitlines()]  # stdout: only JSON lines
@@ -204,3 +206,17 @@ def test_dataset_mode_recovers_the_runs_eval_split(run_dir):
     assert path2.parent == run_dir / "two" and len(path2.read_text().splitlines()) == 2
     with pytest.raises(ArgumentError, match="no args.json with a dataset"):
         run_infer(infer_args("--model_type", "tiny-qwen", "--load_dataset_config", "true"), log=lambda *a, **k: None)
+
+
+def test_piped_lines_are_independent_prompts_by_default(run_dir):
+    """`printf 'q1\\nq2\\n' | prefswift infer ...`: every line is answered on its own (no growing conversation)."""
+    ckpt = run_dir / "checkpoint-4"
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-m", "prefswift", "infer", "--ckpt_dir", str(ckpt), "--max_new_tokens",
+                           "4", "--temperature", "0.7"], input="Hello\nHello\nHello\n", capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    replies = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["turn"] for r in replies] == [1, 1, 1]
+    assert len({r["prompt_tokens"] for r in replies}) == 1
+    assert "--temperature 0.7 has no effect without --do_sample true" in proc.stderr

@@ -192,6 +192,8 @@ class InferArguments(Section):
     do_sample: bool = arg(False, "Sample instead of greedy decoding.", commands=("infer",))
     seed: int = arg(42, "Random seed for sampling (infer).", commands=("infer",))
     stream: bool = arg(True, "Stream tokens in interactive mode.", commands=("infer",))
+    keep_history: bool = arg(False, "stdin from a pipe: one conversation across the lines (default: every line is a "
+                             "prompt of its own, as in dataset mode).", commands=("infer",))
     load_dataset_config: bool = arg(False, "Use the run's own eval split (from args.json).",
                                     commands=("infer", "eval"))
     infer_output: Optional[str] = arg(None, "Where results go: a .jsonl/.json file or a directory (default: "

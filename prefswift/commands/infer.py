@@ -57,7 +57,8 @@ def run_infer(args: RunArgs, *, log=print, inp=None, out=None, err=None):
         return run_dataset_infer(args, loaded, generator, log=log)
     system = args.data.system if "system" in args.explicit else source.saved.get("system")
     session = ChatSession(generator, system=system, max_length=args.data.max_length)
-    return run_chat(session, inp=inp, out=out, err=err, stream=args.infer.stream)
+    return run_chat(session, inp=inp, out=out, err=err, stream=args.infer.stream,
+                    keep_history=args.infer.keep_history)
 
 
 def merged_source(args: RunArgs, source: ModelSource, log) -> ModelSource:

@@ -18,7 +18,7 @@ from . import converters as C
 from .example import PreferenceExample
 from .formats import Converter, detect_format
 
-LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet")
+LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv", ".tsv", ".gz")
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ class DatasetRef:
 
 
 def is_local_path(text: str) -> bool:
-    return text.lower().endswith(LOCAL_SUFFIXES) or os.path.isfile(text)
+    return text.lower().endswith(LOCAL_SUFFIXES) or os.path.isfile(text) or os.path.isdir(text)
 
 
 def parse_dataset_arg(text: str) -> DatasetRef:

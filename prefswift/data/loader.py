@@ -59,14 +59,60 @@ def _jsonl_rows(path: str, text: str) -> RawSource:
     return RawSource(path, rows, lines)
 
 
+DATA_TYPES = ("jsonl", "json", "parquet", "csv", "tsv")
+
+
+def _csv_rows(path: str, text: str, delimiter: str) -> RawSource:
+    """A header row, then one pair per row (column names as in any other format: prompt, chosen, rejected, ...)."""
+    import csv
+    import io
+
+    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
+    rows, lines = [], []
+    for row in reader:
+        rows.append({k: v for k, v in row.items() if k is not None})
+        lines.append(reader.line_num)
+    return RawSource(path, rows, lines)
+
+
+def read_local_dir(path: str) -> RawSource:
+    """A dataset folder: its README's `configs:` or the usual layouts (train.jsonl, data/train-*.parquet, ...) name
+    the training files; a folder holding a single data file is read as that file."""
+    from .hub import config_patterns, layout_patterns, match_files, read_card_configs
+
+    readme = os.path.join(path, "README.md")
+    patterns = config_patterns(read_card_configs(readme), None, "train") if os.path.isfile(readme) else None
+    files = match_files(path, patterns) if patterns else match_files(path, layout_patterns(None, "train"),
+                                                                     first_only=True)
+    if not files:
+        files = [os.path.join(path, f) for f in sorted(os.listdir(path))
+                 if os.path.isfile(os.path.join(path, f)) and f.lower().rsplit(".", 1)[-1] in DATA_TYPES]
+        if len(files) != 1:
+            raise data_error(path, None, "", "a directory without a training split (no README `configs:`, no "
+                             "train.jsonl / data/train-*.parquet, not a single data file)",
+                             "pass the data file itself, or lay the folder out like a hub dataset")
+    sources = [read_local_file(f) for f in files]
+    rows = [row for src in sources for row in src.rows]
+    return RawSource(path if len(sources) > 1 else sources[0].label, rows,
+                     sources[0].line_numbers if len(sources) == 1 else None)
+
+
 def read_local_file(path: str) -> RawSource:
-    """Rows of a .json (a list of rows; JSON lines are accepted too), .jsonl or .parquet file.
+    """Rows of a .json (a list of rows; JSON lines are accepted too), .jsonl, .parquet, .csv or .tsv file (each also
+    gzipped: .jsonl.gz, ...), or of a dataset folder (`read_local_dir`).
 
     Malformed syntax and empty files are always errors (never skipped): nothing sensible can be counted."""
+    if os.path.isdir(path):
+        return read_local_dir(path)
     if not os.path.isfile(path):
         raise data_error(path, None, "", "file not found", "check the path (relative paths start at the "
                          "current directory)")
-    ext = path.lower().rsplit(".", 1)[-1]
+    name = path.lower()
+    gzipped = name.endswith(".gz")
+    ext = (name[:-3] if gzipped else name).rsplit(".", 1)[-1]
+    if ext not in DATA_TYPES:
+        raise data_error(path, None, "", f"not a data file prefswift reads (.{ext})",
+                         "save the rows as .jsonl, .json, .parquet or .csv (gzipped is fine)")
     if ext == "parquet":
         try:
             import pyarrow.parquet as pq
@@ -77,15 +123,21 @@ def read_local_file(path: str) -> RawSource:
                              "re-export it, or convert it to .jsonl") from None
         source = RawSource(path, rows)
     else:
+        import gzip
+
         try:
-            with open(path, encoding="utf-8-sig") as f:
+            with (gzip.open(path, "rt", encoding="utf-8-sig") if gzipped else open(path, encoding="utf-8-sig")) as f:
                 text = f.read()
         except UnicodeDecodeError as e:
             raise data_error(path, None, "", f"not UTF-8 text ({e.reason} at byte {e.start})",
                              "save the file as UTF-8") from None
+        except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
+            raise data_error(path, None, "", f"not a readable gzip file ({e})", "decompress it or fix it") from None
         if not text.strip():
             raise data_error(path, None, "", "the file is empty", "put preference rows in it")
-        if ext == "jsonl":
+        if ext in ("csv", "tsv"):
+            source = _csv_rows(path, text, "\t" if ext == "tsv" else ",")
+        elif ext == "jsonl":
             source = _jsonl_rows(path, text)
         else:
             try:

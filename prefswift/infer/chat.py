@@ -123,8 +123,9 @@ def read_message(read_line: Callable[[str], Optional[str]], prompt: str) -> Opti
 
 
 def run_chat(session: ChatSession, inp: TextIO = None, out: TextIO = None, err: TextIO = None,
-             interactive: Optional[bool] = None, stream: bool = True) -> int:
-    """The read-answer loop. Returns the number of answered turns."""
+             interactive: Optional[bool] = None, stream: bool = True, keep_history: bool = False) -> int:
+    """The read-answer loop. Returns the number of answered turns. From a pipe every line is a conversation of its
+    own unless `keep_history`; at a terminal the conversation goes on until `clear`."""
     inp = inp or sys.stdin
     out = out or sys.stdout
     err = err or sys.stderr
@@ -145,6 +146,9 @@ def run_chat(session: ChatSession, inp: TextIO = None, out: TextIO = None, err: 
             out.write("\n")
             break
         if msg is None:
+            if interactive:  # Ctrl-D: leave the shell prompt on a line of its own
+                out.write("\n")
+                out.flush()
             break
         command = msg.strip()
         lowered = command.lower()
@@ -164,6 +168,8 @@ def run_chat(session: ChatSession, inp: TextIO = None, out: TextIO = None, err: 
             say(f"[system prompt set: {session.system!r}; history cleared]" if session.system is not None
                 else "[system prompt reset to the default; history cleared]")
             continue
+        if not interactive and not keep_history:
+            session.clear()
         try:
             before = session.dropped_turns
             if interactive and stream:
