@@ -33,10 +33,12 @@ for _algo, _summary in TRAIN_COMMANDS.items():
 
 
 @app.command("list", help="List registered models, templates or datasets.")
-def list_cmd(what: str = typer.Argument(..., help="models | templates | datasets")):
+def list_cmd(what: str = typer.Argument(..., help="models | templates | datasets"),
+             custom_register_path: str = typer.Option(None, help="A Python file that registers models/templates/"
+                                                                 "datasets (listed too).")):
     from .commands import list as list_command
 
-    list_command.main(what)
+    list_command.main(what, custom_register_path)
 
 
 @app.command("preview", context_settings=PASSTHROUGH,
@@ -76,8 +78,14 @@ def eval_cmd(ctx: typer.Context):
 def main(argv=None):
     from .commands.common import silence_import_noise
 
+    argv = list(argv if argv is not None else sys.argv[1:])
+    if argv in (["--version"], ["-V"]):
+        from . import __version__
+
+        print(f"prefswift {__version__}")
+        return
     silence_import_noise()
-    app(args=argv if argv is not None else sys.argv[1:], prog_name="prefswift")
+    app(args=argv, prog_name="prefswift")
 
 
 if __name__ == "__main__":

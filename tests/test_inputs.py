@@ -174,3 +174,45 @@ def test_a_ddp_data_error_is_one_line_and_exit_code_2(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert len(errors) == 1 and "bad.jsonl (line 2)" in errors[0]
     assert "Traceback" not in proc.stderr and "ChildFailedError" not in proc.stderr
+
+
+# ---------------------------------------------------------------- small gaps
+
+def test_version_and_merge_lora_without_arguments():
+    from prefswift import __version__
+    from prefswift.cli import main
+
+    proc = subprocess.run([sys.executable, "-m", "prefswift", "--version"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert proc.stdout.strip() == f"prefswift {__version__}"
+    code, out = cli("merge-lora")
+    assert code == 2 and "merge-lora needs --ckpt_dir" in out
+    assert callable(main)
+
+
+def test_list_loads_a_plugin(tmp_path):
+    plugin = tmp_path / "plug.py"
+    plugin.write_text("from prefswift.registry.models import ModelSpec, register_model\n"
+                      "register_model(ModelSpec('listed-by-plugin', None, None, 'chatml'), overwrite=True)\n")
+    code, out = cli("list", "models", "--custom-register-path", str(plugin))
+    assert code == 0 and "listed-by-plugin" in out
+
+
+def test_a_reference_with_another_tokenizer_is_refused(tiny_llama3_dir, tiny_qwen_dir):
+    from prefswift.train.setup_model import check_same_tokenizer
+
+    check_same_tokenizer(tiny_llama3_dir, tiny_llama3_dir)
+    with pytest.raises(ArgumentError, match="has another tokenizer than the policy"):
+        check_same_tokenizer(tiny_llama3_dir, tiny_qwen_dir)
+
+
+def test_a_template_whose_control_tokens_the_tokenizer_lacks_is_named(tiny_llama3_dir, tiny_qwen_dir):
+    from prefswift.models.loader import load_tokenizer
+    from prefswift.templates import get_template
+
+    assert get_template("llama3").missing_special_tokens(load_tokenizer(tiny_llama3_dir)) == []
+    missing = get_template("chatml").missing_special_tokens(load_tokenizer(tiny_llama3_dir))
+    assert "<|im_start|>" in missing and "<|im_end|>" in missing
+    code, out = cli("preview", "--model_id_or_path", str(tiny_llama3_dir), "--template", "chatml", "--dataset",
+                    "demo", "-n", "1")
+    assert code == 0 and "warning: the tokenizer has no single tokens for <|im_start|>" in out

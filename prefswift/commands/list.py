@@ -29,9 +29,14 @@ def render_list(what: str) -> str:
     raise ArgumentError(f"unknown list {what!r}: use `prefswift list models`, `templates` or `datasets`")
 
 
-def main(what: str) -> None:
+def main(what: str, custom_register_path=None) -> None:
     import typer
 
+    from ..registry.plugins import load_plugins
     from .common import run_user_command
 
-    run_user_command(lambda: typer.echo(render_list(what)))
+    def go():
+        load_plugins(custom_register_path)
+        typer.echo(render_list(what))
+
+    run_user_command(go)

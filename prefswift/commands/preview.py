@@ -36,6 +36,9 @@ def run_preview(args: RunArgs, n: int = 3, as_json: bool = False) -> str:
         return json.dumps({"template": template.name, "model_dir": str(resolved.path), "pairs": out,
                            "summary": data.summary.format()}, ensure_ascii=False, indent=1)
     lines.append(f"template: {template.name}   tokenizer: {resolved.path}")
+    missing = template.missing_special_tokens(tokenizer)
+    if missing:
+        lines.append(f"warning: the tokenizer has no single tokens for {', '.join(missing)}: check --template")
     lines.append(f"{TRAINED_OPEN}...{TRAINED_CLOSE} marks the tokens the loss is computed on")
     for i, r in enumerate(rows):
         prompt, chosen, rejected = r["prompt_input_ids"], r["chosen_input_ids"], r["rejected_input_ids"]

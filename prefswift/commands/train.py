@@ -148,6 +148,10 @@ def load_tokenizer_and_template(args: RunArgs):
 
 
 def prepare_data(args: RunArgs, template, tokenizer, say) -> PreparedData:
+    missing = template.missing_special_tokens(tokenizer)
+    if missing:
+        logger.warning("template %s uses %s, which this tokenizer does not have as single tokens: check --template",
+                       template.name, ", ".join(missing))
     data = build_preference_data(args.data, template, tokenizer, hub=args.model.hub, token=args.model.hub_token,
                                  log=say)
     if not data.train:

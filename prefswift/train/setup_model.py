@@ -56,6 +56,7 @@ def build_models(args, resolved: ResolvedModel, *, needs_reference: bool, device
         elif separate_ref:
             ref_resolved = resolve_model(m.ref_model_type, m.ref_model_id_or_path, **hub_kwargs(m),
                                          template=resolved.template)  # its template is never used
+            check_same_tokenizer(resolved.path, ref_resolved.path)
             reference = load_model(ref_resolved.path, m, spec=ref_resolved.spec, device_map=device_map,
                                    max_memory=max_memory, trainable=False)
             note = f"separate model {ref_resolved.path}"
@@ -78,3 +79,14 @@ def build_models(args, resolved: ResolvedModel, *, needs_reference: bool, device
     trainable, total = count_parameters(policy)
     logger.info("trainable parameters: %s of %s (%.4f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
     return Models(policy, reference, resolved, note)
+
+
+def check_same_tokenizer(policy_dir, reference_dir) -> None:
+    """A separate reference scores the policy's token ids: it must share the policy's vocabulary."""
+    from ..models.loader import load_tokenizer
+
+    policy, reference = load_tokenizer(policy_dir), load_tokenizer(reference_dir)
+    if policy.get_vocab() != reference.get_vocab():
+        raise ArgumentError(f"the reference model {reference_dir} has another tokenizer than the policy "
+                            f"{policy_dir} ({len(reference)} vs {len(policy)} tokens): its log-probs of the policy's "
+                            "token ids would be meaningless — use a reference of the same model family")
