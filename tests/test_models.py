@@ -119,3 +119,24 @@ def test_a_model_types_requirements_are_checked_before_download(monkeypatch):
                    overwrite=True)
     with pytest.raises(PrefswiftError, match=r"needs transformers<4 \(.* is installed\): pip install"):
         loader.resolve_model("needs-old-transformers", None)
+
+
+def test_offline_means_no_hub_request_and_a_model_type_as_model_name_or_path(monkeypatch, tiny_llama3_dir):
+    """HF_HUB_OFFLINE=1: both hubs are asked for their caches only (no 15 s of retries); a registered model type
+    typed as --model_name_or_path is that model type."""
+    import huggingface_hub
+    import modelscope
+
+    calls = []
+
+    def cache_only(*a, **k):
+        calls.append(k.get("local_files_only"))
+        raise FileNotFoundError("not in the cache")
+
+    monkeypatch.setattr(modelscope, "snapshot_download", cache_only)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", cache_only)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(PrefswiftError, match="offline .* not in the modelscope cache"):
+        loader.resolve_model(None, "someone/not-cached")
+    assert calls and all(calls)  # every call asked for the cache only
+    assert loader.resolve_model(None, "tiny-llama3").path == tiny_llama3_dir

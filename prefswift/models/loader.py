@@ -14,7 +14,7 @@ import torch
 from ..distributed.env import dist_env
 from ..errors import PrefswiftError
 from ..registry.hubs import HUB_NAMES, which_hub
-from ..registry.models import ModelSpec, get_model_spec
+from ..registry.models import ModelSpec, find_model_spec, get_model_spec
 
 logger = logging.getLogger("prefswift")
 
@@ -118,6 +118,11 @@ def resolve_model(model_type: Optional[str], model_id_or_path: Optional[str], *,
                   template: Optional[str] = None, tokenizer_only: bool = False, token: Optional[str] = None,
                   check_latest: bool = True) -> ResolvedModel:
     spec = get_model_spec(model_type) if model_type else None
+    if spec is None and model_id_or_path and "/" not in model_id_or_path and \
+            not Path(model_id_or_path).expanduser().exists():
+        spec = find_model_spec(model_id_or_path)  # a registered model type given as --model_name_or_path
+        if spec is not None:
+            model_id_or_path = None
     if spec is not None:
         check_requirements(spec)
     if model_id_or_path and Path(model_id_or_path).expanduser().is_dir():

@@ -32,7 +32,17 @@ _UNREACHABLE = set()  # hubs that failed with a network error in this process: n
 
 
 class HubOffline(ConnectionError):
-    """The hub already failed to answer in this process."""
+    """The hub already failed to answer in this process, or the environment says offline."""
+
+
+OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "MODELSCOPE_OFFLINE")
+
+
+def offline() -> bool:
+    """HF_HUB_OFFLINE=1 (or TRANSFORMERS_OFFLINE / MODELSCOPE_OFFLINE): no network request to either hub, only caches."""
+    import os
+
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on") for v in OFFLINE_VARS)
 
 
 def mark_unreachable(hub: str) -> None:
@@ -43,6 +53,12 @@ def snapshot(hub: str, repo_id: str, *, repo_type: str = "model", revision: Opti
              allow_patterns: Optional[Sequence[str]] = None, ignore_patterns: Optional[Sequence[str]] = None,
              token: Optional[str] = None, local_only: bool = False) -> str:
     """Download (or, with local_only, find in the client's cache) a snapshot of `repo_id`; its local directory."""
+    if offline() and not local_only:
+        try:
+            return snapshot(hub, repo_id, repo_type=repo_type, revision=revision, allow_patterns=allow_patterns,
+                            ignore_patterns=ignore_patterns, token=token, local_only=True)
+        except Exception as e:  # noqa: BLE001 - not cached: say offline, not a hub error
+            raise HubOffline(f"offline (HF_HUB_OFFLINE=1) and {repo_id} is not in the {hub} cache") from e
     if hub in _UNREACHABLE and not local_only:
         raise HubOffline(f"{hub} did not answer earlier in this run")
     rev = revision_for(hub, revision)

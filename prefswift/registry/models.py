@@ -30,6 +30,11 @@ def register_model(spec: ModelSpec, *, overwrite: bool = False) -> ModelSpec:
     return spec
 
 
+def find_model_spec(model_type: str) -> Optional[ModelSpec]:
+    """The registered spec of `model_type`, or None."""
+    return _MODELS.get(model_type) or _MODELS.get(model_type.lower())
+
+
 def get_model_spec(model_type: str) -> ModelSpec:
     spec = _MODELS.get(model_type) or _MODELS.get(model_type.lower())
     if spec is None:
