@@ -80,6 +80,9 @@ def finished_message(args: RunArgs, run_dir: Path, resume_from: Optional[Path]) 
     if resume_from is None or not path.is_file():
         return None
     done = json.loads(path.read_text(encoding="utf-8"))
+    state = resume_from / "trainer_state.json"
+    if json.loads(state.read_text(encoding="utf-8")).get("global_step", 0) < done["global_step"]:
+        return None  # an earlier checkpoint than the run's end (a later one was removed): it is resumed as asked
     saved = checkpoint_args(resume_from) or {}
     more_steps = "max_steps" in args.explicit and args.train.max_steps > done["global_step"]
     more_epochs = ("num_train_epochs" in args.explicit and "max_steps" not in args.explicit
