@@ -386,3 +386,51 @@ def test_dataset_card_configs_pick_the_files_of_one_subset_and_split(tmp_path):
     assert found(None, "train") == ["data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet"]
     assert found("helpful_base_en", "test") == ["helpful_base_en_test.json"]
     assert found("harmless_base_cn", "test") == []
+
+
+def test_anthropic_hh_rlhf_dialogues_are_recognised_and_split_at_the_last_answer(tmp_path):
+    """The ORPO paper's data: whole dialogues as text, sharing everything before the last answer; recognised in a
+    local file without flags, and registered as `hh-rlhf` (Anthropic/hh-rlhf, gzipped JSONL per subset folder)."""
+    import gzip
+    import shutil
+
+    from prefswift.data.pipeline import convert_source, RowChecker
+    from prefswift.data.loader import read_local_file
+
+    src = os.path.join(FIX, "hh_rlhf.jsonl")
+    exs, stats = convert_source(read_local_file(src), None, None, RowChecker("error", print), "train")
+    assert stats.format == "hh-rlhf" and len(exs) == 6
+    assert exs[0].history == [("Hi!", "Hello, how can I help?")] and exs[0].prompt == "How do I boil an egg?"
+    assert exs[0].chosen.startswith("Put it in boiling water") and exs[0].rejected == "Figure it out yourself."
+    assert exs[1].history == [] and exs[1].prompt == "What is the capital of France?"
+    spec = get_dataset_spec("hh-rlhf")
+    assert spec.hf_id == "Anthropic/hh-rlhf" and "red-team-attempts" not in spec.subsets
+    folder = tmp_path / "hh-rlhf" / "harmless-base"
+    folder.mkdir(parents=True)
+    with open(src, "rb") as f, gzip.open(folder / "train.jsonl.gz", "wb") as g:
+        shutil.copyfileobj(f, g)
+    (train,) = loader.load_registered(spec, "harmless-base", "train", dataset_dir=str(tmp_path), hub=None)
+    assert len(train.rows) == 6
+
+
+def test_hh_rlhf_pairs_that_differ_before_the_last_answer_are_counted():
+    from prefswift.data.formats import RowError, convert_hh_dialogues
+
+    with pytest.raises(RowError, match="does not share the dialogue"):
+        convert_hh_dialogues({"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: x\n\nAssistant: y"})
+
+
+def test_argilla_sets_in_their_real_schemas():
+    from prefswift.data.loader import read_local_file
+    from prefswift.data.pipeline import RowChecker, convert_source
+
+    checker = RowChecker("error", print)
+    exs, stats = convert_source(read_local_file(os.path.join(FIX, "distilabel_orca_dpo.jsonl")), None, None,
+                                checker, "train")
+    assert stats.format == "distilabel-orca-dpo" and len(exs) == 3  # 2 ties and 1 GSM8K-train row left out
+    assert checker.dropped == {"tie (status)": 2, "in GSM8K train (contamination)": 1}
+    assert exs[0].system == "You are helpful." and exs[0].prompt == "What is 0+0?"
+    exs, stats = convert_source(read_local_file(os.path.join(FIX, "ultrafeedback_cleaned.jsonl")), None, None,
+                                RowChecker("error", print), "train")
+    assert stats.format == "ultrafeedback-cleaned" and exs[0].chosen == "Blue." and exs[0].rejected == "Seven."
+    assert get_dataset_spec("distilabel-orca-dpo").hf_id == "argilla/distilabel-intel-orca-dpo-pairs"

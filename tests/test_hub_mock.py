@@ -4,6 +4,7 @@ Each scenario runs prefswift in a subprocess (the clients read their endpoint se
 mock by the clients' own settings (MODELSCOPE_ENDPOINT, HF_ENDPOINT) and with HTTP(S)_PROXY = the mock, so any
 request for another host is caught in `hub.escaped` instead of leaving the machine.
 """
+import gzip
 import io
 import json
 import os
@@ -49,12 +50,18 @@ def make_hub(model_dir) -> MockHub:
     hub.add("hf", "model", "Qwen/Qwen2.5-0.5B-Instruct", model)
     hub.add("modelscope", "model", "LLM-Research/Meta-Llama-3-8B-Instruct", model, gated=True)
     hub.add("hf", "model", "meta-llama/Meta-Llama-3-8B-Instruct", model, gated=True)
-    hh = fixture_bytes("hh_rlhf_cn.jsonl")  # hh_rlhf_cn: one folder per subset, train.jsonl + test.jsonl
-    files = {"README.md": b"# hh_rlhf_cn\n"}
+    hh = fixture_bytes("hh_rlhf_cn.jsonl")  # hh_rlhf_cn (= dikw/hh_rlhf_cn): flat SUBSET_train/test.jsonl files
+    files = {"README.md": b"# hh_rlhf_cn\n", "hh_rlhf_prompt.jsonl": b"not preference data: never downloaded"}
     for subset in HH_SUBSETS:
-        files[f"{subset}/train.jsonl"] = hh
-        files[f"{subset}/test.jsonl"] = hh.splitlines(keepends=True)[0]
+        files[f"{subset}_train.jsonl"] = hh
+        files[f"{subset}_test.jsonl"] = hh.splitlines(keepends=True)[0]
     hub.add("modelscope", "dataset", "AI-ModelScope/hh_rlhf_cn", files)
+    anthropic = {"README.md": b"# hh-rlhf\n"}  # Anthropic/hh-rlhf: one folder per subset, gzipped JSON lines
+    for subset in ("harmless-base", "helpful-base", "helpful-online", "helpful-rejection-sampled"):
+        anthropic[f"{subset}/train.jsonl.gz"] = gzip.compress(fixture_bytes("hh_rlhf.jsonl"))
+        anthropic[f"{subset}/test.jsonl.gz"] = gzip.compress(fixture_bytes("hh_rlhf.jsonl").splitlines(True)[0])
+    anthropic["red-team-attempts/red_team_attempts.jsonl.gz"] = gzip.compress(b'{"transcript": "not pairs"}\n')
+    hub.add("hf", "dataset", "Anthropic/hh-rlhf", anthropic)
     uf = {"README.md": card("- config_name: default\n  data_files:\n  - split: train_prefs\n"
                             "    path: data/train_prefs-*\n  - split: test_prefs\n    path: data/test_prefs-*\n"
                             "  - split: train_sft\n    path: data/train_sft-*\n"),
@@ -295,3 +302,12 @@ def test_push_without_an_id_is_refused_before_anything_loads(hub, tmp_path):
                                          "--push_to_hub", "true"))
     assert "--hub_model_id" in error_line(proc)
     assert not hub.requests and not (tmp_path / "out").exists()
+
+
+def test_the_orpo_papers_hh_rlhf_from_hugging_face(hub, tmp_path):
+    """Anthropic/hh-rlhf: gzipped dialogues per subset folder; only the asked subset is fetched."""
+    proc = run(hub, tmp_path, train_args(tmp_path / "out", "--dataset", "hh-rlhf:harmless-base", "--hub", "hf"))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert (tmp_path / "out" / "adapter").is_dir() and hub.escaped == []
+    got = [p for m, p in hub.requests if m == "GET" and "Anthropic/hh-rlhf" in p and ".jsonl.gz" in p]
+    assert got and all("harmless-base" in p for p in got)

@@ -48,6 +48,28 @@ def convert_orca_dpo_pairs(row: dict) -> PreferenceExample:
                              rejected=response_text(row, "rejected"), system=system or None)
 
 
+def convert_distilabel_orca(row: dict) -> PreferenceExample:
+    """argilla/distilabel-intel-orca-dpo-pairs (card: columns system, input, chosen, rejected, status, chosen_score,
+    in_gsm8k_train, ...; split train at data/train-*): re-rated Intel orca pairs. As the card recommends, ties
+    (`status: tie`) and rows whose question is in GSM8K's train set are left out (counted)."""
+    if row.get("status") == "tie":
+        raise RowFiltered("tie (status)")
+    if row.get("in_gsm8k_train") is True:
+        raise RowFiltered("in GSM8K train (contamination)")
+    question = required_str(row, "input")
+    system = row.get("system")
+    if system is not None and not isinstance(system, str):
+        raise wrong_type("system", system, "a string")
+    return PreferenceExample(prompt=question, chosen=response_text(row, "chosen"),
+                             rejected=response_text(row, "rejected"), system=system or None)
+
+
+def convert_ultrafeedback_cleaned(row: dict) -> PreferenceExample:
+    """argilla/ultrafeedback-binarized-preferences-cleaned (card: source, prompt, chosen / rejected as
+    [{role, content}] conversations, chosen-rating, rejected-rating, chosen-model, rejected-model; split train)."""
+    return convert_trl(row)
+
+
 def convert_dpo_en_zh(row: dict) -> PreferenceExample:
     """hiyouga/DPO-En-Zh-20k (subsets en, zh): sharegpt — `conversations` = [{"from": "human", "value": ...}, ...],
     `chosen` / `rejected` = {"from": "gpt", "value": ...}."""
@@ -70,5 +92,5 @@ def convert_demo(row: dict) -> PreferenceExample:
 
 __all__ = [
     "RowError", "convert_hh_rlhf_cn", "convert_orpo_dpo_mix", "convert_ultrafeedback", "convert_orca_dpo_pairs",
-    "convert_dpo_en_zh", "convert_coig_p", "convert_demo",
+    "convert_dpo_en_zh", "convert_coig_p", "convert_demo", "convert_distilabel_orca", "convert_ultrafeedback_cleaned",
 ]

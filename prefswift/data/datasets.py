@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Tupl
 from ..errors import ArgumentError, did_you_mean, unknown_name
 from . import converters as C
 from .example import PreferenceExample
-from .formats import Converter, detect_format
+from .formats import Converter, convert_hh_dialogues, detect_format
 
 LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv", ".tsv", ".gz")
 
@@ -138,11 +138,19 @@ def parse_dataset_arg(text: str) -> DatasetRef:
 
 _DEMO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo_data")
 
+# Where the facts come from: hh_rlhf_cn is dikw/hh_rlhf_cn on Hugging Face (mirrored on ModelScope as
+# AI-ModelScope/hh_rlhf_cn): flat files SUBSET_train.jsonl / SUBSET_test.jsonl for the five subsets below.
 register_dataset(DatasetSpec(
-    "hh-rlhf-cn", C.convert_hh_rlhf_cn, ms_id="AI-ModelScope/hh_rlhf_cn",
+    "hh-rlhf-cn", C.convert_hh_rlhf_cn, ms_id="AI-ModelScope/hh_rlhf_cn", hf_id="dikw/hh_rlhf_cn",
     subsets=("hh_rlhf", "harmless_base_cn", "harmless_base_en", "helpful_base_cn", "helpful_base_en"),
     test_split="test", schema=frozenset({"context", "chosen", "rejected"}),
     description="Anthropic HH-RLHF with Chinese translations (ms-swift's DPO example); multi-turn"))
+# Anthropic/hh-rlhf (the ORPO paper's data): folders harmless-base, helpful-base, helpful-online,
+# helpful-rejection-sampled with train.jsonl.gz / test.jsonl.gz (red-team-attempts is not preference data: left out)
+register_dataset(DatasetSpec(
+    "hh-rlhf", convert_hh_dialogues, hf_id="Anthropic/hh-rlhf",
+    subsets=("harmless-base", "helpful-base", "helpful-online", "helpful-rejection-sampled"), test_split="test",
+    description="Anthropic HH-RLHF: ~160k English dialogue pairs (chosen/rejected as whole dialogues)"))
 register_dataset(DatasetSpec(
     "orpo-dpo-mix-40k", C.convert_orpo_dpo_mix, ms_id="AI-ModelScope/orpo-dpo-mix-40k",
     hf_id="mlabonne/orpo-dpo-mix-40k", schema=frozenset({"source", "prompt", "question", "chosen", "rejected"}),
@@ -157,6 +165,16 @@ register_dataset(DatasetSpec(
     "orca-dpo-pairs", C.convert_orca_dpo_pairs, hf_id="Intel/orca_dpo_pairs",
     schema=frozenset({"question", "chosen", "rejected"}),
     description="Intel's ~13k English Orca pairs (system/question/chosen/rejected)"))
+# The argilla sets orpo-dpo-mix-40k is built from, where their schemas differ from the mix (facts from the cards)
+register_dataset(DatasetSpec(
+    "distilabel-orca-dpo", C.convert_distilabel_orca, hf_id="argilla/distilabel-intel-orca-dpo-pairs",
+    schema=frozenset({"input", "chosen", "rejected", "status", "chosen_score"}),
+    description="argilla's re-rated Intel orca pairs (~12.9k; ties and GSM8K-train questions left out)"))
+register_dataset(DatasetSpec(
+    "ultrafeedback-cleaned", C.convert_ultrafeedback_cleaned,
+    hf_id="argilla/ultrafeedback-binarized-preferences-cleaned",
+    schema=frozenset({"prompt", "chosen", "rejected", "chosen-rating", "rejected-rating"}),
+    description="argilla's cleaned UltraFeedback (~61k English pairs, TruthfulQA contamination removed)"))
 register_dataset(DatasetSpec(
     "dpo-en-zh-20k", C.convert_dpo_en_zh, hf_id="hiyouga/DPO-En-Zh-20k", subsets=("en", "zh"),
     local_files={"en": "dpo_en.json", "zh": "dpo_zh.json"},

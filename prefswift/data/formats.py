@@ -9,6 +9,8 @@ Formats recognised without any registration (checked in this order, on a file's 
 * **alpaca** (LLaMA-Factory): `instruction`, optional `input` (appended on a new line), optional `system`,
   optional `history` = [[user, assistant], ...]; `chosen` / `rejected` strings.
 * **swift** (ms-swift 2.x): `query`, `response`, `rejected_response`, optional `history`, `system`.
+* **hh-rlhf** (Anthropic HH-RLHF, the ORPO paper's data): no `prompt`; `chosen` / `rejected` are whole dialogues as
+  text (`"\n\nHuman: ...\n\nAssistant: ..."`) that share everything before the last answer.
 * **trl**: `prompt` / `chosen` / `rejected` as strings, or as message lists (`prompt` = the conversation so
   far, `chosen` = [assistant message]); also TRL's "implicit prompt" form — no usable `prompt`, and `chosen` /
   `rejected` are whole conversations sharing a prefix, which becomes the prompt.
@@ -18,6 +20,7 @@ dataset deliberately leaves out (always counted, never an error).
 """
 import ast
 import json
+import re
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .example import PreferenceExample
@@ -262,10 +265,46 @@ def convert_trl(row: dict) -> PreferenceExample:
                              rejected=_final_answer(r_tail, "rejected"), system=system, history=history)
 
 
+_HH_TURN = re.compile(r"\n\n(Human|Assistant): ?")
+
+
+def _hh_turns(text: str, field: str) -> List[Message]:
+    """`"\n\nHuman: ...\n\nAssistant: ..."` -> [(user, ...), (assistant, ...), ...]."""
+    parts = _HH_TURN.split("\n\n" + text.lstrip("\n") if not text.startswith("\n\n") else text)
+    if parts[0].strip() or len(parts) < 3:
+        raise RowError(field, "is not a `\\n\\nHuman: ... \\n\\nAssistant: ...` dialogue",
+                       "give whole dialogues, or use prompt/chosen/rejected columns", reason=f"bad dialogue in {field}")
+    roles = {"Human": "user", "Assistant": "assistant"}
+    return [(roles[parts[i]], parts[i + 1].strip()) for i in range(1, len(parts) - 1, 2)]
+
+
+def convert_hh_dialogues(row: dict) -> PreferenceExample:
+    """Anthropic HH-RLHF: `chosen` and `rejected` are whole dialogues as text that share everything up to the last
+    assistant turn; that shared part is the prompt (earlier turns become history)."""
+    chosen = _hh_turns(required_str(row, "chosen"), "chosen")
+    rejected = _hh_turns(required_str(row, "rejected"), "rejected")
+    if chosen[:-1] != rejected[:-1]:
+        raise RowError("rejected", "does not share the dialogue before its last answer with chosen",
+                       "both must be the same conversation with a different last answer",
+                       reason="chosen and rejected dialogues differ before the last answer")
+    for field, turns in (("chosen", chosen), ("rejected", rejected)):
+        if turns[-1][0] != "assistant":
+            raise RowError(field, "does not end with an Assistant turn", "end each dialogue with the answer",
+                           reason=f"bad dialogue in {field}")
+    system, history, prompt = split_conversation(chosen[:-1], "chosen")
+    return PreferenceExample(prompt=prompt, chosen=chosen[-1][1], rejected=rejected[-1][1], system=system,
+                             history=history)
+
+
+def _is_hh_dialogue(value: Any) -> bool:
+    return isinstance(value, str) and "\n\nHuman:" in value[:200] and "\n\nAssistant:" in value
+
+
 GENERIC_FORMATS: Dict[str, Converter] = {
     "sharegpt": convert_sharegpt,
     "alpaca": convert_alpaca,
     "swift": convert_swift,
+    "hh-rlhf": convert_hh_dialogues,
     "trl": convert_trl,
 }
 
@@ -277,6 +316,8 @@ def detect_generic_format(row: dict) -> Optional[str]:
         return "alpaca"
     if "query" in row and ("response" in row or "rejected_response" in row):
         return "swift"
+    if "prompt" not in row and _is_hh_dialogue(row.get("chosen")):
+        return "hh-rlhf"
     if "prompt" in row or isinstance(maybe_parse(row.get("chosen")), list):
         return "trl"
     return None

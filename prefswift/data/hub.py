@@ -18,7 +18,7 @@ from ..errors import DataError
 from ..registry.hub_client import LOGIN_HINT, failure_kind, first_line, mark_unreachable, snapshot
 from ..registry.hubs import HUB_NAMES
 
-EXTS = ("jsonl", "json", "parquet")
+EXTS = ("jsonl", "json", "parquet", "jsonl.gz", "json.gz")  # Anthropic/hh-rlhf ships train.jsonl.gz
 
 
 class HubUnreachable(Exception):
@@ -109,7 +109,7 @@ def match_files(root: str, patterns: List[str], *, first_only: bool = False) -> 
     hits: List[str] = []
     for pattern in patterns:
         for path in sorted(glob.glob(os.path.join(root, pattern), recursive=True)):
-            if os.path.isfile(path) and path.lower().rsplit(".", 1)[-1] in EXTS and path not in hits:
+            if os.path.isfile(path) and path.lower().endswith(tuple("." + e for e in EXTS)) and path not in hits:
                 hits.append(path)
         if hits and first_only:
             break

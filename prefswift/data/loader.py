@@ -21,9 +21,8 @@ from typing import Callable, List, Optional
 
 from ..errors import DataError, data_error
 from ..registry.hubs import HUB_NAMES, which_hub
-from .hub import split_files
+from .hub import EXTS, split_files  # EXTS: one list of data file types for local copies and hub snapshots
 
-EXTS = ("jsonl", "json", "parquet")
 
 
 @dataclass
