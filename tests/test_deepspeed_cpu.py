@@ -15,7 +15,17 @@ ROOT = Path(__file__).parent.parent
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="deepspeed is not installed")
 
 
+_RUNS = {}  # (algo, nproc, extra) -> losses: one run serves every test that needs the same baseline
+
+
 def losses(algo, out, nproc, *extra):
+    key = (algo, nproc, extra)
+    if key not in _RUNS:
+        _RUNS[key] = _train_losses(algo, out, nproc, *extra)
+    return _RUNS[key]
+
+
+def _train_losses(algo, out, nproc, *extra):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env.pop("NPROC_PER_NODE", None)
     if nproc > 1:

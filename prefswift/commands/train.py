@@ -55,6 +55,20 @@ def main(algo: str, argv: List[str]) -> None:
         run_training(args, algo)
 
     run_user_command(go)
+    if dist_env().is_distributed:
+        exit_worker()
+
+
+def exit_worker() -> None:
+    """End a finished distributed worker without interpreter teardown: everything is saved and the process group is
+    destroyed, but gloo's (and DeepSpeed's) communication threads can still abort the process while Python
+    finalizes (`terminate called without an active exception`, exit code 1 for a run that succeeded)."""
+    import os
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def run_training(args: RunArgs, algo: str, *, log=print, callbacks=()) -> Path:
