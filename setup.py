@@ -20,5 +20,6 @@ setup(
     python_requires=">=3.9",
     install_requires=reqs("core.txt"),
     extras_require={"test": reqs("test.txt"), "gpu": reqs("gpu.txt")},
-    entry_points={"console_scripts": ["prefswift=prefswift.cli:main"]},
+    entry_points={"console_scripts": ["prefswift=prefswift.cli:main",
+                                      "prefswift-download-dataset=prefswift.data.download:main"]},
 )

@@ -216,3 +216,39 @@ def test_a_template_whose_control_tokens_the_tokenizer_lacks_is_named(tiny_llama
     code, out = cli("preview", "--model_id_or_path", str(tiny_llama3_dir), "--template", "chatml", "--dataset",
                     "demo", "-n", "1")
     assert code == 0 and "warning: the tokenizer has no single tokens for <|im_start|>" in out
+
+
+def test_config_conveniences_peers_users_type(tmp_path):
+    """TRL-style fractional --eval_steps/--save_steps, PEFT's all-linear, the strategies on the command line, the
+    LLaMA-Factory guide's dataset short names, and --dry_run seeing dataset_info.json entries."""
+    import json as _json
+
+    from prefswift.train.training_args import training_arguments
+
+    args = parse_command("dpo", ["--eval_steps", "0.2", "--save_steps", "0.5", "--save_strategy", "steps",
+                                 "--lora_target_modules", "all-linear", "--dataset", "orca_dpo"])
+    targs = training_arguments(args, tmp_path, has_eval=True)
+    assert (targs.eval_steps, targs.save_steps) == (0.2, 0.5)
+    assert args.tuning.lora_target_modules == ["all-linear"]
+    with pytest.raises(ArgumentError, match="whole number of steps"):
+        training_arguments(parse_command("dpo", ["--save_steps", "2.5"]), tmp_path, has_eval=False)
+    with pytest.raises(ArgumentError, match="no eval data"):
+        training_arguments(parse_command("dpo", ["--eval_strategy", "epoch"]), tmp_path, has_eval=False)
+    from prefswift.data.datasets import get_dataset_spec
+
+    assert get_dataset_spec("orca_dpo").name == "orca-dpo-pairs" and get_dataset_spec("dpo_en_zh").subsets
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "mine.jsonl").write_text('{"prompt": "a", "chosen": "b", "rejected": "c"}\n')
+    (data / "dataset_info.json").write_text(_json.dumps({"my_set": {"file_name": "mine.jsonl"}}))
+    code, out = cli("dpo", "--model_type", "tiny-llama3", "--dataset", "my_set", "--dataset_dir", str(data),
+                    "--dry_run", "true")
+    assert code == 0 and "dry run: nothing was loaded" in out
+
+
+def test_all_linear_targets_every_linear_but_the_head(tiny_llama3_dir):
+    from prefswift.models.loader import load_model
+    from prefswift.models.lora import all_linear_names, resolve_target_modules
+
+    model = load_model(tiny_llama3_dir, parse_command("dpo", []).model)
+    assert resolve_target_modules(model, ["all-linear"], []) == sorted(all_linear_names(model))

@@ -102,7 +102,7 @@ class TuningArguments(Section):
     lora_alpha: int = arg(32, "LoRA alpha.", ge=1)
     lora_dropout_p: float = arg(0.05, "LoRA dropout.", aliases=("lora_dropout",), ge=0, lt=1)
     lora_target_modules: List[str] = arg(
-        ["DEFAULT"], "ALL (every linear but the head), DEFAULT (the model's set), or module names.",
+        ["DEFAULT"], "ALL or all-linear (every linear but the head), DEFAULT (the model's set), or module names.",
         aliases=("lora_target",), list_type=True)
     lora_modules_to_save: List[str] = arg([], "Extra modules trained fully and saved with the adapter.",
                                           list_type=True)
@@ -135,8 +135,13 @@ class TrainArguments(Section):
     optim: str = arg("adamw_torch", "Optimizer name as in transformers (adamw_torch, paged_adamw_8bit, ...).",
                      choices=C.optimizers)
     logging_steps: int = arg(5, "Log every N steps (to the terminal and logging.jsonl).", ge=1)
-    eval_steps: Optional[int] = arg(None, "Evaluate every N steps (default: save_steps, else once at the end).", ge=1)
-    save_steps: int = arg(500, "Save a checkpoint every N steps.", ge=1)
+    eval_steps: Optional[float] = arg(None, "Evaluate every N steps, or a fraction of the run below 1 (0.2 = every "
+                                      "fifth of it); default: save_steps.", gt=0)
+    save_steps: float = arg(500, "Save a checkpoint every N steps, or a fraction of the run below 1.", gt=0)
+    save_strategy: str = arg("steps", "When to save: steps (every --save_steps), epoch, or no.",
+                             choices=("steps", "epoch", "no"))
+    eval_strategy: Optional[str] = arg(None, "When to evaluate: steps, epoch or no (default: steps when there is "
+                                       "eval data, else no).", choices=("steps", "epoch", "no"))
     save_total_limit: Optional[int] = arg(None, "Keep only the newest N checkpoints.", ge=1)
     save_only_model: bool = arg(False, "Checkpoints without optimizer state (cannot resume exactly).")
     seed: int = arg(42, "Training seed.")

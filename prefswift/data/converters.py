@@ -38,14 +38,19 @@ def convert_ultrafeedback(row: dict) -> PreferenceExample:
     return convert_trl(row)
 
 
-def convert_orca_dpo_pairs(row: dict) -> PreferenceExample:
-    """Intel/orca_dpo_pairs: `system`, `question`, `chosen`, `rejected`, all strings (system may be empty)."""
-    question = required_str(row, "question")
+def _system_question_pair(row: dict, question_field: str) -> PreferenceExample:
+    """Orca-style rows: an optional (possibly empty) `system`, a question, `chosen` / `rejected` strings."""
+    question = required_str(row, question_field)
     system = row.get("system")
     if system is not None and not isinstance(system, str):
         raise wrong_type("system", system, "a string")
     return PreferenceExample(prompt=question, chosen=response_text(row, "chosen"),
                              rejected=response_text(row, "rejected"), system=system or None)
+
+
+def convert_orca_dpo_pairs(row: dict) -> PreferenceExample:
+    """Intel/orca_dpo_pairs: `system`, `question`, `chosen`, `rejected`, all strings (system may be empty)."""
+    return _system_question_pair(row, "question")
 
 
 def convert_distilabel_orca(row: dict) -> PreferenceExample:
@@ -56,12 +61,7 @@ def convert_distilabel_orca(row: dict) -> PreferenceExample:
         raise RowFiltered("tie (status)")
     if row.get("in_gsm8k_train") is True:
         raise RowFiltered("in GSM8K train (contamination)")
-    question = required_str(row, "input")
-    system = row.get("system")
-    if system is not None and not isinstance(system, str):
-        raise wrong_type("system", system, "a string")
-    return PreferenceExample(prompt=question, chosen=response_text(row, "chosen"),
-                             rejected=response_text(row, "rejected"), system=system or None)
+    return _system_question_pair(row, "input")
 
 
 def convert_ultrafeedback_cleaned(row: dict) -> PreferenceExample:

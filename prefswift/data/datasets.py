@@ -38,6 +38,7 @@ class DatasetSpec:
     builtin_dir: Optional[str] = None                # shipped inside the package: read from here, never the hub
     # file names inside dataset_dir / builtin_dir, keyed "subset/split", "split" or "subset" (see loader)
     local_files: Mapping[str, str] = field(default_factory=dict)
+    aliases: Tuple[str, ...] = ()                    # other names `--dataset` accepts (LLaMA-Factory's guide's)
 
     @property
     def splits(self) -> Tuple[str, ...]:
@@ -73,10 +74,12 @@ def get_dataset_spec(name: str) -> DatasetSpec:
     if spec is None:
         by_id = {s.ms_id: s for s in _DATASETS.values() if s.ms_id}
         by_id.update({s.hf_id: s for s in _DATASETS.values() if s.hf_id})
-        spec = by_id.get(name)
+        by_id.update({a: s for s in _DATASETS.values() for a in s.aliases})
+        spec = by_id.get(name) or by_id.get(name.lower())
     if spec is None:
-        raise unknown_name("dataset", name, _DATASETS, "`prefswift list datasets` shows them all, or pass a local "
-                           ".json/.jsonl/.parquet file")
+        known = list(_DATASETS) + [a for s in _DATASETS.values() for a in s.aliases]
+        raise unknown_name("dataset", name, known, "`prefswift list datasets` shows them all, or pass a local "
+                           ".json/.jsonl/.parquet/.csv file")
     return spec
 
 
@@ -144,7 +147,8 @@ register_dataset(DatasetSpec(
     "hh-rlhf-cn", C.convert_hh_rlhf_cn, ms_id="AI-ModelScope/hh_rlhf_cn", hf_id="dikw/hh_rlhf_cn",
     subsets=("hh_rlhf", "harmless_base_cn", "harmless_base_en", "helpful_base_cn", "helpful_base_en"),
     test_split="test", schema=frozenset({"context", "chosen", "rejected"}),
-    description="Anthropic HH-RLHF with Chinese translations (ms-swift's DPO example); multi-turn"))
+    description="Anthropic HH-RLHF with Chinese translations (ms-swift's DPO example); multi-turn",
+    aliases=("hh_rlhf_cn",)))
 # Anthropic/hh-rlhf (the ORPO paper's data): folders harmless-base, helpful-base, helpful-online,
 # helpful-rejection-sampled with train.jsonl.gz / test.jsonl.gz (red-team-attempts is not preference data: left out)
 register_dataset(DatasetSpec(
@@ -154,7 +158,8 @@ register_dataset(DatasetSpec(
 register_dataset(DatasetSpec(
     "orpo-dpo-mix-40k", C.convert_orpo_dpo_mix, ms_id="AI-ModelScope/orpo-dpo-mix-40k",
     hf_id="mlabonne/orpo-dpo-mix-40k", schema=frozenset({"source", "prompt", "question", "chosen", "rejected"}),
-    description="mlabonne's 44k-pair English mix for ORPO/DPO (toxic-dpo-v0.2 rows left out)"))
+    description="mlabonne's 44k-pair English mix for ORPO/DPO (toxic-dpo-v0.2 rows left out)",
+    aliases=("orpo_dpo_mix",)))
 register_dataset(DatasetSpec(
     # ModelScope mirrors the HF repo under the same id (modelscope.snapshot_download is used with it)
     "ultrafeedback", C.convert_ultrafeedback, ms_id="HuggingFaceH4/ultrafeedback_binarized",
@@ -164,7 +169,7 @@ register_dataset(DatasetSpec(
 register_dataset(DatasetSpec(
     "orca-dpo-pairs", C.convert_orca_dpo_pairs, hf_id="Intel/orca_dpo_pairs",
     schema=frozenset({"question", "chosen", "rejected"}),
-    description="Intel's ~13k English Orca pairs (system/question/chosen/rejected)"))
+    description="Intel's ~13k English Orca pairs (system/question/chosen/rejected)", aliases=("orca_dpo",)))
 # The argilla sets orpo-dpo-mix-40k is built from, where their schemas differ from the mix (facts from the cards)
 register_dataset(DatasetSpec(
     "distilabel-orca-dpo", C.convert_distilabel_orca, hf_id="argilla/distilabel-intel-orca-dpo-pairs",
@@ -178,10 +183,12 @@ register_dataset(DatasetSpec(
 register_dataset(DatasetSpec(
     "dpo-en-zh-20k", C.convert_dpo_en_zh, hf_id="hiyouga/DPO-En-Zh-20k", subsets=("en", "zh"),
     local_files={"en": "dpo_en.json", "zh": "dpo_zh.json"},
-    description="~20k English+Chinese pairs in sharegpt format (LLaMA-Factory's dpo_mix_en/zh)"))
+    description="~20k English+Chinese pairs in sharegpt format (LLaMA-Factory's dpo_mix_en/zh)",
+    aliases=("dpo_en_zh",)))
 register_dataset(DatasetSpec(
     "coig-p", C.convert_coig_p, hf_id="m-a-p/COIG-P",
-    description="COIG-P: ~1M Chinese preference pairs (chat, code, math, logic, novel, role), sharegpt format"))
+    description="COIG-P: ~1M Chinese preference pairs (chat, code, math, logic, novel, role), sharegpt format",
+    aliases=("coig_p",)))
 register_dataset(DatasetSpec(
     "demo", C.convert_demo, test_split="test", builtin_dir=_DEMO_DIR,
     local_files={"train": "demo.jsonl", "test": "demo_test.jsonl"},

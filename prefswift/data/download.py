@@ -13,18 +13,12 @@ from ..errors import PrefswiftError
 from .datasets import get_dataset_spec, list_datasets
 from . import loader
 
-# the short names LLaMA-Factory's guide uses
-SHORT_NAMES = {"orca_dpo": "orca-dpo-pairs", "dpo_en_zh": "dpo-en-zh-20k", "ultrafeedback": "ultrafeedback",
-               "coig_p": "coig-p", "hh_rlhf_cn": "hh-rlhf-cn", "orpo_dpo_mix": "orpo-dpo-mix-40k"}
-
-
 def describe() -> str:
-    short = {v: k for k, v in SHORT_NAMES.items()}
     lines = []
     for spec in list_datasets():
         if spec.builtin_dir:
             continue
-        alias = f" (also: {short[spec.name]})" if short.get(spec.name, spec.name) != spec.name else ""
+        alias = f" (also: {', '.join(spec.aliases)})" if spec.aliases else ""
         ids = ", ".join(i for i in (spec.ms_id and f"ModelScope {spec.ms_id}", spec.hf_id and f"HF {spec.hf_id}")
                         if i)
         lines.append(f"{spec.name}{alias}: {spec.description} [{ids}; subsets: {'/'.join(spec.subsets)}]")
@@ -32,7 +26,7 @@ def describe() -> str:
 
 
 def download(name: str, output_dir: str, hub: str = "auto", log=print) -> List[str]:
-    spec = get_dataset_spec(SHORT_NAMES.get(name, name))
+    spec = get_dataset_spec(name)  # the names and aliases `--dataset` accepts
     which, dataset_id = loader.hub_and_id(spec, hub, log)
     written = []
     for subset in spec.subsets:

@@ -34,7 +34,7 @@ def resolve_target_modules(model: nn.Module, requested: Sequence[str], default: 
     out: List[str] = []
     for item in requested:
         key = item.upper()
-        if key == "ALL":
+        if key in ("ALL", "ALL-LINEAR", "ALL_LINEAR"):  # ms-swift's ALL, PEFT's / TRL's all-linear
             out.extend(all_linear_names(model))
         elif key in ("DEFAULT", "AUTO"):
             out.extend(default)

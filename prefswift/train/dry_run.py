@@ -2,6 +2,7 @@
 import os
 
 from ..arguments import RunArgs
+from ..data import dataset_info
 from ..data.datasets import get_dataset_spec, parse_dataset_arg
 from ..distributed.device_plan import gather_device_facts
 from ..distributed.launch import describe_launch
@@ -18,9 +19,9 @@ def dry_run(algo: str, argv, args: RunArgs) -> str:
                      f"template {m.template or spec.template}")
     elif m.model_id_or_path:
         lines.append(f"model: {m.model_id_or_path}")
-    for name in args.data.dataset:
+    for name in args.data.dataset + args.data.val_dataset:  # resolved as the real run does (dataset_info.json too)
         ref = parse_dataset_arg(name)
-        if not ref.local:
+        if not ref.local and not dataset_info.lookup(args.data.dataset_dir, ref.name):
             get_dataset_spec(ref.name).resolve_subsets(ref.subsets)
     objective = Objective.from_args(algo, args.pref)
     lines.append(f"objective: {algo} loss_type={objective.loss_type} beta={objective.beta}; "

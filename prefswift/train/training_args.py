@@ -15,7 +15,11 @@ def training_arguments(args: RunArgs, run_dir: Path, has_eval: bool):
     cuda = default_device() == "cuda"
     precision = training_precision(m.dtype, full_finetune=args.tuning.sft_type == "full", deepspeed=bool(t.deepspeed))
     bf16, fp16 = precision.bf16, precision.fp16
-    eval_steps = t.eval_steps or t.save_steps
+    eval_steps = steps_or_ratio(t.eval_steps or t.save_steps)
+    eval_strategy = t.eval_strategy or ("steps" if has_eval else "no")
+    if eval_strategy != "no" and not has_eval:
+        raise ArgumentError(f"--eval_strategy {eval_strategy}: there is no eval data (--eval_ratio 0 and no "
+                            "--val_dataset); give some, or drop --eval_strategy")
     kwargs = dict(
         output_dir=str(run_dir), num_train_epochs=t.num_train_epochs, max_steps=t.max_steps,
         per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.eval_batch_size or t.batch_size,
@@ -24,9 +28,9 @@ def training_arguments(args: RunArgs, run_dir: Path, has_eval: bool):
         max_grad_norm=t.max_grad_norm, lr_scheduler_type=t.lr_scheduler_type,
         # transformers 5: a float warmup_steps < 1 is a ratio of the total steps
         warmup_steps=t.warmup_steps or t.warmup_ratio, optim=t.optim, logging_steps=t.logging_steps,
-        save_strategy="steps", save_steps=t.save_steps,
+        save_strategy=t.save_strategy, save_steps=steps_or_ratio(t.save_steps),
         save_total_limit=t.save_total_limit, save_only_model=t.save_only_model, seed=t.seed, data_seed=t.seed,
-        eval_strategy="steps" if has_eval else "no", eval_steps=eval_steps if has_eval else None,
+        eval_strategy=eval_strategy, eval_steps=eval_steps if eval_strategy == "steps" else None,
         dataloader_num_workers=t.dataloader_num_workers, report_to=[r for r in t.report_to if r != "none"] or "none",
         remove_unused_columns=False, bf16=bf16, fp16=fp16, ddp_backend=t.ddp_backend or (
             "gloo" if not cuda and dist_env().is_distributed else None),
@@ -51,3 +55,12 @@ def training_arguments(args: RunArgs, run_dir: Path, has_eval: bool):
 
         deepspeed.init_distributed(dist_backend="gloo", auto_mpi_discovery=False)
     return targs
+
+
+def steps_or_ratio(value: float):
+    """--save_steps / --eval_steps: a whole number of steps, or below 1 a fraction of the run (as transformers)."""
+    if value < 1:
+        return float(value)
+    if not float(value).is_integer():
+        raise ArgumentError(f"--save_steps/--eval_steps {value}: give a whole number of steps, or a fraction below 1")
+    return int(value)
