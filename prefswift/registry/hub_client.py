@@ -39,7 +39,7 @@ OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "MODELSCOPE_OFFLINE")
 
 
 def offline() -> bool:
-    """HF_HUB_OFFLINE=1 (or TRANSFORMERS_OFFLINE / MODELSCOPE_OFFLINE): no network request to either hub, only caches."""
+    """HF_HUB_OFFLINE=1 (or TRANSFORMERS_OFFLINE / MODELSCOPE_OFFLINE): no request to either hub, only caches."""
     import os
 
     return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on") for v in OFFLINE_VARS)

@@ -2,7 +2,8 @@
 
 The Trainer brings accelerate (DDP, DeepSpeed, FSDP), checkpointing, schedulers and `report_to`. This class adds:
 the pair forward (`prefswift.scoring.forward.pair_forward`), the reference log-probs (adapter-disabled base, a separate
-frozen model, or precomputed columns), the objective (`objectives.Objective`) and TRL-style metric averaging between log steps.
+frozen model, or precomputed columns), the objective (`objectives.Objective`) and TRL-style metric averaging between
+log steps.
 """
 from collections import defaultdict
 from contextlib import nullcontext
