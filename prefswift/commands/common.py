@@ -13,11 +13,27 @@ NOISY_LOGGERS = ("httpx", "urllib3", "modelscope", "datasets", "filelock")
 # warnings some packages log when they are imported, before any handler exists (Python then prints them raw):
 # bitsandbytes' CPU backend looks for an optional `kernels` package on every import
 IMPORT_NOISE = {"bitsandbytes": logging.ERROR}
+# DeepSpeed (imported by transformers whenever it is installed) says on every CPU run that it found no GPU; its logger
+# resets its own level when created, so a filter drops that one message
+IMPORT_NOISE_MESSAGES = {"DeepSpeed": ("Setting accelerator to CPU",)}
+
+
+class DropMessages(logging.Filter):
+    def __init__(self, needles):
+        super().__init__()
+        self.needles = tuple(needles)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(n in record.getMessage() for n in self.needles)
 
 
 def silence_import_noise() -> None:
     for name, level in IMPORT_NOISE.items():
         logging.getLogger(name).setLevel(level)
+    for name, needles in IMPORT_NOISE_MESSAGES.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, DropMessages) for f in logger.filters):
+            logger.addFilter(DropMessages(needles))
 
 
 def setup_logging() -> None:
