@@ -49,6 +49,12 @@ def make_hub(model_dir) -> MockHub:
     hub.add("modelscope", "model", "qwen/Qwen2.5-0.5B-Instruct", model)
     hub.add("hf", "model", "Qwen/Qwen2.5-0.5B-Instruct", model)
     hub.add("modelscope", "model", "LLM-Research/Meta-Llama-3-8B-Instruct", model, gated=True)
+    hub.add("modelscope", "model", "01ai/Yi-6B-Chat", model)  # the seeds' model types, as tiny stand-ins
+    from prefswift.models.tiny import ensure_tiny_model
+
+    llama = ensure_tiny_model("tiny-llama3")
+    hub.add("modelscope", "model", "LLM-Research/Meta-Llama-3-8B",
+            {str(p.relative_to(llama)): p.read_bytes() for p in llama.rglob("*") if p.is_file()})
     hub.add("hf", "model", "meta-llama/Meta-Llama-3-8B-Instruct", model, gated=True)
     hh = fixture_bytes("hh_rlhf_cn.jsonl")  # hh_rlhf_cn (= dikw/hh_rlhf_cn): flat SUBSET_train/test.jsonl files
     files = {"README.md": b"# hh_rlhf_cn\n", "hh_rlhf_prompt.jsonl": b"not preference data: never downloaded"}
@@ -311,3 +317,36 @@ def test_the_orpo_papers_hh_rlhf_from_hugging_face(hub, tmp_path):
     assert (tmp_path / "out" / "adapter").is_dir() and hub.escaped == []
     got = [p for m, p in hub.requests if m == "GET" and "Anthropic/hh-rlhf" in p and ".jsonl.gz" in p]
     assert got and all("harmless-base" in p for p in got)
+
+
+def _example_argv(name: str) -> list:
+    """The prefswift command line of examples/NAME.sh (its `prefswift ...` words, without the launch variables)."""
+    import shlex
+
+    text = open(os.path.join(ROOT, "examples", f"{name}.sh"), encoding="utf-8").read()
+    text = text.replace("$(expr 16 / $nproc_per_node)", "8")  # the 2-process recipe's 16 / 2
+    return shlex.split(text.split("prefswift ", 1)[1].replace("\\\n", " ").split('"$@"')[0])
+
+
+def test_seed_004_swift_dpo_line_runs_against_the_mock(hub, tmp_path):
+    """ms-swift's DPO line (yi-6b-chat, its own reference type, hh-rlhf-cn:harmless_base_cn), one process."""
+    argv = _example_argv("mp_ddp_4gpu_dpo")
+    assert argv[:3] == ["dpo", "--model_type", "yi-6b-chat"] and "hh-rlhf-cn:harmless_base_cn" in argv
+    argv = [w if w != "output" else str(tmp_path / "out") for w in argv]
+    proc = run(hub, tmp_path, [*argv, "--max_steps", "2"])
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert (tmp_path / "out" / "adapter").is_dir() and hub.escaped == []
+    assert fetched(hub, "/api/v1/models/01ai/Yi-6B-Chat/")
+
+
+def test_seed_002_qlora_orpo_line_runs_against_the_mock(hub, tmp_path):
+    """The Llama 3 8B QLoRA ORPO tutorial's line (examples/qlora_orpo_llama3.sh), on this CPU: the paged 8-bit
+    optimizer is CUDA-only, so the one change besides --max_steps is --optim adamw_torch."""
+    argv = _example_argv("qlora_orpo_llama3")
+    assert argv[:3] == ["orpo", "--model_type", "llama3-8b"] and "--use_4bit" in argv
+    argv = [str(tmp_path / "out") if w == "output/llama3-8b-orpo-qlora" else w for w in argv]
+    argv[argv.index("paged_adamw_8bit")] = "adamw_torch"
+    proc = run(hub, tmp_path, [*argv, "--max_steps", "2"])
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert json.loads((tmp_path / "out" / "args.json").read_text())["quantization_bit"] == 4
+    assert hub.escaped == []
