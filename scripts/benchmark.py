@@ -71,7 +71,7 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, default=2, help="preference pairs per step (2x sequences per forward)")
     p.add_argument("--lora_r", type=int, default=8)
     p.add_argument("--chunk_size", type=int, default=PreferenceArguments().logprob_chunk_size,
-                   help="prefswift --logprob_chunk_size (default: the CLI's)")
+                   help="prefswift --logprob_chunk_size (default: the CLI's, 0 = auto for the device)")
     p.add_argument("--layout", choices=("prefix", "concat"), default="prefix",
                    help="prefswift's batch layout: prefix = PrefixSharedCollator (the CLI default without "
                         "flash_attention_2), concat = PairCollator (chosen rows then rejected rows, like TRL)")
@@ -205,10 +205,12 @@ def loss_recording(cls):
 
 
 def build_prefswift(args, algo, model, tok, pairs, out):
+    import torch
     from peft import get_peft_model
     from transformers import TrainingArguments
 
     from prefswift.scoring.collators import ListDataset, PairCollator, PrefixSharedCollator
+    from prefswift.scoring.logprobs import resolve_chunk_size
     from prefswift.train.objectives import Objective
     from prefswift.train.trainer import PreferenceTrainer
 
@@ -218,7 +220,9 @@ def build_prefswift(args, algo, model, tok, pairs, out):
     targs = TrainingArguments(**common_training_kwargs(args, out), remove_unused_columns=False)
     collator = (PrefixSharedCollator if args.layout == "prefix" else PairCollator)(pad_token_id=tok.pad_token_id)
     return loss_recording(PreferenceTrainer)(
-        model=model, args=targs, objective=objective, ref_model=None, logprob_chunk_size=args.chunk_size,
+        model=model, args=targs, objective=objective, ref_model=None,
+        logprob_chunk_size=resolve_chunk_size(args.chunk_size, args.vocab,
+                                              "cuda" if torch.cuda.is_available() else "cpu"),
         train_dataset=ListDataset(prefswift_rows(pairs)), data_collator=collator, processing_class=tok)
 
 

@@ -14,8 +14,11 @@ from .values import Section
 
 
 # Tokens per LM-head chunk when computing log-probs: the [chunk, vocab] logits are the only vocab-sized tensor.
-# 256 measured on this project's 2-core CPU (benchmark.py); on an H200 1024 was 1.8x faster (issue 12).
+# CPU: 256, measured on this project's 2-core CPU (scripts/benchmark.py). GPU: a memory budget for one chunk's fp32
+# logits instead, because on an H200 (Qwen2.5-1.5B shapes, bf16) 256 tokens made DPO 0.86x TRL's speed while 1024
+# gave 1.56x and 4096 1.63x (issue 12); 1 GiB is ~1,700 tokens of a 152K vocabulary, ~2,000 of a 128K one.
 LOGPROB_CHUNK_SIZE = 256
+GPU_LOGITS_BUDGET = 1 << 30
 
 
 def arg(default: Any = None, help: str = "", aliases=(), choices=None, value_aliases=None, list_type=False,
@@ -173,8 +176,9 @@ class PreferenceArguments(Section):
                               commands=("orpo",))
     precompute_ref_log_probs: bool = arg(False, "DPO: compute reference log-probs once before training.",
                                          commands=("dpo",))
-    logprob_chunk_size: int = arg(LOGPROB_CHUNK_SIZE, "Tokens per lm_head chunk when computing log-probs (memory vs "
-                                  "speed).", ge=1, commands=ALGORITHMS + ("eval",))
+    logprob_chunk_size: int = arg(0, "Tokens per lm_head chunk when computing log-probs; 0 = auto: 256 on CPU, on a "
+                                  "GPU as many as 1 GiB of fp32 logits holds (about 1,700 for a 152K vocabulary).",
+                                  ge=0, commands=ALGORITHMS + ("eval",))
     prefix_sharing: bool = arg(True, "One row per pair (prompt once, then chosen, then rejected, 4D mask) instead of "
                                "two rows; same numbers, less compute. Runs on SDPA even with --use_flash_attention "
                                "(faster); false = chosen and rejected rows (with flash_attention_2 when asked for).",

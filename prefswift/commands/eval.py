@@ -15,6 +15,7 @@ from ..data.selection import result_path, select_pairs, wants_dataset
 from ..errors import ArgumentError
 from ..evaluate import eval_record, format_table, pair_logps, preference_metrics, write_json
 from ..models.checkpoint import load_for_inference, resolve_source
+from ..scoring.logprobs import resolve_chunk_size
 from .common import run_command
 
 
@@ -32,7 +33,9 @@ def run_eval(args: RunArgs, *, log=print) -> Path:
     rows, origin = select_pairs(args, loaded.template, loaded.tokenizer, saved=source.saved,
                                 ckpt_dir=source.ckpt_dir, log=log)
     start = time.time()
-    pairs = pair_logps(loaded.model, rows, loaded.tokenizer.pad_token_id, chunk_size=args.pref.logprob_chunk_size)
+    chunk = resolve_chunk_size(args.pref.logprob_chunk_size, len(loaded.tokenizer),
+                               next(loaded.model.parameters()).device.type)
+    pairs = pair_logps(loaded.model, rows, loaded.tokenizer.pad_token_id, chunk_size=chunk)
     metrics = preference_metrics(pairs)
     log(format_table(metrics, f"[prefswift] eval: {source.describe()} on {origin}"))
     record = eval_record(metrics, pairs, rows, model=source.describe(), ckpt_dir=source.ckpt_dir,

@@ -19,8 +19,10 @@ from ..distributed.device_plan import DevicePlan, gather_device_facts, plan_devi
 from ..distributed.env import DistEnv, allow_ddp_over_device_map, dist_env, shutdown_distributed
 from ..errors import ArgumentError
 from ..models.push import check_push
-from ..models.loader import ResolvedModel, hub_kwargs, load_tokenizer, parse_device_map, resolve_model
+from ..models.loader import (ResolvedModel, default_device, hub_kwargs, load_tokenizer, parse_device_map,
+                             resolve_model)
 from ..scoring.collators import ListDataset
+from ..scoring.logprobs import resolve_chunk_size
 from ..templates import get_template
 from ..train.callbacks import RunFilesCallback
 from ..train.collate import make_collator
@@ -220,12 +222,20 @@ def build_trainer(args: RunArgs, targs, objective: Objective, models: Models, da
     console = ConsoleCallback()
     trainer = PreferenceTrainer(
         model=models.policy, args=targs, objective=objective,
-        ref_model=models.reference, logprob_chunk_size=args.pref.logprob_chunk_size,
+        ref_model=models.reference,
+        logprob_chunk_size=resolve_chunk_size(args.pref.logprob_chunk_size, vocab_size(models.policy),
+                                              default_device()),
         train_dataset=ListDataset(data.train), eval_dataset=ListDataset(data.eval) if data.eval else None,
         data_collator=make_collator(args, tokenizer.pad_token_id), processing_class=tokenizer,
         callbacks=[RunFilesCallback(run_dir, args), *callbacks])
     use_console(trainer, console)
     return trainer, console
+
+
+
+
+def vocab_size(model) -> int:
+    return model.get_output_embeddings().weight.shape[0]
 
 
 __all__ = ["main", "run_training"]

@@ -23,10 +23,20 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from ..arguments.fields import LOGPROB_CHUNK_SIZE
+from ..arguments.fields import GPU_LOGITS_BUDGET, LOGPROB_CHUNK_SIZE
 from .frozen_head import frozen_head_logps, is_frozen_linear_head
 
-__all__ = ["token_logps"]
+__all__ = ["token_logps", "resolve_chunk_size"]
+
+
+def resolve_chunk_size(requested: int, vocab_size: int, device_type: str) -> int:
+    """--logprob_chunk_size, or for 0 (auto) the default of the device: LOGPROB_CHUNK_SIZE tokens on CPU, on a GPU
+    as many tokens as GPU_LOGITS_BUDGET bytes of fp32 logits hold (never fewer than the CPU default)."""
+    if requested:
+        return requested
+    if device_type != "cuda":
+        return LOGPROB_CHUNK_SIZE
+    return max(LOGPROB_CHUNK_SIZE, GPU_LOGITS_BUDGET // (4 * max(vocab_size, 1)) // 64 * 64)
 
 
 def _score_dtype(dtype: torch.dtype) -> torch.dtype:
