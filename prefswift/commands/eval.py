@@ -33,7 +33,7 @@ def run_eval(args: RunArgs, *, log=print) -> Path:
     rows, origin = select_pairs(args, loaded.template, loaded.tokenizer, saved=source.saved,
                                 ckpt_dir=source.ckpt_dir, log=log)
     start = time.time()
-    chunk = resolve_chunk_size(args.pref.logprob_chunk_size, len(loaded.tokenizer),
+    chunk = resolve_chunk_size(args.pref.logprob_chunk_size, loaded.model.config.vocab_size,
                                next(loaded.model.parameters()).device.type)
     pairs = pair_logps(loaded.model, rows, loaded.tokenizer.pad_token_id, chunk_size=chunk)
     metrics = preference_metrics(pairs)

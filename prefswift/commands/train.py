@@ -5,7 +5,8 @@ from an SFT adapter; a DPO reference that is the adapter-disabled base, a separa
 precomputed once; one CPU or GPU, DDP (NPROC_PER_NODE, torchrun, accelerate launch), device_map model parallel and
 MP+DDP, DeepSpeed ZeRO-2/3; `--resume_from_checkpoint latest`.
 
-Steps: validate -> prepare run dir -> data -> device plan -> models -> trainer -> train -> save.
+Steps: resume point -> validate -> prepare run dir -> data -> trainer arguments -> device plan -> models -> trainer
+-> train -> save.
 """
 import importlib.util
 import logging
@@ -223,19 +224,13 @@ def build_trainer(args: RunArgs, targs, objective: Objective, models: Models, da
     trainer = PreferenceTrainer(
         model=models.policy, args=targs, objective=objective,
         ref_model=models.reference,
-        logprob_chunk_size=resolve_chunk_size(args.pref.logprob_chunk_size, vocab_size(models.policy),
+        logprob_chunk_size=resolve_chunk_size(args.pref.logprob_chunk_size, models.policy.config.vocab_size,
                                               default_device()),
         train_dataset=ListDataset(data.train), eval_dataset=ListDataset(data.eval) if data.eval else None,
         data_collator=make_collator(args, tokenizer.pad_token_id), processing_class=tokenizer,
         callbacks=[RunFilesCallback(run_dir, args), *callbacks])
     use_console(trainer, console)
     return trainer, console
-
-
-
-
-def vocab_size(model) -> int:
-    return model.get_output_embeddings().weight.shape[0]
 
 
 __all__ = ["main", "run_training"]
