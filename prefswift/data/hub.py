@@ -15,7 +15,7 @@ import os
 from typing import Callable, List, Optional, Tuple
 
 from ..errors import DataError
-from ..registry.hub_client import LOGIN_HINT, failure_kind, first_line, mark_unreachable, snapshot
+from ..registry.hub_client import failure_kind, first_line, mark_unreachable, refusal_line, snapshot
 from ..registry.hubs import HUB_NAMES
 
 EXTS = ("jsonl", "json", "parquet", "jsonl.gz", "json.gz")  # Anthropic/hh-rlhf ships train.jsonl.gz
@@ -165,17 +165,14 @@ def _cached(hub: str, dataset_id: str, patterns: List[str], token: Optional[str]
 
 def hub_failure(exc: Exception, hub: str, dataset_id: str) -> Exception:
     """One clear error for a hub refusal; other failures are returned unchanged for the caller's message."""
-    kind = failure_kind(exc)
-    if kind == "auth":
-        return DataError(f"{HUB_NAMES[hub]} refused access to dataset {dataset_id} (gated or private: "
-                         f"{first_line(exc, 120)}) — {LOGIN_HINT[hub]}")
-    if kind == "missing":
-        from .datasets import list_datasets
-        from ..errors import did_you_mean
+    from ..errors import did_you_mean
+    from .datasets import list_datasets
 
-        known = [i for i in ((s.hf_id if hub == "hf" else s.ms_id) for s in list_datasets()) if i]
-        other = "hf" if hub == "modelscope" else "modelscope"
-        return DataError(f"dataset {dataset_id} does not exist on {HUB_NAMES[hub]} (404)"
-                         f"{did_you_mean(dataset_id, known)} — check the id (`prefswift list datasets` shows the "
-                         f"registered ones), or try --hub {other}")
-    return exc
+    def closest() -> str:
+        return did_you_mean(dataset_id, [i for i in ((s.hf_id if hub == "hf" else s.ms_id) for s in list_datasets())
+                                         if i])
+
+    other = "hf" if hub == "modelscope" else "modelscope"
+    line = refusal_line(exc, hub, f"dataset {dataset_id}", closest, "check the id (`prefswift list datasets` shows "
+                        f"the registered ones), or try --hub {other}")
+    return DataError(line) if line else exc

@@ -41,20 +41,19 @@ def _has_weights(path: Path) -> bool:
 
 def _hub_error(e: Exception, model_id: str, hub: str) -> PrefswiftError:
     """One line per failure kind: login for 401/403, the closest registered ids for 404, offline otherwise."""
-    from ..registry.hub_client import LOGIN_HINT, failure_kind, first_line
-    from ..registry.models import list_models
     from ..errors import did_you_mean
+    from ..registry.hub_client import first_line, refusal_line
+    from ..registry.models import list_models
 
-    kind = failure_kind(e)
-    if kind == "auth":
-        return PrefswiftError(f"{HUB_NAMES[hub]} refused access to model {model_id!r} (gated or private: "
-                              f"{first_line(e, 120)}) — {LOGIN_HINT[hub]}")
-    if kind == "missing":
+    def closest() -> str:
         specs = list_models()
         ids = [i for i in ((s.hf_id if hub == "hf" else s.ms_id) for s in specs) if i]
-        hint = did_you_mean(model_id, ids) or did_you_mean(model_id.split("/")[-1], [s.model_type for s in specs])
-        return PrefswiftError(f"model {model_id!r} does not exist on {HUB_NAMES[hub]} (404){hint} — check the id "
-                              "(`prefswift list models` shows the registered ones) or the --model_revision")
+        return did_you_mean(model_id, ids) or did_you_mean(model_id.split("/")[-1], [s.model_type for s in specs])
+
+    line = refusal_line(e, hub, f"model {model_id!r}", closest, "check the id (`prefswift list models` shows the "
+                        "registered ones) or the --model_revision")
+    if line:
+        return PrefswiftError(line)
     return PrefswiftError(
         f"could not download model {model_id!r} from {HUB_NAMES[hub]} "
         f"({first_line(e)}); if you are offline, download it elsewhere and pass --model_id_or_path /path/to/dir"
@@ -68,7 +67,7 @@ def download(model_id: str, revision: Optional[str], hub: str, tokenizer_only: b
     check_latest=False: a snapshot already in the hub client's cache is used without asking the hub. When the hub
     cannot be reached, a cached snapshot is used too (with a warning). Pickled weights (`*.bin`, `*.pth`,
     `original/`, `consolidated*`) are skipped when the repo has safetensors."""
-    from ..registry.hub_client import failure_kind, mark_unreachable, snapshot
+    from ..registry.hub_client import failure_kind, first_line, mark_unreachable, snapshot
 
     hub = which_hub(hub)
     kw = dict(revision=revision, token=token)
@@ -78,17 +77,18 @@ def download(model_id: str, revision: Optional[str], hub: str, tokenizer_only: b
     else:
         first = dict(kw, ignore_patterns=SKIP_WHEN_SAFETENSORS + NEVER_NEEDED)
 
-    def complete(p: Path) -> bool:
-        return (p / "config.json").is_file() and (tokenizer_only or _has_weights(p) or
-                                                  any(p.glob("*.bin")) or any(p.glob("*.pth")))
-
-    if not check_latest:
+    def cached() -> Optional[Path]:
+        """The snapshot in the client's cache when it is complete, else None."""
         try:
             path = Path(snapshot(hub, model_id, local_only=True, **first))
-            if complete(path):
-                return path
-        except Exception:  # noqa: BLE001 - not cached: download below
-            pass
+        except Exception:  # noqa: BLE001 - not cached
+            return None
+        complete = (path / "config.json").is_file() and (tokenizer_only or _has_weights(path) or
+                                                        any(path.glob("*.bin")) or any(path.glob("*.pth")))
+        return path if complete else None
+
+    if not check_latest and (path := cached()) is not None:
+        return path
     try:
         path = Path(snapshot(hub, model_id, **first))
         if not tokenizer_only and not _has_weights(path):  # no safetensors: the pickled weights are the weights
@@ -97,14 +97,11 @@ def download(model_id: str, revision: Optional[str], hub: str, tokenizer_only: b
     except Exception as e:  # network, auth or missing repo: one line each
         if failure_kind(e) == "network":
             mark_unreachable(hub)
-            try:
-                path = Path(snapshot(hub, model_id, local_only=True, **first))
-                if complete(path):
-                    logger.warning("%s is unreachable (%s); using the cached snapshot of %s", HUB_NAMES[hub],
-                                   str(e).splitlines()[0][:120] if str(e) else type(e).__name__, model_id)
-                    return path
-            except Exception:  # noqa: BLE001 - nothing cached: report the network failure
-                pass
+            path = cached()
+            if path is not None:
+                logger.warning("%s is unreachable (%s); using the cached snapshot of %s", HUB_NAMES[hub],
+                               first_line(e, 120), model_id)
+                return path
         raise _hub_error(e, model_id, hub) from None
 
 
@@ -138,10 +135,7 @@ def resolve_model(model_type: Optional[str], model_id_or_path: Optional[str], *,
         model_id = model_id_or_path or (spec.hf_id if which_hub(hub) == "hf" else spec.ms_id)
         if not model_id:
             raise PrefswiftError(f"model type {spec.model_type} has no id on hub {which_hub(hub)}")
-        if token or not check_latest:
-            path = download(model_id, revision, hub, tokenizer_only, token=token, check_latest=check_latest)
-        else:
-            path = download(model_id, revision, hub, tokenizer_only)
+        path = download(model_id, revision, hub, tokenizer_only, token=token, check_latest=check_latest)
     else:
         raise PrefswiftError("say which model: --model_type NAME (see `prefswift list models`) "
                              "or --model_id_or_path DIR")

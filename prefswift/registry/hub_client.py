@@ -9,7 +9,7 @@ themselves and keep their own caches (HF_HOME / MODELSCOPE_CACHE).
 into one clear line.
 """
 import importlib
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 DEFAULT_REVISION = {"modelscope": "master", "hf": "main"}
 
@@ -138,3 +138,19 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
     text = str(exc).strip()
     line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
     return line[:limit] if line else type(exc).__name__
+
+
+def refusal_line(exc: BaseException, hub: str, what: str, missing_hint: Callable[[], str], fix_missing: str
+                 ) -> Optional[str]:
+    """The one line for a hub's refusal, or None when `exc` is no refusal: 401/403 (gated or private: how to log
+    in) and 404 (`missing_hint()`, e.g. the closest registered id, then `fix_missing`). `what` names the repo, e.g.
+    "model 'org/name'"."""
+    from .hubs import HUB_NAMES
+
+    kind = failure_kind(exc)
+    if kind == "auth":
+        return (f"{HUB_NAMES[hub]} refused access to {what} (gated or private: {first_line(exc, 120)}) — "
+                f"{LOGIN_HINT[hub]}")
+    if kind == "missing":
+        return f"{what} does not exist on {HUB_NAMES[hub]} (404){missing_hint()} — {fix_missing}"
+    return None
