@@ -99,11 +99,10 @@ class PreferenceTrainer(Trainer):
         partitioned = any(getattr(p, "ds_id", None) is not None for p in source.parameters())
         if getattr(source, "hf_device_map", None):
             device = next(source.parameters()).device   # a device_map: inputs go where the embeddings are
-        elif partitioned:
-            device = self.args.device                    # ZeRO-3 before its engine: gathered below
         else:
-            device = self.args.device                    # e.g. ZeRO-1/2 before its engine: still where it was loaded
-            source.to(device)
+            device = self.args.device
+            if not partitioned:  # e.g. ZeRO-1/2 before its engine: still where it was loaded (ZeRO-3: gathered below)
+                source.to(device)
         rank, world = self.args.process_index, self.args.world_size
         mine = rows[rank::world]
         was_training = model.training
