@@ -4,10 +4,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from prefswift.scoring.collators import PairCollator, PrefixSharedCollator
+from prefswift.scoring.collators import PairCollator, PrefixSharedCollator, Segment
 from prefswift.scoring.forward import pair_forward
 
-SHAPES = [(5, 3, 4), (9, 6, 1), (2, 7, 7), (12, 1, 9)]  # prompt, chosen, rejected lengths: padding on every row
+# prompt, chosen, rejected lengths: padding on every unpacked row; packed (rows of 22): 22 | 16+6 | 16+5 | 12
+SHAPES = [(5, 3, 4), (9, 6, 1), (2, 7, 7), (12, 1, 9), (2, 2, 2), (3, 1, 1)]
 
 
 def rows(seed=0):
@@ -24,7 +25,7 @@ def test_prefix_shared_equals_concatenated(request, which, nll_all):
     data = rows()
     grads = []
     outs = []
-    for collator in (PairCollator(0), PrefixSharedCollator(0)):
+    for collator in (PairCollator(0), PrefixSharedCollator(0), PrefixSharedCollator(0, packing=True)):
         model.zero_grad()
         out = pair_forward(model, collator(data), chunk_size=5, nll_all=nll_all)
         loss = out.chosen_logps.sum() - 0.5 * out.rejected_logps.sum() + (out.chosen_nll_all if nll_all
@@ -32,14 +33,15 @@ def test_prefix_shared_equals_concatenated(request, which, nll_all):
         loss.backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
         outs.append(out)
-    a, b = outs
-    for name in ("chosen_logps", "rejected_logps", "chosen_tokens", "rejected_tokens", "chosen_nll"):
-        torch.testing.assert_close(getattr(a, name), getattr(b, name), atol=1e-5, rtol=1e-6)
-    if nll_all:
-        torch.testing.assert_close(a.chosen_nll_all, b.chosen_nll_all, atol=1e-6, rtol=1e-6)
-    for n in grads[0]:
-        scale = grads[0][n].abs().max().clamp(min=1e-6)
-        assert (grads[0][n] - grads[1][n]).abs().max() / scale < 1e-4, n
+    a = outs[0]
+    for b, grad in zip(outs[1:], grads[1:]):  # prefix-shared, then packed: both equal the concatenated layout
+        for name in ("chosen_logps", "rejected_logps", "chosen_tokens", "rejected_tokens", "chosen_nll"):
+            torch.testing.assert_close(getattr(a, name), getattr(b, name), atol=1e-5, rtol=1e-6)
+        if nll_all:
+            torch.testing.assert_close(a.chosen_nll_all, b.chosen_nll_all, atol=1e-6, rtol=1e-6)
+        for n in grads[0]:
+            scale = grads[0][n].abs().max().clamp(min=1e-6)
+            assert (grads[0][n] - grad[n]).abs().max() / scale < 1e-4, n
 
 
 def test_prefix_shared_batch_shape_and_mask():
@@ -52,3 +54,46 @@ def test_prefix_shared_batch_shape_and_mask():
     assert batch["position_ids"][0, 8].item() == 5                # rejected positions restart after the prompt
     assert batch["pred_index"][0, 4 + 3].item() == 4              # first rejected token predicted from prompt end
     assert mask.any(-1).all()                                     # no fully masked row (padding sees itself)
+
+
+def test_packing_puts_several_pairs_in_a_row_and_keeps_them_apart():
+    batch = PrefixSharedCollator(0, packing=True)(rows())
+    lengths = [p + c + r for p, c, r in SHAPES]
+    assert batch["input_ids"].shape == (4, max(lengths))          # six pairs in four rows
+    pos, mask = batch["position_ids"], batch["attention_mask"][:, 0]
+    restarts = (pos == 0).sum().item()
+    assert restarts >= len(SHAPES)                                # every pair starts at position 0 again
+    flat = batch["input_ids"].reshape(-1)
+    data = rows()
+    for i, r in enumerate(data):                                  # each pair's targets sit after its predictors
+        seq = r["prompt_input_ids"] + r["chosen_input_ids"] + r["rejected_input_ids"]
+        n = len(seq) - 1
+        got = batch["target_ids"][i, :n].tolist()
+        assert got == seq[1:]
+        assert flat[batch["pred_index"][i, 0]].item() == seq[0]
+    for row in range(mask.shape[0]):                              # no query sees a token of another pair
+        owner = torch.full((mask.shape[1],), -1)
+        for i, r in enumerate(data):
+            idx = batch["pred_index"][i][batch["score_seg"][i] != Segment.PAD]
+            owner[idx[idx // mask.shape[1] == row] % mask.shape[1]] = i
+        q, k = torch.nonzero(mask[row], as_tuple=True)
+        known = (owner[q] >= 0) & (owner[k] >= 0)
+        assert (owner[q][known] == owner[k][known]).all()
+    assert mask.any(-1).all()
+
+
+def test_token_budget_sampler_fills_batches_and_covers_every_pair_once():
+    from prefswift.scoring.packing import TokenBudgetBatchSampler, packed_tokens
+
+    torch.manual_seed(0)
+    lengths = (torch.distributions.LogNormal(5.5, 0.6).sample((500,)).clamp(8, 1500)).long().tolist()
+    sampler = TokenBudgetBatchSampler(lengths, max_tokens=4096, seed=1)
+    batches = list(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(500))
+    for b in batches:
+        assert len(b) == 1 or packed_tokens([lengths[i] for i in b]) <= 4096
+    fill = sum(lengths) / sum(packed_tokens([lengths[i] for i in b]) for b in batches)
+    assert fill > 0.85                                            # near-full rows, little padding
+    assert list(TokenBudgetBatchSampler(lengths, max_tokens=4096, seed=1)) == batches   # deterministic
+    sampler.set_epoch(1)
+    assert list(sampler) != batches

@@ -26,7 +26,7 @@ from ..scoring.collators import ListDataset
 from ..scoring.logprobs import resolve_chunk_size
 from ..templates import get_template
 from ..train.callbacks import RunFilesCallback
-from ..train.collate import make_collator
+from ..train.collate import check_layout, make_collator
 from ..train.objectives import Objective
 from ..train.console import ConsoleCallback, format_summary, quiet_library_noise, use_console
 from ..train.resume import adopt_checkpoint_args, finished_message, mark_complete
@@ -135,6 +135,7 @@ def validate(args: RunArgs, algo: str) -> Objective:
         if stage == 3 and m.quantization_bit:
             raise ArgumentError("--deepspeed zero3 with 4/8-bit loading (QLoRA) is not supported: use --deepspeed "
                                 "zero2 (each GPU holds the quantized base), or DDP without DeepSpeed")
+    check_layout(args)
     check_push(args.push.push_to_hub, args.push.hub_model_id, m.hub, m.hub_token)
     check_report_to(args.train.report_to)
     return Objective.from_args(algo, pref)
@@ -228,6 +229,7 @@ def build_trainer(args: RunArgs, targs, objective: Objective, models: Models, da
                                               default_device()),
         train_dataset=ListDataset(data.train), eval_dataset=ListDataset(data.eval) if data.eval else None,
         data_collator=make_collator(args, tokenizer.pad_token_id), processing_class=tokenizer,
+        max_tokens_per_batch=args.pref.max_tokens_per_batch,
         callbacks=[RunFilesCallback(run_dir, args), *callbacks])
     use_console(trainer, console)
     return trainer, console

@@ -1,7 +1,8 @@
 """Batching preference pairs, in one of two layouts the pair forward (`prefswift.scoring.forward`) reads:
 
 * `PairCollator`: chosen rows then rejected rows, each prompt + response (2B rows).
-* `PrefixSharedCollator`: one row per pair, prompt + chosen + rejected, with a 4D mask (B rows).
+* `PrefixSharedCollator`: one block per pair, prompt + chosen + rejected, with a 4D mask: one pair per row (B rows)
+  or, with packing, several pairs per row (fewer rows, less padding).
 
 Rows come from `prefswift.data.pipeline` as {"prompt_input_ids", "chosen_input_ids", "rejected_input_ids"} (+ optional
 precomputed "ref_chosen_logps"/"ref_rejected_logps").
@@ -11,6 +12,8 @@ from enum import IntEnum
 from typing import Dict, List, Optional
 
 import torch
+
+from .packing import pack_into_rows
 
 
 class Segment(IntEnum):
@@ -80,58 +83,81 @@ class ListDataset(torch.utils.data.Dataset):
 
 @dataclass
 class PrefixSharedCollator:
-    """One row per pair: prompt once, then chosen, then rejected (the main speed lever: the prompt's forward and
-    backward run once instead of twice).
+    """One block per pair: prompt once, then chosen, then rejected (the main speed lever: the prompt's forward and
+    backward run once instead of twice). With `packing`, several pairs share a row (`packing.pack_into_rows`: rows
+    as long as the batch's longest pair, so less padding and the same attention cost per row); without, one pair
+    per row.
 
-    Position ids restart for the rejected block (it continues from the prompt, like the chosen block), and a 4D
-    boolean attention mask lets each response see the prompt and itself but never the other response. The scored
-    tokens are gathered by `pred_index` (the position whose hidden state predicts them): the first rejected token is
-    predicted from the last prompt token, not from the end of the chosen block.
+    Position ids restart at 0 for every pair and again after the prompt for the rejected block (it continues from
+    the prompt, like the chosen block), and a 4D boolean attention mask lets each response see its own prompt and
+    itself, never the other response or another pair. The scored tokens are gathered by `pred_index`: a flat index
+    into the [rows * T] positions whose hidden states predict them (the first rejected token is predicted from the
+    last prompt token, not from the end of the chosen block).
 
-    Returns input_ids [B, T], attention_mask [B, 1, T, T] (bool), position_ids [B, T], pred_index / target_ids /
-    score_seg [B, K] with score_seg a `Segment` per scored token (PROMPT tokens are scored only for ORPO's
-    prompt+response NLL; PAD = padding); plus precomputed reference log-probs when the rows carry them.
+    Returns input_ids [R, T], attention_mask [R, 1, T, T] (bool), position_ids [R, T] and, per pair (B, in the order
+    of `rows`), pred_index / target_ids / score_seg [B, K] with score_seg a `Segment` per scored token (PROMPT tokens
+    are scored only for ORPO's prompt+response NLL; PAD = padding); plus precomputed reference log-probs when the
+    rows carry them.
     """
 
     pad_token_id: int
     pad_to_multiple_of: Optional[int] = None
+    packing: bool = False
 
     def __call__(self, rows: List[Dict]) -> Dict[str, torch.Tensor]:
-        seqs, positions, preds, targets, segs = [], [], [], [], []
-        for r in rows:
-            prompt, chosen, rejected = (list(r[k]) for k in ("prompt_input_ids", "chosen_input_ids",
-                                                                 "rejected_input_ids"))
-            n_p, n_c, n_r = len(prompt), len(chosen), len(rejected)
-            seqs.append(prompt + chosen + rejected)
-            positions.append(list(range(n_p + n_c)) + list(range(n_p, n_p + n_r)))
-            # prompt tokens 1.., chosen tokens, rejected tokens; each with the index of its predicting position
-            pred = list(range(n_p - 1)) + list(range(n_p - 1, n_p + n_c - 1)) + \
-                [n_p - 1] + list(range(n_p + n_c, n_p + n_c + n_r - 1))
-            preds.append(pred[: n_p - 1 + n_c + n_r])
-            targets.append(prompt[1:] + chosen + rejected)
-            segs.append([Segment.PROMPT] * (n_p - 1) + [Segment.CHOSEN] * n_c + [Segment.REJECTED] * n_r)
-        input_ids = pad_right(seqs, self.pad_token_id, self.pad_to_multiple_of)
-        T = input_ids.shape[1]
-        mask = torch.zeros(len(rows), 1, T, T, dtype=torch.bool)
-        idx = torch.arange(T)
-        causal = idx[None, :] <= idx[:, None]
-        for b, r in enumerate(rows):
-            n_p, n_c, n_r = len(r["prompt_input_ids"]), len(r["chosen_input_ids"]), len(r["rejected_input_ids"])
-            seg = torch.full((T,), int(Segment.PAD), dtype=torch.long)
-            seg[:n_p] = Segment.PROMPT
-            seg[n_p:n_p + n_c] = Segment.CHOSEN
-            seg[n_p + n_c:n_p + n_c + n_r] = Segment.REJECTED
-            # a token sees earlier tokens of its own segment and the prompt; never the other response or padding
-            same = (seg[None, :] == seg[:, None]) | (seg[None, :] == Segment.PROMPT)
-            mask[b, 0] = causal & same & (seg[None, :] != Segment.PAD)
-            pad = seg == Segment.PAD
-            mask[b, 0, pad, pad] = True  # padding rows see themselves only (no all-masked rows)
+        pairs = [tuple(list(r[k]) for k in ("prompt_input_ids", "chosen_input_ids", "rejected_input_ids"))
+                 for r in rows]
+        lengths = [len(p) + len(c) + len(j) for p, c, j in pairs]
+        T = max(lengths)
+        if self.pad_to_multiple_of:
+            T = -(-T // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        layout = pack_into_rows(lengths, T) if self.packing else [[i] for i in range(len(pairs))]
+        R = len(layout)
+        input_ids = torch.full((R, T), self.pad_token_id, dtype=torch.long)
+        position_ids = torch.zeros((R, T), dtype=torch.long)
+        pair_of = torch.full((R, T), -1, dtype=torch.long)          # which pair a position belongs to (-1: padding)
+        seg = torch.full((R, T), int(Segment.PAD), dtype=torch.long)
+        preds: List[List[int]] = [[] for _ in pairs]
+        targets: List[List[int]] = [[] for _ in pairs]
+        segs: List[List[int]] = [[] for _ in pairs]
+        for row, members in enumerate(layout):
+            at = 0
+            for i in members:
+                prompt, chosen, rejected = pairs[i]
+                n_p, n_c, n_r = len(prompt), len(chosen), len(rejected)
+                n = n_p + n_c + n_r
+                input_ids[row, at:at + n] = torch.tensor(prompt + chosen + rejected, dtype=torch.long)
+                position_ids[row, at:at + n] = torch.tensor(list(range(n_p + n_c)) + list(range(n_p, n_p + n_r)))
+                pair_of[row, at:at + n] = i
+                seg[row, at:at + n_p] = Segment.PROMPT
+                seg[row, at + n_p:at + n_p + n_c] = Segment.CHOSEN
+                seg[row, at + n_p + n_c:at + n] = Segment.REJECTED
+                # prompt tokens 1.., chosen tokens, rejected tokens; each with the position that predicts it
+                local = list(range(n_p + n_c - 1)) + [n_p - 1] + list(range(n_p + n_c, n - 1))
+                base = row * T + at
+                preds[i] = [base + t for t in local[: n - 1]]
+                targets[i] = prompt[1:] + chosen + rejected
+                segs[i] = [Segment.PROMPT] * (n_p - 1) + [Segment.CHOSEN] * n_c + [Segment.REJECTED] * n_r
+                at += n
         batch = {
             "input_ids": input_ids,
-            "attention_mask": mask,
-            "position_ids": pad_right(positions, 0, self.pad_to_multiple_of),
+            "attention_mask": prefix_shared_mask(pair_of, seg),
+            "position_ids": position_ids,
             "pred_index": pad_right(preds, 0),
             "target_ids": pad_right(targets, 0),
             "score_seg": pad_right(segs, Segment.PAD),
         }
         return add_reference_logps(batch, rows)
+
+
+def prefix_shared_mask(pair_of: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
+    """[R, 1, T, T] bool: a token sees earlier tokens of its own pair that are in its own segment or the prompt;
+    padding sees itself only (no fully masked query row, which SDPA would turn into NaN)."""
+    T = pair_of.shape[1]
+    causal = torch.ones(T, T, dtype=torch.bool).tril()
+    same_pair = pair_of[:, :, None] == pair_of[:, None, :]
+    visible = (seg[:, :, None] == seg[:, None, :]) | (seg[:, None, :] == Segment.PROMPT)
+    real_key = (pair_of >= 0)[:, None, :]
+    mask = causal & same_pair & visible & real_key
+    pad_query = (pair_of < 0)[:, :, None] & torch.eye(T, dtype=torch.bool)
+    return (mask | pad_query).unsqueeze(1)

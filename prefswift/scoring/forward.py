@@ -136,13 +136,14 @@ def _concatenated_forward(model, batch, chunk_size: int, nll_all: bool) -> PairL
 
 
 def _prefix_shared_forward(model, batch, chunk_size: int, nll_all: bool) -> PairLogps:
-    """One row per pair: prompt, chosen, rejected with a 4D mask (PrefixSharedCollator)."""
+    """Prompt, chosen, rejected blocks with a 4D mask, one or several pairs per row (PrefixSharedCollator)."""
     causal_lm, hidden, autocast = _backbone_hidden(model, input_ids=batch["input_ids"],
                                                    attention_mask=batch["attention_mask"],
                                                    position_ids=batch["position_ids"])
-    # model parallel: the last hidden state lives where the final norm is, the batch where the embeddings are
+    # model parallel: the last hidden state lives where the final norm is, the batch where the embeddings are.
+    # pred_index is flat over rows x positions (packed rows hold several pairs): [B pairs, K] -> [B, K, H]
     pred_index = batch["pred_index"].to(hidden.device)
-    gathered = hidden.gather(1, pred_index.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
+    gathered = hidden.reshape(-1, hidden.shape[-1])[pred_index]
     seg = batch["score_seg"]
     is_chosen, is_rejected, is_prompt = seg == Segment.CHOSEN, seg == Segment.REJECTED, seg == Segment.PROMPT
     scored = is_chosen | is_rejected | (is_prompt & nll_all)

@@ -10,18 +10,21 @@ from contextlib import nullcontext
 from typing import Dict, List, Optional
 
 import torch
+from torch.utils.data import DataLoader
 from transformers import Trainer
 
 from ..arguments.fields import LOGPROB_CHUNK_SIZE
 from ..scoring.forward import PairLogps, pair_forward, unwrap_wrappers
+from ..scoring.packing import TokenBudgetBatchSampler
 from .objectives import Objective
 
 
 class PreferenceTrainer(Trainer):
     def __init__(self, *args, objective: Objective, ref_model=None, logprob_chunk_size: int = LOGPROB_CHUNK_SIZE,
-                 **kwargs):
+                 max_tokens_per_batch: int = 0, **kwargs):
         super().__init__(*args, **kwargs)
         self.objective = objective
+        self.max_tokens_per_batch = max_tokens_per_batch
         self.chunk_size = logprob_chunk_size
         self.ref_model = ref_model
         if ref_model is not None and not getattr(ref_model, "hf_device_map", None):
@@ -31,6 +34,19 @@ class PreferenceTrainer(Trainer):
         # our loss is a per-batch mean: let the Trainer scale it by gradient accumulation itself
         self.model_accepts_loss_kwargs = False
         self._metrics: Dict[str, Dict[str, List[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
+
+    def get_train_dataloader(self):
+        """With --max_tokens_per_batch: batches filled to a token budget (`TokenBudgetBatchSampler`); accelerate
+        deals them out to the ranks (each rank the same number, cycling at the end) as with any batch sampler."""
+        if not self.max_tokens_per_batch:
+            return super().get_train_dataloader()
+        rows = self.train_dataset.rows
+        lengths = [len(r["prompt_input_ids"]) + len(r["chosen_input_ids"]) + len(r["rejected_input_ids"])
+                   for r in rows]
+        sampler = TokenBudgetBatchSampler(lengths, self.max_tokens_per_batch, seed=self.args.seed)
+        loader = DataLoader(self.train_dataset, batch_sampler=sampler, collate_fn=self.data_collator,
+                            num_workers=self.args.dataloader_num_workers, pin_memory=self.args.dataloader_pin_memory)
+        return self.accelerator.prepare(loader)
 
     # ---- reference -------------------------------------------------------------------------------------------
     def reference_logps(self, model, batch) -> Optional[tuple]:
