@@ -63,6 +63,33 @@ def test_prefix_sharing_equals_concatenated_on_cuda(tiny_llama3_dir):
         b = pair_forward(model, {k: v.cuda() for k, v in PrefixSharedCollator(0)(rows).items()})
     torch.testing.assert_close(a.chosen_logps, b.chosen_logps, atol=1e-4, rtol=1e-5)
     torch.testing.assert_close(a.rejected_logps, b.rejected_logps, atol=1e-4, rtol=1e-5)
+    with torch.no_grad():
+        c = pair_forward(model, {k: v.cuda() for k, v in PrefixSharedCollator(0, packing=True)(rows * 3).items()})
+    torch.testing.assert_close(c.chosen_logps, a.chosen_logps.repeat(3), atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("flash_attn") is None, reason="flash-attn not installed")
+def test_flash_varlen_packed_rows_equal_padded_rows(tiny_llama3_dir):
+    """Padding-free rows (one row, positions restarting per sequence) on flash_attention_2's varlen kernels give
+    the padded SDPA numbers: the layout --prefix_sharing false --use_flash_attention uses."""
+    from transformers import AutoModelForCausalLM
+
+    from prefswift.scoring.collators import PairCollator
+    from prefswift.scoring.forward import pair_forward
+
+    rows = [{"prompt_input_ids": list(range(10, 10 + p)), "chosen_input_ids": list(range(50, 50 + c)),
+             "rejected_input_ids": list(range(90, 90 + r))} for p, c, r in [(5, 3, 4), (9, 6, 1), (30, 2, 17)]]
+    outs = []
+    for impl, collator in (("sdpa", PairCollator(0)), ("flash_attention_2", PairCollator(0, packing=True,
+                                                                                          one_row=True))):
+        model = AutoModelForCausalLM.from_pretrained(str(tiny_llama3_dir), attn_implementation=impl,
+                                                     dtype=torch.bfloat16).cuda()
+        batch = collator(rows)
+        assert impl == "sdpa" or batch["input_ids"].shape[0] == 1
+        with torch.no_grad():
+            outs.append(pair_forward(model, {k: v.cuda() for k, v in batch.items()}))
+    torch.testing.assert_close(outs[0].chosen_logps, outs[1].chosen_logps, atol=0.05, rtol=0.01)
+    torch.testing.assert_close(outs[0].rejected_logps, outs[1].rejected_logps, atol=0.05, rtol=0.01)
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 GPUs")

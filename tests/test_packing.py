@@ -64,7 +64,6 @@ def test_token_budget_batches_cover_the_data_once_per_epoch(tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--prefix_sharing", "false", "--packing", "true"], "--packing true needs prefix sharing"),
     (["--prefix_sharing", "false", "--max_tokens_per_batch", "512"], "--max_tokens_per_batch needs prefix sharing"),
     (["--max_tokens_per_batch", "512", "--per_device_train_batch_size", "4"], "replaces"),
 ])

@@ -1,4 +1,5 @@
-"""Prefix sharing (one row per pair, 4D mask, restarted positions) gives the numbers of the concatenated layout:
+"""Prefix sharing (4D mask, restarted positions; one or several pairs per row) and padding-free packed rows give the
+numbers of the padded concatenated layout:
 per-sequence log-probs, token counts, both NLLs and the gradients."""
 import pytest
 import torch
@@ -25,7 +26,8 @@ def test_prefix_shared_equals_concatenated(request, which, nll_all):
     data = rows()
     grads = []
     outs = []
-    for collator in (PairCollator(0), PrefixSharedCollator(0), PrefixSharedCollator(0, packing=True)):
+    for collator in (PairCollator(0), PrefixSharedCollator(0), PrefixSharedCollator(0, packing=True),
+                     PairCollator(0, packing=True), PairCollator(0, packing=True, one_row=True)):
         model.zero_grad()
         out = pair_forward(model, collator(data), chunk_size=5, nll_all=nll_all)
         loss = out.chosen_logps.sum() - 0.5 * out.rejected_logps.sum() + (out.chosen_nll_all if nll_all
@@ -34,7 +36,7 @@ def test_prefix_shared_equals_concatenated(request, which, nll_all):
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
         outs.append(out)
     a = outs[0]
-    for b, grad in zip(outs[1:], grads[1:]):  # prefix-shared, then packed: both equal the concatenated layout
+    for b, grad in zip(outs[1:], grads[1:]):  # prefix-shared (one pair / several per row), padding-free: all equal
         for name in ("chosen_logps", "rejected_logps", "chosen_tokens", "rejected_tokens", "chosen_nll"):
             torch.testing.assert_close(getattr(a, name), getattr(b, name), atol=1e-5, rtol=1e-6)
         if nll_all:
@@ -97,3 +99,16 @@ def test_token_budget_sampler_fills_batches_and_covers_every_pair_once():
     assert list(TokenBudgetBatchSampler(lengths, max_tokens=4096, seed=1)) == batches   # deterministic
     sampler.set_epoch(1)
     assert list(sampler) != batches
+
+
+def test_a_tensor_mask_never_reaches_flex_attention(tiny_llama3_dir):
+    """flex_attention given a plain tensor mask computes silently wrong numbers: the prefix-shared forward refuses
+    it before running the model (flash-attn, which takes no 4D mask, is refused the same way)."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_llama3_dir), attn_implementation="flex_attention")
+    calls = []
+    model.register_forward_pre_hook(lambda *a: calls.append(1))
+    with pytest.raises(ValueError, match="prefix sharing needs sdpa or eager"):
+        pair_forward(model, PrefixSharedCollator(0)(rows()))
+    assert not calls

@@ -183,9 +183,10 @@ class PreferenceArguments(Section):
                                "two rows; same numbers, less compute. Runs on SDPA even with --use_flash_attention "
                                "(faster); false = chosen and rejected rows (with flash_attention_2 when asked for).",
                                commands=ALGORITHMS)
-    packing: bool = arg(True, "With prefix sharing: pack several pairs into each row of a batch (rows as long as the "
-                        "batch's longest pair, positions restarting per pair, a block-diagonal mask): less padding, "
-                        "same numbers. false = one pair per row.", commands=ALGORITHMS)
+    packing: bool = arg(True, "Pack a batch's sequences into fewer rows (rows as long as its longest pair, positions "
+                        "restarting per pair, a block-diagonal mask): less padding, same numbers. With "
+                        "--prefix_sharing false: padding-free rows (one row of all sequences on flash_attention_2's "
+                        "varlen kernels). false = one pair (or sequence) per row.", commands=ALGORITHMS)
     max_tokens_per_batch: int = arg(0, "Batches by tokens instead of pairs: each batch takes as many pairs of similar "
                                     "length as fit in N tokens once packed (a longer pair gets a batch of its own); "
                                     "replaces --per_device_train_batch_size for training. 0 = off.", ge=0,

@@ -228,7 +228,9 @@ def build_trainer(args: RunArgs, targs, objective: Objective, models: Models, da
         logprob_chunk_size=resolve_chunk_size(args.pref.logprob_chunk_size, models.policy.config.vocab_size,
                                               default_device()),
         train_dataset=ListDataset(data.train), eval_dataset=ListDataset(data.eval) if data.eval else None,
-        data_collator=make_collator(args, tokenizer.pad_token_id), processing_class=tokenizer,
+        data_collator=make_collator(args, tokenizer.pad_token_id,
+                                    getattr(models.policy.config, "_attn_implementation", None) or "sdpa"),
+        processing_class=tokenizer,
         max_tokens_per_batch=args.pref.max_tokens_per_batch,
         callbacks=[RunFilesCallback(run_dir, args), *callbacks])
     use_console(trainer, console)

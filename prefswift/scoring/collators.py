@@ -1,6 +1,7 @@
 """Batching preference pairs, in one of two layouts the pair forward (`prefswift.scoring.forward`) reads:
 
-* `PairCollator`: chosen rows then rejected rows, each prompt + response (2B rows).
+* `PairCollator`: chosen rows then rejected rows, each prompt + response (2B rows); packed: padding-free rows of
+  several sequences, positions restarting per sequence (flash-attn varlen, or SDPA's block-diagonal mask).
 * `PrefixSharedCollator`: one block per pair, prompt + chosen + rejected, with a 4D mask: one pair per row (B rows)
   or, with packing, several pairs per row (fewer rows, less padding).
 
@@ -45,13 +46,22 @@ def add_reference_logps(batch: Dict[str, torch.Tensor], rows: List[Dict]) -> Dic
 
 @dataclass
 class PairCollator:
+    """Chosen rows then rejected rows (2B sequences). With `packing`, padding-free: the sequences are packed one after
+    another into rows (as long as the longest sequence, or all in `one_row` for flash-attn's varlen kernels), with
+    no attention mask and position ids restarting at 0 for every sequence — transformers turns those restarts into
+    a block-diagonal mask (SDPA/eager) or cu_seq_lens (flash_attention_2)."""
+
     pad_token_id: int
     pad_to_multiple_of: Optional[int] = None
+    packing: bool = False
+    one_row: bool = False
 
     def __call__(self, rows: List[Dict]) -> Dict[str, torch.Tensor]:
-        """Returns (B pairs -> 2B rows, chosen first):
-        input_ids [2B, T], attention_mask [2B, T], completion_mask [2B, T] (1 on response tokens),
-        and ref_chosen_logps / ref_rejected_logps [B] when the rows carry precomputed reference log-probs.
+        """Returns (B pairs -> 2B sequences, chosen first):
+        input_ids [2B, T], attention_mask [2B, T], completion_mask [2B, T] (1 on response tokens); packed: input_ids,
+        position_ids, completion_mask and seq_id [R, T] (which sequence a token is: chosen i = i, rejected i = B + i,
+        -1 = padding) and no attention mask. Plus ref_chosen_logps / ref_rejected_logps [B] when the rows carry
+        precomputed reference log-probs.
         """
         seqs, masks = [], []
         for key in ("chosen_input_ids", "rejected_input_ids"):
@@ -59,12 +69,37 @@ class PairCollator:
                 prompt, response = list(r["prompt_input_ids"]), list(r[key])
                 seqs.append(prompt + response)
                 masks.append([0] * len(prompt) + [1] * len(response))
+        if self.packing:
+            return add_reference_logps(self._packed(seqs, masks), rows)
         batch = {
             "input_ids": pad_right(seqs, self.pad_token_id, self.pad_to_multiple_of),
             "attention_mask": pad_right([[1] * len(s) for s in seqs], 0, self.pad_to_multiple_of),
             "completion_mask": pad_right(masks, 0, self.pad_to_multiple_of),
         }
         return add_reference_logps(batch, rows)
+
+    def _packed(self, seqs: List[List[int]], masks: List[List[int]]) -> Dict[str, torch.Tensor]:
+        lengths = [len(s) for s in seqs]
+        T = sum(lengths) if self.one_row else max(lengths)
+        if self.pad_to_multiple_of:
+            T = -(-T // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        layout = pack_into_rows(lengths, T)
+        R = len(layout)
+        input_ids = torch.full((R, T), self.pad_token_id, dtype=torch.long)
+        completion = torch.zeros((R, T), dtype=torch.long)
+        seq_id = torch.full((R, T), -1, dtype=torch.long)
+        position_ids = torch.zeros((R, T), dtype=torch.long)
+        for row, members in enumerate(layout):
+            at = 0
+            for i in members:
+                n = lengths[i]
+                input_ids[row, at:at + n] = torch.tensor(seqs[i], dtype=torch.long)
+                completion[row, at:at + n] = torch.tensor(masks[i], dtype=torch.long)
+                seq_id[row, at:at + n] = i
+                position_ids[row, at:at + n] = torch.arange(n)
+                at += n
+            position_ids[row, at:] = torch.arange(T - at)  # the padding tail: a sequence of its own, never scored
+        return {"input_ids": input_ids, "position_ids": position_ids, "completion_mask": completion, "seq_id": seq_id}
 
 
 class ListDataset(torch.utils.data.Dataset):

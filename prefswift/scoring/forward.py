@@ -102,6 +102,19 @@ def pair_forward(model, batch, *, chunk_size: int = LOGPROB_CHUNK_SIZE, nll_all:
     return _concatenated_forward(model, batch, chunk_size, nll_all)
 
 
+# attention implementations that apply a 4D boolean tensor mask as given; flex_attention needs a BlockMask (a plain
+# tensor handed to its path gives silently wrong numbers), flash-attn kernels take no 4D mask at all
+MASK_IMPLEMENTATIONS = ("sdpa", "eager")
+
+
+def check_mask_support(model) -> None:
+    """Refuse to run the prefix-shared layout (a 4D tensor mask) on an attention that would not apply it."""
+    impl = getattr(unwrap(model).config, "_attn_implementation", None) or "sdpa"
+    if impl not in MASK_IMPLEMENTATIONS:
+        raise ValueError(f"prefix sharing needs sdpa or eager attention (a 4D tensor mask), the model runs {impl}: "
+                         "load it with attn_implementation='sdpa', or use --prefix_sharing false")
+
+
 def _backbone_hidden(model, **inputs):
     causal_lm = unwrap(model)
     with capture_last_hidden(causal_lm) as store:
@@ -119,7 +132,9 @@ def _head_logps(causal_lm, hidden, labels, chunk_size: int, autocast) -> torch.T
 
 
 def _concatenated_forward(model, batch, chunk_size: int, nll_all: bool) -> PairLogps:
-    """Chosen rows then rejected rows (PairCollator), one forward."""
+    """Chosen rows then rejected rows (PairCollator), one forward; packed rows (with seq_id) go to their own path."""
+    if "seq_id" in batch:
+        return _packed_concatenated_forward(model, batch, chunk_size, nll_all)
     input_ids = batch["input_ids"]
     attention_mask = batch["attention_mask"]
     completion_mask = batch["completion_mask"]
@@ -135,8 +150,35 @@ def _concatenated_forward(model, batch, chunk_size: int, nll_all: bool) -> PairL
     return _reduce(per_token[:b], per_token[b:], comp[:b], comp[b:], full)
 
 
+def _packed_concatenated_forward(model, batch, chunk_size: int, nll_all: bool) -> PairLogps:
+    """Padding-free rows of several sequences (PairCollator with packing): no attention mask, positions restarting
+    per sequence; per-sequence sums gathered by seq_id (a token is scored only when its predictor is in the same
+    sequence)."""
+    input_ids, seq_id = batch["input_ids"], batch["seq_id"]
+    causal_lm, hidden, autocast = _backbone_hidden(model, input_ids=input_ids, position_ids=batch["position_ids"])
+    target_seq = seq_id[:, 1:].to(hidden.device)
+    same = (target_seq == seq_id[:, :-1].to(hidden.device)) & (target_seq >= 0)
+    completion = batch["completion_mask"][:, 1:].to(hidden.device).bool() & same
+    n_seq = int(seq_id.max()) + 1
+    b = n_seq // 2
+    chosen_full = same & (target_seq < b)
+    scored = completion | chosen_full if nll_all else completion
+    labels = input_ids[:, 1:].to(hidden.device).masked_fill(~scored, IGNORE)
+    per_token = _head_logps(causal_lm, hidden[:, :-1], labels, chunk_size, autocast)
+
+    def per_sequence(mask):
+        ids = target_seq[mask]
+        return (per_token.new_zeros(n_seq).index_add(0, ids, per_token[mask]),
+                per_token.new_zeros(n_seq).index_add(0, ids, torch.ones_like(per_token[mask])))
+
+    sums, counts = per_sequence(completion)
+    full = per_sequence(chosen_full) if nll_all else None
+    return _from_sums(sums[:b], sums[b:], counts[:b], counts[b:], (full[0][:b], full[1][:b]) if full else None)
+
+
 def _prefix_shared_forward(model, batch, chunk_size: int, nll_all: bool) -> PairLogps:
     """Prompt, chosen, rejected blocks with a 4D mask, one or several pairs per row (PrefixSharedCollator)."""
+    check_mask_support(model)
     causal_lm, hidden, autocast = _backbone_hidden(model, input_ids=batch["input_ids"],
                                                    attention_mask=batch["attention_mask"],
                                                    position_ids=batch["position_ids"])
@@ -156,10 +198,19 @@ def _prefix_shared_forward(model, batch, chunk_size: int, nll_all: bool) -> Pair
 
 def _reduce(chosen_tok, rejected_tok, chosen_mask, rejected_mask, chosen_full_mask=None) -> PairLogps:
     """Per-token log-probs + masks -> per-sequence sums, counts and the pooled chosen NLL."""
-    out = PairLogps((chosen_tok * chosen_mask).sum(-1), (rejected_tok * rejected_mask).sum(-1), chosen_mask.sum(-1),
-                    rejected_mask.sum(-1), chosen_nll_sum=-(chosen_tok * chosen_mask).sum(),
-                    chosen_nll_count=chosen_mask.sum())
+    full = None
     if chosen_full_mask is not None:
-        out.chosen_nll_all_sum = -(chosen_tok * chosen_full_mask).sum()
-        out.chosen_nll_all_count = chosen_full_mask.sum()
+        full = ((chosen_tok * chosen_full_mask).sum(-1), chosen_full_mask.sum(-1))
+    return _from_sums((chosen_tok * chosen_mask).sum(-1), (rejected_tok * rejected_mask).sum(-1), chosen_mask.sum(-1),
+                      rejected_mask.sum(-1), full)
+
+
+def _from_sums(chosen_sum, rejected_sum, chosen_count, rejected_count, chosen_full=None) -> PairLogps:
+    """Per-sequence log-prob sums and token counts ([B] each) -> PairLogps; `chosen_full`: (sums, counts) over
+    prompt + response tokens of the chosen sequences, for ORPO's NLL over everything."""
+    out = PairLogps(chosen_sum, rejected_sum, chosen_count, rejected_count, chosen_nll_sum=-chosen_sum.sum(),
+                    chosen_nll_count=chosen_count.sum())
+    if chosen_full is not None:
+        out.chosen_nll_all_sum = -chosen_full[0].sum()
+        out.chosen_nll_all_count = chosen_full[1].sum()
     return out
