@@ -54,8 +54,14 @@ HERE = Path(__file__).resolve().parent
 MARKER = "BENCHMARK_RESULT "
 IMPLS = ("prefswift", "trl")
 LOSS_TOL = 1e-4
-CHILD_OPTIONS = ("steps", "warmup", "seq_len", "hidden", "layers", "batch", "lora_r", "chunk_size", "layout",
-                 "threads", "seed", "dtype", "lengths", "packing", "precompute_ref")
+CHILD_OPTIONS = ("steps", "warmup", "seq_len", "hidden", "layers", "intermediate", "heads", "kv_heads", "tied", "batch",
+                 "lora_r", "chunk_size", "layout", "threads", "seed", "dtype", "lengths", "packing", "precompute_ref")
+# --shape: model shapes of real checkpoints (random weights); a Llama block with these sizes
+SHAPES = {
+    "qwen2.5-0.5b": dict(vocab="151936", hidden=896, layers=24, intermediate=4864, heads=14, kv_heads=2, tied=True),
+    "qwen2.5-1.5b": dict(vocab="151936", hidden=1536, layers=28, intermediate=8960, heads=12, kv_heads=2, tied=True),
+    "llama3-8b": dict(vocab="128256", hidden=4096, layers=32, intermediate=14336, heads=32, kv_heads=8, tied=False),
+}
 
 
 # ------------------------------------------------------------------------------------------------ options
@@ -74,6 +80,11 @@ def parse_args(argv=None):
                                                      "151936 = Qwen2.5")
     p.add_argument("--hidden", type=int, default=512)
     p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--intermediate", type=int, default=0, help="MLP width (0: 8/3 x hidden)")
+    p.add_argument("--heads", type=int, default=0, help="attention heads (0: hidden / 64)")
+    p.add_argument("--kv_heads", type=int, default=0, help="key/value heads (0: = heads)")
+    p.add_argument("--tied", action="store_true", help="tie the LM head to the embeddings")
+    p.add_argument("--shape", choices=sorted(SHAPES), help="a real model's shape (sets vocab, hidden, layers, ...)")
     p.add_argument("--batch", type=int, default=4, help="preference pairs per step")
     p.add_argument("--lora_r", type=int, default=8)
     p.add_argument("--chunk_size", type=int, default=defaults.logprob_chunk_size,
@@ -94,6 +105,8 @@ def parse_args(argv=None):
     p.add_argument("--json", default=None, help="also write every child's result to this file")
     p.add_argument("--child", nargs=2, metavar=("IMPL", "ALGO"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    for key, value in SHAPES.get(args.shape, {}).items():
+        setattr(args, key, value)
     args.algos = [a.strip() for a in args.algos.split(",") if a.strip()]
     for a in args.algos:
         if a not in ("dpo", "orpo"):
@@ -131,6 +144,9 @@ def spawn(args, impl, algo, vocab) -> dict:
     started = time.perf_counter()
     proc = subprocess.run(child_command(args, impl, algo, vocab), capture_output=True, text=True, env=env)
     lines = [l for l in proc.stdout.splitlines() if l.startswith(MARKER)]
+    if proc.returncode != 0 and "OutOfMemoryError" in proc.stderr:
+        print(f"  vocab {vocab} {impl:9s} {algo:4s}: out of memory", flush=True)
+        return {"oom": True}
     if proc.returncode != 0 or not lines:
         sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-5000:])
         raise SystemExit(f"benchmark: the {impl} {algo} child failed (exit {proc.returncode})")
@@ -145,8 +161,12 @@ def losses_agree(a: float, b: float, dtype: str = "fp32") -> bool:
 
 
 def summarize(algo, vocab, rounds, roof, dtype="fp32"):
-    """rounds: [{impl: result}] for one (vocabulary, algorithm) -> one table row (medians over rounds)."""
+    """rounds: [{impl: result}] for one (vocabulary, algorithm) -> one table row (medians over rounds); a side
+    that ran out of memory gives a row that says so."""
     med = statistics.median
+    oom = [impl for impl in IMPLS if any(r[impl].get("oom") for r in rounds)]
+    if oom:
+        return {"algo": algo, "vocab": vocab, "oom": oom, "loss_ok": "prefswift" not in oom}
 
     def tok_s(r):
         return r["tokens_per_step"] / r["s_per_step"]
@@ -171,7 +191,7 @@ def summarize(algo, vocab, rounds, roof, dtype="fp32"):
 
 
 def print_table(rows, args, roof):
-    print(f"\nLlama {args.layers}x{args.hidden} (untied head), {args.lengths} lengths (cut at {args.seq_len}), "
+    print(f"\n{args.shape or 'Llama'} {args.layers}x{args.hidden} ({'tied' if args.tied else 'untied'} head), {args.lengths} lengths (cut at {args.seq_len}), "
           f"{args.batch} pairs per step, {args.dtype}, LoRA r={args.lora_r} (all linear), {args.threads} threads"
           f"{', precomputed reference' if args.precompute_ref else ''}; prefswift layout {args.layout}, packing "
           f"{str(args.packing).lower()}, chunk {args.chunk_size or 'auto'}; median of {args.steps} timed steps after "
@@ -184,13 +204,19 @@ def print_table(rows, args, roof):
     print("| " + " | ".join(head) + " |")
     print("|" + "|".join("---" for _ in head) + "|")
     for r in rows:
+        if r.get("oom"):
+            print(f"| {r['vocab']} | {r['algo']} | " + " | ".join(["out of memory: " + ", ".join(r["oom"])] +
+                                                                 [""] * (len(head) - 3)) + " |")
+            continue
         a, b = r["first_loss"]
         print(f"| {r['vocab']} | {r['algo']} | {r['ours_tok_s']:.0f} | {r['trl_tok_s']:.0f} | "
               f"**{r['speed_ratio']:.2f}x** | {r['cpu_speed_ratio']:.2f}x | {100 * r['ours_mfu']:.0f}% | "
               f"{100 * r['trl_mfu']:.0f}% | {r['ours_mb']:.0f} | {r['trl_mb']:.0f} | **{r['memory_ratio']:.2f}x** | "
               f"{a:.6f} / {b:.6f} {'ok' if r['loss_ok'] else 'MISMATCH'} |")
-    print(f"\nmemory: {rows[0]['memory_kind']} growth during train(); max |loss difference| over all steps: " +
-          ", ".join(f"{r['vocab']} {r['algo']} {r['max_step_loss_diff']:.1e}" for r in rows))
+    done = [r for r in rows if not r.get("oom")]
+    if done:
+        print(f"\nmemory: {done[0]['memory_kind']} growth during train(); max |loss difference| over all steps: " +
+              ", ".join(f"{r['vocab']} {r['algo']} {r['max_step_loss_diff']:.1e}" for r in done))
 
 
 def measure_roof(args) -> float:

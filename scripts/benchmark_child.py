@@ -88,10 +88,12 @@ def make_model(args):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=(args.hidden * 8 // 3 + 15)
-                         // 16 * 16, num_hidden_layers=args.layers, num_attention_heads=max(1, args.hidden // 64),
-                         num_key_value_heads=max(1, args.hidden // 64), max_position_embeddings=max(2048, args.seq_len),
-                         tie_word_embeddings=False, pad_token_id=SPECIAL["<pad>"], bos_token_id=SPECIAL["<s>"],
+    heads = args.heads or max(1, args.hidden // 64)
+    config = LlamaConfig(vocab_size=args.vocab, hidden_size=args.hidden,
+                         intermediate_size=args.intermediate or (args.hidden * 8 // 3 + 15) // 16 * 16,
+                         num_hidden_layers=args.layers, num_attention_heads=heads,
+                         num_key_value_heads=args.kv_heads or heads, max_position_embeddings=max(2048, args.seq_len),
+                         tie_word_embeddings=args.tied, pad_token_id=SPECIAL["<pad>"], bos_token_id=SPECIAL["<s>"],
                          eos_token_id=SPECIAL["</s>"])
     torch.manual_seed(args.seed)
     return LlamaForCausalLM(config).to(torch.bfloat16 if args.dtype == "bf16" else torch.float32)

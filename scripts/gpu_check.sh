@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one command a person with a GPU runs: GPU tests, a QLoRA train + merge, and the benchmark against TRL on a
-# Qwen2.5-0.5B-shaped model in bf16; one table at the end (passed/failed, speed ratio, peak memory ratio).
+# Qwen2.5-1.5B-shaped model in bf16 on UltraFeedback-like lengths; one table at the end (passed/failed, speed ratio, peak memory ratio).
 #
 #   bash scripts/gpu_check.sh            # in the repo root, with a venv that has torch (CUDA) installed
 #   bash scripts/gpu_check.sh --dry-run  # print what it would run
@@ -23,7 +23,7 @@ STEPS=(
   "gpu tests|$PY -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_gpu_paths.py tests/test_prefix_sharing.py"
   "qlora train|$PY -m prefswift orpo --model_type tiny-llama3 --dataset demo --use_4bit true --max_steps 20 --logging_steps 5 --lora_target_modules ALL --overwrite_output_dir true --output_dir $OUT/qlora"
   "qlora merge|$PY -m prefswift merge-lora --ckpt_dir $OUT/qlora/adapter --overwrite true"
-  "bench 0.5B bf16|$PY scripts/benchmark.py --dtype bf16 --vocab 151936 --hidden 896 --layers 24 --seq_len 1024 --batch 8 --lora_r 16 --steps 6 --warmup 2 --threads 8 --json $OUT/bench.json"
+  "bench 1.5B bf16|$PY scripts/benchmark.py --shape qwen2.5-1.5b --dtype bf16 --lengths realistic --seq_len 2048 --batch 8 --lora_r 16 --steps 4 --warmup 2 --threads 8 --json $OUT/bench.json"
 )
 
 if [ "$DRY" = 1 ]; then
@@ -51,11 +51,13 @@ if [ -f "$OUT/bench.json" ]; then
   "$PY" - "$OUT/bench.json" <<'EOF'
 import json, sys
 rows = json.load(open(sys.argv[1]))["rows"]
-print("\n| algo | prefswift s/step | TRL s/step | speed (TRL/ours) | CUDA peak memory (TRL/ours) | first-step loss agrees |")
-print("|---|---|---|---|---|---|")
+print("\n| algo | prefswift tok/s | TRL tok/s | speed (x TRL) | MFU ours / TRL | peak memory (x TRL) | first-step loss agrees |")
+print("|---|---|---|---|---|---|---|")
 for r in rows:
-    mem = r.get("cuda_memory_ratio")
-    print(f"| {r['algo']} | {r['ours_s']:.3f} | {r['trl_s']:.3f} | {r['speed_ratio']:.2f}x | "
-          f"{'%.2fx' % mem if mem else 'n/a'} | {r['loss_ok']} |")
+    if r.get("oom"):
+        print(f"| {r['algo']} | out of memory: {', '.join(r['oom'])} | | | | | |")
+        continue
+    print(f"| {r['algo']} | {r['ours_tok_s']:.0f} | {r['trl_tok_s']:.0f} | {r['speed_ratio']:.2f}x | "
+          f"{100 * r['ours_mfu']:.0f}% / {100 * r['trl_mfu']:.0f}% | {r['memory_ratio']:.2f}x | {r['loss_ok']} |")
 EOF
 fi
