@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import List, Tuple
 
 from ..arguments import RunArgs
+from ..errors import ArgumentError
 from ..lint import LintReport, lint_dataset, write_report
 from ..templates import get_template
 from .common import run_command
@@ -41,7 +42,8 @@ def run_lint(args: RunArgs, *, log=print) -> Tuple[LintReport, Path]:
         tokenizer, template = load_tokenizer(resolved.path), get_template(resolved.template)
         name = m.model_type or str(resolved.path)
     elif m.template:
-        template = get_template(m.template)
+        raise ArgumentError("--template shapes token counts: give it with --model_type or --model_id_or_path (the "
+                            "special tokens of every registered template are checked without it)")
     report = lint_dataset(args.data, args.lint, template=template, tokenizer=tokenizer, tokenizer_name=name,
                           hub=m.hub, token=m.hub_token, log=log)
     log(report.format())

@@ -12,13 +12,11 @@ from . import checks as C
 from .report import LintReport
 
 
-def special_markers(template: Optional[Template], tokenizer) -> List[str]:
-    """Text that belongs to the chat format, never to content: the template's control tokens and markers and the
-    tokenizer's special tokens; with neither, the control tokens of every registered template."""
-    if template is None:
-        found = [tok for spec in list_templates() for tok in Template(spec).control_tokens(markers=True)]
-    else:
-        found = template.control_tokens(markers=True)
+def special_markers(tokenizer) -> List[str]:
+    """Text that belongs to a chat format, never to content: the control tokens and markers of every registered
+    template (an answer with another model's `<|im_end|>` is as broken as one with its own), and the tokenizer's
+    special tokens when there is one."""
+    found = [tok for spec in list_templates() for tok in Template(spec).control_tokens(markers=True)]
     if tokenizer is not None:
         found += [t for t in getattr(tokenizer, "all_special_tokens", []) if t and t.strip()]
     return list(dict.fromkeys(found))
@@ -27,7 +25,8 @@ def special_markers(template: Optional[Template], tokenizer) -> List[str]:
 def lint_dataset(data: DataArguments, lint: LintArguments, *, template: Optional[Template] = None, tokenizer=None,
                  tokenizer_name: Optional[str] = None, hub: Optional[str] = None, token: Optional[str] = None,
                  log=print) -> LintReport:
-    """Every check on the pairs of `data` (train and eval); token checks only with a tokenizer (and its template)."""
+    """Every check on the pairs of `data` (train and eval); token checks only with a tokenizer and the template that
+    encodes for it."""
     start = time.time()
     got = collect_examples(data, hub=hub, token=token, log=log)
     examples = got.train + got.eval
@@ -59,7 +58,7 @@ def lint_dataset(data: DataArguments, lint: LintArguments, *, template: Optional
         C.truncated(pairs, tokens, limits["truncated"]),
         C.length_bias(pairs, tokens, limits["length_bias"]),
         C.prompt_in_answer(pairs, limits["prompt_in_answer"]),
-        C.special_tokens(pairs, special_markers(template, tokenizer), limits["special_tokens"]),
+        C.special_tokens(pairs, special_markers(tokenizer), limits["special_tokens"]),
         C.script_mismatch(pairs, limits["script_mismatch"]),
     ]
     return LintReport(datasets=list(data.dataset) + [f"{v} (eval)" for v in data.val_dataset], rows_read=rows,

@@ -15,7 +15,13 @@ def normalize(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
+_ASCII_SEPARATORS = str.maketrans({c: " " for c in map(chr, range(128)) if not c.isalnum()})
+
+
 def words(normalized: str) -> List[str]:
+    """Runs of letters and digits, and single CJK characters (ASCII text takes a faster path to the same words)."""
+    if normalized.isascii():
+        return normalized.translate(_ASCII_SEPARATORS).split()
     return WORD.findall(normalized)
 
 
@@ -34,28 +40,42 @@ SCRIPT_SAMPLE = 2000  # characters of each text looked at: plenty to tell its sc
 
 
 def _lookup():
-    """Sorted boundaries and the script index (or -1) of the interval each boundary starts."""
-    starts, ids = [0], [-1]
-    for lo, hi, name in sorted(SCRIPT_RANGES):
-        starts += [lo, hi + 1]
-        ids += [SCRIPTS.index(name), -1]
-    return np.array(starts, dtype=np.int64), np.array(ids, dtype=np.int64)
+    """The script index (or -1) of every code point of the Basic Multilingual Plane, and the ranges above it."""
+    table = np.full(0x10000, -1, dtype=np.int64)
+    high = []
+    for lo, hi, name in SCRIPT_RANGES:
+        if lo < 0x10000:
+            table[lo:hi + 1] = SCRIPTS.index(name)
+        else:
+            high.append((lo, hi, SCRIPTS.index(name)))
+    return table, high
 
 
-_STARTS, _IDS = _lookup()
+_TABLE, _HIGH = _lookup()
+_ASCII_LETTER = re.compile(r"[A-Za-z]")
+
+
+def _scripts_of(codes: np.ndarray) -> np.ndarray:
+    script = _TABLE[np.minimum(codes, 0xFFFF)]
+    script[codes > 0xFFFF] = -1
+    for lo, hi, index in _HIGH:
+        script[(codes >= lo) & (codes <= hi)] = index
+    return script
 
 
 def dominant_scripts(texts: Sequence[str], chunk: int = 20000) -> List[str]:
     """The script most of each text's letters are in (`none` for a text without letters). Japanese text (Kana with or
     without Han) is `Japanese`, Han without Kana is `Han`."""
-    out: List[str] = []
+    out: List[str] = [("Latin" if _ASCII_LETTER.search(t) else NO_LETTERS) if t.isascii() else "" for t in texts]
+    others = [i for i, label in enumerate(out) if not label]  # only text beyond ASCII needs counting
     kana, han = SCRIPTS.index("Kana"), SCRIPTS.index("Han")
     names = np.array(SCRIPTS + [NO_LETTERS], dtype=object)
-    for lo in range(0, len(texts), chunk):
-        part = [t[:SCRIPT_SAMPLE] for t in texts[lo:lo + chunk]]
+    for lo in range(0, len(others), chunk):
+        rows = others[lo:lo + chunk]
+        part = [texts[i][:SCRIPT_SAMPLE] for i in rows]
         sizes = np.fromiter((len(t) for t in part), dtype=np.int64, count=len(part))
         codes = np.frombuffer("".join(part).encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
-        script = _IDS[np.searchsorted(_STARTS, codes, side="right") - 1]
+        script = _scripts_of(codes)
         row = np.repeat(np.arange(len(part)), sizes)
         letters = script >= 0
         counts = np.bincount(row[letters] * len(SCRIPTS) + script[letters],
@@ -64,5 +84,6 @@ def dominant_scripts(texts: Sequence[str], chunk: int = 20000) -> List[str]:
         labels = names[best]
         japanese = (counts[:, kana] > 0) & ((best == kana) | (best == han))
         labels[japanese] = "Japanese"
-        out += labels.tolist()
+        for i, label in zip(rows, labels.tolist()):
+            out[i] = label
     return out
