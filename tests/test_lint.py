@@ -114,6 +114,13 @@ def test_clean_data_reports_nothing(tmp_path):
     assert not report.failed
 
 
+def test_a_file_whose_rows_are_all_dropped_is_reported(tmp_path):
+    rows = [{"prompt": "a b c", "chosen": "x", "rejected": "x"}, {"prompt": "d e f", "chosen": " ", "rejected": "y"}]
+    report, _ = lint("--dataset", write_jsonl(tmp_path / "bad.jsonl", rows), "--output_dir", str(tmp_path))
+    assert (report.train_pairs, checks_of(report)["dropped"].count) == (0, 2)
+    assert report.failed == ["dropped", "empty_answers", "chosen_equals_rejected"]
+
+
 def test_eval_pairs_that_repeat_training_pairs(tmp_path):
     train = clean_rows(10)
     near = train[3]["chosen"].split()
@@ -244,8 +251,21 @@ def test_near_duplicate_groups_follow_exact_jaccard():
     assert list(labels[:30]) == list(range(30))
 
 
-@pytest.mark.parametrize("threshold", [0.5, 0.7, 0.8, 0.9])
-def test_lsh_bands_find_pairs_at_the_threshold_with_99_percent_chance(threshold):
+@pytest.mark.parametrize("threshold,changes", [(0.8, 2), (0.5, 6)])
+def test_minhash_finds_pairs_just_above_the_threshold(threshold, changes):
+    """200 pairs of 60-word documents, each just above the threshold: LSH is tuned to find 99% of them."""
+    rng = random.Random(threshold)
+    docs = []
+    for _ in range(200):
+        d = [rng.choice(VOCAB) for _ in range(60)]
+        e = list(d)
+        for i in range(changes):
+            e[3 + 7 * i] = "zzzzz"
+        docs += [d, e]
+    assert all(jaccard(docs[k], docs[k + 1]) >= threshold for k in range(0, 400, 2))
+    labels = near_duplicate_groups(len(docs), lambda i: docs[i], threshold)
+    found = sum(labels[k + 1] == k for k in range(0, 400, 2))
+    assert found >= 196 and len(set(labels.tolist())) == 400 - found  # no unrelated document joins a group
     rows = band_rows(threshold)
     assert NUM_PERM % rows == 0 and 1 - (1 - threshold ** rows) ** (NUM_PERM // rows) >= 0.99
 

@@ -111,13 +111,15 @@ def duplicate_groups(pairs: Pairs, similarity: float) -> tuple:
     """(exact group of each pair: the index of its first copy; near group of each pair: the smallest first-copy
     index of its near-duplicate group)."""
     first: Dict[tuple, int] = {}
-    exact = np.array([first.setdefault((normalize(ex.system or ""), tuple(normalize(t) for turn in ex.history
-                                                                          for t in turn), p, c, r), i)
-                      for i, (ex, p, c, r) in enumerate(zip(pairs.examples, pairs.prompt, pairs.chosen,
-                                                             pairs.rejected))], dtype=np.int64)
+    keys = ((normalize(ex.system or ""), tuple(normalize(str(t)) for turn in ex.history for t in turn), p, c, r)
+            for ex, p, c, r in zip(pairs.examples, pairs.prompt, pairs.chosen, pairs.rejected))
+    exact = np.array([first.setdefault(key, i) for i, key in enumerate(keys)], dtype=np.int64)
     unique = np.unique(exact)
-    doc = lambda k: (words(pairs.prompt[unique[k]]) + ["\x01"] + words(pairs.chosen[unique[k]]) + ["\x02"]  # noqa
-                     + words(pairs.rejected[unique[k]]))
+
+    def doc(k: int) -> List[str]:  # the words of prompt, chosen and rejected, fields kept apart by separators
+        i = unique[k]
+        return words(pairs.prompt[i]) + ["\x01"] + words(pairs.chosen[i]) + ["\x02"] + words(pairs.rejected[i])
+
     labels = unique[near_duplicate_groups(len(unique), doc, similarity)]
     near = labels[np.searchsorted(unique, exact)]
     return exact, near
@@ -230,7 +232,7 @@ def special_tokens(pairs: Pairs, markers: Sequence[str], limit: float) -> Check:
     seen: Counter = Counter()
     hit = []
     for i, ex in enumerate(pairs.examples):
-        fields = {"system": ex.system or "", "history": " ".join(t for turn in ex.history for t in turn),
+        fields = {"system": ex.system or "", "history": " ".join(str(t) for turn in ex.history for t in turn),
                   "prompt": ex.prompt, "chosen": ex.chosen, "rejected": ex.rejected}
         flagged = False
         for name, text in fields.items():

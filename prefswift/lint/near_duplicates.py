@@ -117,4 +117,4 @@ def near_duplicate_groups(n: int, doc_words: Callable[[int], List[str]], thresho
             if common / (len(a) + len(b) - common) >= threshold:
                 ri, rj = _root(parent, i), _root(parent, j)
                 parent[max(ri, rj)] = min(ri, rj)
-    return np.array([_root(parent, i) for i in range(n)])
+    return np.array([_root(parent, i) for i in range(n)], dtype=np.int64)

@@ -48,8 +48,13 @@ def lint_dataset(data: DataArguments, lint: LintArguments, *, template: Optional
     rows = sum(s.rows for s in got.sources)
     counts, first = dict(got.checker.dropped), got.checker.first
     exact, near = C.duplicate_groups(pairs, lint.near_duplicate_similarity)
+    drops = C.dropped(counts, first, rows, limits["dropped"])
+    drops.detail["token_level_counted"] = tokens is not None
+    if tokens is None and data.truncation_strategy == "delete":
+        drops.summary = "; ".join(filter(None, [drops.summary, "rows too long for --truncation_strategy delete are "
+                                                "counted with a tokenizer only (--model_type)"]))
     results = [
-        C.dropped(counts, first, rows, limits["dropped"]),
+        drops,
         C.empty_answers(counts, first, rows, limits["empty_answers"]),
         C.chosen_equals_rejected(pairs, counts, first, rows, limits["chosen_equals_rejected"]),
         C.duplicates(pairs, exact, limits["duplicates"]),
