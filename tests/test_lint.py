@@ -81,7 +81,8 @@ def test_each_problem_is_flagged_with_its_count(tmp_path):
     assert c["empty_answers"].examples == [f"{data} (line 10)", f"{data} (line 11)"]
     assert c["chosen_equals_rejected"].count == 2
     assert c["chosen_equals_rejected"].detail["differ only in case or spacing (kept)"] == 1
-    assert c["duplicates"].count == 2 and c["duplicates"].detail == {"groups": 1, "largest_group": 3}
+    assert c["duplicates"].count == 2  # the upper-cased copy is a duplicate too, unlike in the training summary
+    assert c["duplicates"].detail == {"groups": 1, "largest_group": 3, "exact_in_training_summary": 1}
     assert c["duplicates"].examples[0] == f"{data} (line 7) repeats {data} (line 1)"
     assert c["near_duplicates"].count == 1 and c["near_duplicates"].examples == [f"{data} (line 9) ~ {data} (line 2)"]
     assert c["prompt_in_answer"].count == 1 and c["prompt_in_answer"].detail == {"chosen": 1, "rejected": 0}
@@ -175,6 +176,7 @@ def test_drops_are_the_training_runs_counts(tmp_path, tiny_llama3_dir):
                                     load_tokenizer(tiny_llama3_dir), log=lambda *a: None)
     c = checks_of(report)
     assert c["dropped"].detail["reasons"] == trained.summary.dropped
+    assert c["duplicates"].detail["exact_in_training_summary"] == trained.summary.duplicates
     assert trained.summary.dropped["too long (truncation_strategy delete)"] == c["truncated"].count == 1
     assert (report.train_pairs, report.eval_pairs) == (len(trained.train), len(trained.eval))
 

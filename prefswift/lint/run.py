@@ -53,11 +53,13 @@ def lint_dataset(data: DataArguments, lint: LintArguments, *, template: Optional
     if tokens is None and data.truncation_strategy == "delete":
         drops.summary = "; ".join(filter(None, [drops.summary, "rows too long for --truncation_strategy delete are "
                                                 "counted with a tokenizer only (--model_type)"]))
+    repeats = C.duplicates(pairs, exact, limits["duplicates"])
+    repeats.detail["exact_in_training_summary"] = got.duplicates  # the data summary's count: verbatim, per dataset
     results = [
         drops,
         C.empty_answers(counts, first, rows, limits["empty_answers"]),
         C.chosen_equals_rejected(pairs, counts, first, rows, limits["chosen_equals_rejected"]),
-        C.duplicates(pairs, exact, limits["duplicates"]),
+        repeats,
         C.near_duplicates(pairs, exact, near, lint.near_duplicate_similarity, limits["near_duplicates"]),
         C.eval_overlap(pairs, near, limits["eval_overlap"]),
         C.truncated(pairs, tokens, limits["truncated"]),
