@@ -7,7 +7,7 @@ import sys
 import typer
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True, rich_markup_mode=None,
-                  help="Align LLMs with human preferences: ORPO, DPO, SimPO, CPO; then merge, chat, evaluate.")
+                  help="Align LLMs with human preferences: ORPO, DPO, SimPO, CPO; then merge, chat, evaluate; lint data.")
 PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 
 TRAIN_COMMANDS = {
@@ -73,6 +73,16 @@ def eval_cmd(ctx: typer.Context):
     from .commands import eval as eval_command
 
     eval_command.main(list(ctx.args))
+
+
+@app.command("lint", context_settings=PASSTHROUGH,
+             help="Check preference data before training: drops (as training counts them), duplicates and near "
+                  "duplicates, truncation, length bias, prompts and special tokens in answers, scripts per field; "
+                  "--strict exits 1 when a check is over its limit.")
+def lint_cmd(ctx: typer.Context):
+    from .commands import lint
+
+    lint.main(list(ctx.args))
 
 
 def main(argv=None):

@@ -17,7 +17,7 @@ def invoke(*argv):
 def test_help_lists_only_working_commands():
     code, out = invoke("--help")
     assert code == 0
-    for cmd in ("orpo", "dpo", "simpo", "cpo", "infer", "merge-lora", "eval", "preview", "list"):
+    for cmd in ("orpo", "dpo", "simpo", "cpo", "infer", "merge-lora", "eval", "preview", "lint", "list"):
         assert cmd in out
 
 

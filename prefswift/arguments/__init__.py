@@ -7,8 +7,8 @@ from typing import Any, Dict, List, Optional
 
 from ..errors import ArgumentError
 from .algorithms import ALGORITHMS
-from .fields import (DataArguments, InferArguments, ModelArguments, PreferenceArguments, PreviewArguments,
-                     PushArguments, SECTIONS, TrainArguments, TuningArguments)
+from .fields import (DataArguments, InferArguments, LintArguments, ModelArguments, PreferenceArguments,
+                     PreviewArguments, PushArguments, SECTIONS, TrainArguments, TuningArguments)
 from .parser import help_text, parse_args
 
 TRAIN_SECTIONS = ("model", "data", "tuning", "train", "pref", "push")
@@ -18,6 +18,7 @@ COMMAND_SECTIONS = {
     "infer": ("model", "data", "infer"),
     "merge-lora": ("model", "infer", "push"),
     "eval": ("model", "data", "infer", "pref"),
+    "lint": ("model", "data", "lint"),
 }
 ARGS_FILE = "args.json"
 SECRET_FIELDS = ("hub_token",)  # never written to args.json
@@ -36,6 +37,7 @@ class RunArgs:
     infer: Optional[InferArguments] = None
     preview: Optional[PreviewArguments] = None
     push: Optional[PushArguments] = None
+    lint: Optional[LintArguments] = None
     explicit: frozenset = frozenset()
 
     def to_flat_dict(self) -> Dict[str, Any]:

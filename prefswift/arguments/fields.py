@@ -8,6 +8,7 @@ for the same thing. `value_aliases` are flags that set this field to a fixed val
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Dict, List, Optional
 
+from ..errors import ArgumentError, did_you_mean
 from . import choices as C
 from .algorithms import ALGORITHMS, loss_type_help
 from .values import Section
@@ -19,6 +20,18 @@ from .values import Section
 # gave 1.56x and 4096 1.63x (issue 12); 1 GiB is ~1,700 tokens of a 152K vocabulary, ~2,000 of a 128K one.
 LOGPROB_CHUNK_SIZE = 256
 GPU_LOGITS_BUDGET = 1 << 30
+
+# The commands that load model weights; the options that only shape loading weights act for these alone (`lint` and
+# `preview` load a tokenizer at most).
+WEIGHT_COMMANDS = ALGORITHMS + ("infer", "eval", "merge-lora")
+
+# `prefswift lint` checks and the most each may flag before --strict fails: a share of the pairs (of the rows read, for
+# `dropped`); length_bias limits |Cohen's d| of chosen vs rejected lengths. Overridden with --thresholds.
+LINT_LIMITS = {
+    "dropped": 0.0, "empty_answers": 0.0, "chosen_equals_rejected": 0.0, "duplicates": 0.01,
+    "near_duplicates": 0.05, "eval_overlap": 0.0, "truncated": 0.05, "length_bias": 0.5, "prompt_in_answer": 0.01,
+    "special_tokens": 0.0, "script_mismatch": 0.05,
+}
 
 
 def arg(default: Any = None, help: str = "", aliases=(), choices=None, value_aliases=None, list_type=False,
@@ -51,24 +64,30 @@ class ModelArguments(Section):
     dtype: str = arg("AUTO", "Weights dtype: AUTO (bf16 where supported, else fp16 on GPU, fp32 on CPU).",
                      aliases=("torch_dtype",), choices=("AUTO", "bf16", "fp16", "fp32", "auto", "bfloat16",
                                                         "float16", "float32"),
-                     value_aliases={"bf16": "bf16", "fp16": "fp16"})  # LLaMA-Factory's `bf16: true`
+                     value_aliases={"bf16": "bf16", "fp16": "fp16"},  # LLaMA-Factory's `bf16: true`
+                     commands=WEIGHT_COMMANDS)
     use_flash_attention: bool = arg(
         False, "Use flash_attention_2 when installed and usable; otherwise sdpa with one warning.",
-        aliases=("use_flash_attn", "flash_attn"))
+        aliases=("use_flash_attn", "flash_attn"), commands=WEIGHT_COMMANDS)
     quantization_bit: int = arg(0, "Load the base model in 4 or 8 bit (bitsandbytes, CUDA only) for QLoRA.",
-                                choices=(0, 4, 8), value_aliases={"use_4bit": 4, "use_8bit": 8})
-    bnb_4bit_quant_type: str = arg("nf4", "4-bit quantization type.", choices=("nf4", "fp4"))
-    bnb_4bit_use_double_quant: bool = arg(True, "Double quantization for 4-bit.")
-    bnb_4bit_compute_dtype: str = arg("AUTO", "Compute dtype for 4-bit layers (AUTO = --dtype).")
+                                choices=(0, 4, 8), value_aliases={"use_4bit": 4, "use_8bit": 8},
+                                commands=WEIGHT_COMMANDS)
+    bnb_4bit_quant_type: str = arg("nf4", "4-bit quantization type.", choices=("nf4", "fp4"),
+                                   commands=WEIGHT_COMMANDS)
+    bnb_4bit_use_double_quant: bool = arg(True, "Double quantization for 4-bit.", commands=WEIGHT_COMMANDS)
+    bnb_4bit_compute_dtype: str = arg("AUTO", "Compute dtype for 4-bit layers (AUTO = --dtype).",
+                                      commands=WEIGHT_COMMANDS)
     check_model_is_latest: bool = arg(True, "Ask the hub for the newest snapshot; false = use a cached snapshot "
                                       "without any network request when one exists.")
     ref_model_type: Optional[str] = arg(None, "DPO: a separate reference model (registered type).", commands=("dpo",))
     ref_model_id_or_path: Optional[str] = arg(None, "DPO: a separate reference model (dir or hub id).",
                                               commands=("dpo",))
     adapter_name_or_path: Optional[str] = arg(
-        None, "Start from this LoRA adapter (e.g. an SFT checkpoint); for DPO it is also the reference.")
+        None, "Start from this LoRA adapter (e.g. an SFT checkpoint); for DPO it is also the reference.",
+        commands=WEIGHT_COMMANDS)
     custom_register_path: Optional[str] = arg(None, "A Python file that registers models/templates/datasets.")
-    device_map: Optional[str] = arg(None, "Model-parallel placement: auto, balanced, or a JSON dict.")
+    device_map: Optional[str] = arg(None, "Model-parallel placement: auto, balanced, or a JSON dict.",
+                                    commands=WEIGHT_COMMANDS)
     hub_token: Optional[str] = arg(None, "Hub access token for gated/private repos and --push_to_hub (default: the "
                                    "client's own login, HF_TOKEN or MODELSCOPE_API_TOKEN).")
 
@@ -233,6 +252,36 @@ class PreviewArguments(Section):
     json: bool = arg(False, "Print ids, labels and texts as JSON.")
 
 
+def _limits_help() -> str:
+    return ", ".join(f"{k} {v:g}" for k, v in LINT_LIMITS.items())
+
+
+@dataclass
+class LintArguments(Section):
+    output_dir: str = arg("lint_result", "Where lint_report.json goes (replaced atomically).")
+    strict: bool = arg(False, "Exit with code 1 when a check exceeds its limit (to gate a pipeline).")
+    thresholds: Optional[Dict[str, float]] = arg(
+        None, "Limits that replace the defaults, as JSON, e.g. '{\"near_duplicates\": 0.1}'. Shares of the pairs "
+        "(of the rows read for dropped); length_bias is |Cohen's d|. Defaults: " + _limits_help() + ".")
+    near_duplicate_similarity: float = arg(0.8, "Two pairs are near duplicates from this Jaccard similarity of their "
+                                           "word 3-grams on.", gt=0, lt=1)
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name, value in (self.thresholds or {}).items():
+            if name not in LINT_LIMITS:
+                raise ArgumentError(f"--thresholds: unknown check {name!r}{did_you_mean(name, LINT_LIMITS)} — "
+                                    f"checks: {', '.join(LINT_LIMITS)}")
+            top = None if name == "length_bias" else 1
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or \
+                    (top is not None and value > top):
+                raise ArgumentError(f"--thresholds: {name} must be a number from 0 to {top or 'any'}, got {value!r}")
+
+    def limits(self) -> Dict[str, float]:
+        """Every check's limit: the defaults with --thresholds applied."""
+        return {**LINT_LIMITS, **{k: float(v) for k, v in (self.thresholds or {}).items()}}
+
+
 SECTIONS = {
     "model": ModelArguments,
     "data": DataArguments,
@@ -242,6 +291,7 @@ SECTIONS = {
     "infer": InferArguments,
     "preview": PreviewArguments,
     "push": PushArguments,
+    "lint": LintArguments,
 }
 
 

@@ -17,3 +17,5 @@ class PreferenceExample:
     rejected: str
     system: Optional[str] = None
     history: List[Tuple[str, str]] = field(default_factory=list)
+    # where the row came from (`file.jsonl (line 3)`, `file.parquet row 2`), for reports; not part of the pair
+    origin: Optional[str] = field(default=None, compare=False, repr=False)

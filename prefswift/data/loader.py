@@ -40,6 +40,11 @@ class RawSource:
             return f"{self.label} (line {self.line_numbers[index]})"
         return self.label
 
+    def locate(self, index: int) -> str:
+        """Where row `index` is, for reports: its JSONL/CSV line, else its 0-based row number."""
+        where = self.where(index)
+        return where if where != self.label else f"{self.label} row {index}"
+
 
 # ---------------------------------------------------------------- local files
 

@@ -111,11 +111,17 @@ def truncate_pair(prompt: Sequence[int], chosen: Sequence[int], rejected: Sequen
     max_length — but it never shrinks below max_length - max_prompt_length tokens (the room TRL reserves for
     responses); after that, both responses are cut on the RIGHT to max_length - len(prompt).
     """
-    longest = max(len(chosen), len(rejected))
-    keep = min(len(prompt), max_prompt_length, max(max_length - longest, max_length - max_prompt_length))
-    prompt = list(prompt[len(prompt) - keep:]) if keep < len(prompt) else list(prompt)
-    room = max_length - len(prompt)
-    return prompt, list(chosen[:room]), list(rejected[:room])
+    keep, keep_chosen, keep_rejected = kept_lengths(len(prompt), len(chosen), len(rejected), max_length,
+                                                    max_prompt_length)
+    return list(prompt[len(prompt) - keep:]), list(chosen[:keep_chosen]), list(rejected[:keep_rejected])
+
+
+def kept_lengths(prompt: int, chosen: int, rejected: int, max_length: int, max_prompt_length: int
+                 ) -> Tuple[int, int, int]:
+    """How many prompt, chosen and rejected tokens `truncate_pair` keeps of pairs this long."""
+    keep = min(prompt, max_prompt_length, max(max_length - max(chosen, rejected), max_length - max_prompt_length))
+    room = max_length - keep
+    return keep, min(chosen, room), min(rejected, room)
 
 
 def sample_rows(items: list, n: Optional[int], seed: int, *, repeat: bool = True) -> list:
@@ -180,6 +186,7 @@ class RowChecker:
         self.strategy = strategy
         self.log = log
         self.dropped: Counter = Counter()
+        self.first: Dict[str, str] = {}  # reason -> where its first dropped row is (file and line, when known)
 
     def bad(self, source: RawSource, index: int, err: RowError) -> None:
         if self.strategy == "error":
@@ -187,10 +194,12 @@ class RowChecker:
         if self.strategy == "warning" and err.reason not in self.dropped:
             self.log(f"[data] warning: {data_error(source.where(index), index, err.field, err.problem, err.fix)} "
                      f"(dropping every row like this; the summary counts them)")
-        self.dropped[err.reason] += 1
+        self.drop(err.reason, source.locate(index))
 
-    def drop(self, reason: str) -> None:
+    def drop(self, reason: str, where: Optional[str] = None) -> None:
         self.dropped[reason] += 1
+        if where:
+            self.first.setdefault(reason, where)
 
 
 def convert_source(source: RawSource, columns: Optional[dict], system: Optional[str], checker: RowChecker,
@@ -213,13 +222,14 @@ def convert_source(source: RawSource, columns: Optional[dict], system: Optional[
             ex = converter(row)
             check_example(ex)
         except RowFiltered as f:
-            checker.drop(f.reason)
+            checker.drop(f.reason, source.locate(i))
             continue
         except RowError as e:
             checker.bad(source, i, e)
             continue
         if system is not None:
             ex.system = system
+        ex.origin = source.locate(i)
         examples.append(ex)
     stats = SourceStats(source.label, source.format_name or "?", len(rows), len(examples), role)
     lost = sum(checker.dropped.values()) - before
@@ -275,8 +285,10 @@ def _load_ref(ref: DatasetRef, args: DataArguments, hub_and_token: tuple, checke
 
 # ---------------------------------------------------------------- encoding
 
-def _encode(examples: List[PreferenceExample], template, tokenizer, args: DataArguments, checker: RowChecker,
-            lengths: Dict[str, List[int]]) -> Tuple[List[dict], int]:
+def encode_examples(examples: List[PreferenceExample], template, tokenizer, args: DataArguments,
+                    checker: RowChecker, lengths: Dict[str, List[int]]) -> Tuple[List[dict], int]:
+    """(encoded rows, pairs truncated). Appends every example's prompt/chosen/rejected token count before truncation
+    to `lengths` (dropped ones too, in order) and counts the pairs dropped here in `checker`."""
     max_length, max_prompt = args.max_length, prompt_budget(args)
     rows, truncated = [], 0
     for ex in examples:
@@ -287,13 +299,14 @@ def _encode(examples: List[PreferenceExample], template, tokenizer, args: DataAr
             lengths[key].append(len(seq))
         too_long = len(prompt) > max_prompt or len(prompt) + max(len(chosen), len(rejected)) > max_length
         if too_long and args.truncation_strategy == "delete":
-            checker.drop("too long (truncation_strategy delete)")
+            checker.drop("too long (truncation_strategy delete)", ex.origin)
             continue
         if too_long:
             prompt, chosen, rejected = truncate_pair(prompt, chosen, rejected, max_length, max_prompt)
             truncated += 1
         if chosen == rejected:
-            checker.drop("chosen == rejected after truncation" if too_long else "chosen == rejected as tokens")
+            checker.drop("chosen == rejected after truncation" if too_long else "chosen == rejected as tokens",
+                         ex.origin)
             continue
         rows.append({"prompt_input_ids": prompt, "chosen_input_ids": chosen, "rejected_input_ids": rejected,
                      "example": ex})
@@ -328,9 +341,20 @@ def _columns(value) -> Optional[dict]:
     return value or None
 
 
-def build_preference_data(args: DataArguments, template, tokenizer, *, hub: Optional[str] = None,
-                          token: Optional[str] = None, log=print) -> PreparedData:
-    """Load, convert, check, split, encode and truncate the preference data; log and return the summary.
+@dataclass
+class CollectedExamples:
+    """The converted, checked and split pairs of --dataset / --val_dataset, before any tokenizer is involved."""
+    train: List[PreferenceExample]
+    eval: List[PreferenceExample]
+    sources: List[SourceStats]
+    checker: RowChecker                     # drops so far, by reason
+    eval_from: List[str]
+    duplicates: int                         # training rows that repeat an earlier pair of the same dataset
+
+
+def collect_examples(args: DataArguments, *, hub: Optional[str] = None, token: Optional[str] = None,
+                     log=print) -> CollectedExamples:
+    """Load, convert, check and split the preference data (the steps of `build_preference_data` before encoding).
     `hub` / `token`: --hub and --hub_token for registered datasets that are downloaded (None = auto / the client's
     own login)."""
     _validate(args)
@@ -342,7 +366,6 @@ def build_preference_data(args: DataArguments, template, tokenizer, *, hub: Opti
     eval_exs: List[PreferenceExample] = []
     eval_from: List[str] = []
     duplicates = 0
-
     for ref in (parse_dataset_arg(t) for t in args.dataset):
         train, test, stats = _load_ref(ref, args, (hub, token), checker, "train", log)
         all_stats += stats
@@ -372,16 +395,25 @@ def build_preference_data(args: DataArguments, template, tokenizer, *, hub: Opti
     train_exs = sample_rows(train_exs, args.train_dataset_sample, seed, repeat=False)
     eval_exs = sample_rows(eval_exs, args.val_dataset_sample, seed, repeat=False)
 
+    return CollectedExamples(train_exs, eval_exs, all_stats, checker, eval_from, duplicates)
+
+
+def build_preference_data(args: DataArguments, template, tokenizer, *, hub: Optional[str] = None,
+                          token: Optional[str] = None, log=print) -> PreparedData:
+    """Load, convert, check, split, encode and truncate the preference data; log and return the summary.
+    `hub` / `token`: as for `collect_examples`."""
+    got = collect_examples(args, hub=hub, token=token, log=log)
+    checker = got.checker
     lengths: Dict[str, List[int]] = {"prompt": [], "chosen": [], "rejected": []}
-    train_rows, cut_train = _encode(train_exs, template, tokenizer, args, checker, lengths)
-    eval_rows, cut_eval = _encode(eval_exs, template, tokenizer, args, checker, lengths)
+    train_rows, cut_train = encode_examples(got.train, template, tokenizer, args, checker, lengths)
+    eval_rows, cut_eval = encode_examples(got.eval, template, tokenizer, args, checker, lengths)
 
     summary = DataSummary(
-        sources=all_stats, dropped=dict(checker.dropped), train_size=len(train_rows), eval_size=len(eval_rows),
-        eval_from=", ".join(eval_from) or "none", truncated=cut_train + cut_eval,
+        sources=got.sources, dropped=dict(checker.dropped), train_size=len(train_rows), eval_size=len(eval_rows),
+        eval_from=", ".join(got.eval_from) or "none", truncated=cut_train + cut_eval,
         truncation_strategy=args.truncation_strategy, max_length=args.max_length,
         max_prompt_length=prompt_budget(args),
-        lengths={k: length_percentiles(v) for k, v in lengths.items()}, duplicates=duplicates)
+        lengths={k: length_percentiles(v) for k, v in lengths.items()}, duplicates=got.duplicates)
     if not train_rows:
         raise DataError(f"no training rows left: {summary.one_line()} — fix the data, check --columns, "
                         "or raise --max_length")

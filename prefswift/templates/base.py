@@ -89,18 +89,25 @@ class Template:
     def __repr__(self) -> str:
         return f"Template({self.name!r})"
 
-    def missing_special_tokens(self, tokenizer) -> List[str]:
-        """The template's control tokens (`<|im_start|>`, `<|eot_id|>`, ...) that this tokenizer does not have as
-        single tokens: with them the model sees its chat format spelled out as ordinary text. (Mistral's `[INST]` is
-        plain text in its own tokenizer, so only `<|...|>` tokens are checked.)"""
+    def control_tokens(self, markers: bool = False) -> List[str]:
+        """The template's control tokens (`<|im_start|>`, `<|eot_id|>`, ...) in order of appearance; `markers` adds
+        its bracket and tag markers (Mistral's `[INST]`, `[/INST]`, `<s>`, `</s>`), which are plain text to some
+        tokenizers but still the chat format, never content."""
         import re
 
         s = self.spec
         text = " ".join(str(v) for v in (s.prefix, s.system_prefix, s.system_suffix, s.user_prefix, s.user_suffix,
                                           s.assistant_prefix, s.assistant_suffix, s.response_prefix,
                                           s.history_assistant_prefix or "", *s.stop_words))
-        found = dict.fromkeys(re.findall(r"<\|[^|<>\s]+\|>", text))
-        return [tok for tok in found if len(tokenizer(tok, add_special_tokens=False)["input_ids"]) != 1]
+        pattern = r"<\|[^|<>\s]+\|>" + (r"|\[/?INST\]|</?s>" if markers else "")
+        return list(dict.fromkeys(re.findall(pattern, text)))
+
+    def missing_special_tokens(self, tokenizer) -> List[str]:
+        """The template's control tokens that this tokenizer does not have as single tokens: with them the model sees
+        its chat format spelled out as ordinary text. (Mistral's `[INST]` is plain text in its own tokenizer, so only
+        `<|...|>` tokens are checked.)"""
+        return [tok for tok in self.control_tokens()
+                if len(tokenizer(tok, add_special_tokens=False)["input_ids"]) != 1]
 
     # ---- text -------------------------------------------------------------------------------
     def _content(self, text: str) -> str:
