@@ -52,9 +52,10 @@ def test_both_orders_decide_and_the_wilson_interval_by_hand():
 
 
 def test_winrate_end_to_end_on_tiny_models(tmp_path, tiny_llama3_dir, capsys):
-    from prefswift.commands.eval import compare_source, run_eval
+    from prefswift.commands.eval import run_eval
     from prefswift.evaluate.winrate import JUDGE_PROMPT, Judge
     from prefswift.models.checkpoint import load_for_inference
+    from prefswift.models.reference import resolve_named
     from prefswift.models.loader import load_tokenizer
     from prefswift.templates import get_template
 
@@ -92,7 +93,7 @@ def test_winrate_end_to_end_on_tiny_models(tmp_path, tiny_llama3_dir, capsys):
     assert text(theirs).startswith(rows[0]["opponent_answer"]) and rows[0]["answer"] != rows[0]["opponent_answer"]
 
     # the judge's reply probabilities from its full next-token distribution, renormalised over A, B, C
-    judge_loaded = load_for_inference(compare_source(parse_command("eval", []), "tiny-qwen"))
+    judge_loaded = load_for_inference(resolve_named(parse_command("eval", []), "tiny-qwen"))
     jtok, jtmpl = judge_loaded.tokenizer, judge_loaded.template
     query = JUDGE_PROMPT.format(question=rows[0]["prompt"], a=rows[0]["answer"], b=rows[0]["opponent_answer"])
     with torch.no_grad():

@@ -16,22 +16,20 @@ from typing import List, Optional
 
 from ..arguments import RunArgs, section_from_flat
 from ..arguments.algorithms import ALGORITHMS, needs_reference
-from ..arguments.fields import InferArguments, ModelArguments, PreferenceArguments
+from ..arguments.fields import ModelArguments, PreferenceArguments
 from ..data.selection import result_path, select_pairs, wants_dataset
 from ..errors import ArgumentError
 from ..evaluate import deltas, eval_record, evaluation_metrics, format_table, pair_logps, write_json
 from ..evaluate.plot import margin_plot
 from ..evaluate.rewards import margin_kind
 from ..models.checkpoint import LoadedModel, ModelSource, load_for_inference, resolve_source
-from ..models.reference import Reference, resolve_reference
+from ..models.reference import Reference, resolve_named, resolve_reference
 from ..scoring.logprobs import resolve_chunk_size
 from ..train.objectives import Objective
 from ..train.setup_model import check_same_tokenizer
 from .common import run_command
+from .eval_winrate import GENERATION_OPTIONS, run_winrate
 
-GENERATION_OPTIONS = ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "do_sample", "seed")
-# model options a --compare_to model inherits from this command line (where and how to load, not which weights)
-COMPARE_INHERITS = ("dtype", "hub", "hub_token", "device_map", "use_flash_attention", "check_model_is_latest")
 
 
 def main(argv: List[str]) -> None:
@@ -42,8 +40,6 @@ def run_eval(args: RunArgs, *, log=print) -> Path:
     """Evaluate the model named by --ckpt_dir / model flags; returns the JSON path."""
     check_mode_options(args)
     if args.infer.mode == "winrate":
-        from .eval_winrate import run_winrate
-
         return run_winrate(args, log=log)
     return run_pairs(args, log=log)
 
@@ -78,19 +74,6 @@ def run_objective(source: ModelSource, cli: ModelArguments) -> Optional[Objectiv
     return None
 
 
-def compare_source(args: RunArgs, value: str) -> ModelSource:
-    """--compare_to VALUE (or --judge_model): a checkpoint / run / model dir, else a model type or hub id."""
-    margs = ModelArguments(**{name: getattr(args.model, name) for name in COMPARE_INHERITS})
-    infer = InferArguments()
-    if Path(value).expanduser().is_dir():
-        infer.ckpt_dir = value
-    else:
-        margs.model_id_or_path = value
-    explicit = frozenset(n for n in COMPARE_INHERITS if n in args.explicit) | {"model_id_or_path"}
-    return resolve_source(RunArgs(command="eval", model=margs, data=args.data, infer=infer, pref=args.pref,
-                                  explicit=explicit))
-
-
 def reference_logps(reference: Reference, loaded: LoadedModel, rows, chunk: int):
     """The reference's summed log-probs of every pair: the loaded policy with its adapter disabled, or the separate
     reference model (loaded for this and released)."""
@@ -111,7 +94,7 @@ def run_pairs(args: RunArgs, *, log=print) -> Path:
         if reference is None:
             raise ArgumentError(f"{source.describe()}: no reference to measure {objective.algo} rewards against is "
                                 "recorded; pass --ref_model_id_or_path / --ref_model_type")
-    other_source = compare_source(args, args.infer.compare_to) if args.infer.compare_to else None
+    other_source = resolve_named(args, args.infer.compare_to) if args.infer.compare_to else None
     loaded = load_for_inference(source)
     rows, origin = select_pairs(args, loaded.template, loaded.tokenizer, saved=source.saved,
                                 ckpt_dir=source.ckpt_dir, log=log)
@@ -161,4 +144,4 @@ def describe(objective: Optional[Objective], reference: Optional[Reference], pai
     return lines
 
 
-__all__ = ["main", "run_eval", "compare_source", "GENERATION_OPTIONS"]
+__all__ = ["main", "run_eval"]

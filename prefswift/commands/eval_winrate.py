@@ -20,14 +20,15 @@ from ..evaluate import write_json
 from ..evaluate.winrate import JUDGE_PROMPT, Judge, format_winrate, judge_all, summarize
 from ..infer.generate import Generator, set_seed
 from ..models.checkpoint import LoadedModel, ModelSource, load_for_inference, resolve_source
-from ..models.reference import resolve_reference
-from .eval import GENERATION_OPTIONS, compare_source
+from ..models.reference import resolve_named, resolve_reference
+
+GENERATION_OPTIONS = ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "do_sample", "seed")
 
 
 def opponent_of(args: RunArgs, source: ModelSource) -> Tuple[Optional[ModelSource], str]:
     """(the opponent's source, or None for the model with its adapter disabled; a description)."""
     if args.infer.compare_to:
-        other = compare_source(args, args.infer.compare_to)
+        other = resolve_named(args, args.infer.compare_to)
         return other, f"--compare_to: {other.describe()}"
     reference = resolve_reference(source, args.model)
     if reference is None:
@@ -61,7 +62,7 @@ def answers(loaded: LoadedModel, examples, infer) -> List[str]:
 def run_winrate(args: RunArgs, *, log=print) -> Path:
     source = resolve_source(args)
     opponent, opponent_note = opponent_of(args, source)
-    judge_source = compare_source(args, args.infer.judge_model)
+    judge_source = resolve_named(args, args.infer.judge_model)
     loaded = load_for_inference(source)
     rows, origin = select_pairs(args, loaded.template, loaded.tokenizer, saved=source.saved,
                                 ckpt_dir=source.ckpt_dir, log=log)

@@ -6,16 +6,20 @@ The same choice training makes (`prefswift.train.setup_model.build_models`), rea
     merged in) — no second copy is loaded;
   * a merged adapter or a full fine-tuning result: the weights the run started from (the base model of args.json,
     plus its SFT adapter) — the frozen copy / adapter-disabled base training used.
-Reference-free runs (ORPO, SimPO, CPO) have no reference for their rewards; this answer (`initial_weights`) is then
-still the model they started from, the natural opponent of a win-rate comparison.
+Reference-free runs (ORPO, SimPO, CPO) have no reference for their rewards; the answer is then still the model they
+started from, the natural opponent of a win-rate comparison.
+
+`resolve_named`: the other models eval names by one value (--compare_to, --judge_model).
 """
 import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
-from ..arguments import section_from_flat
-from ..arguments.fields import ModelArguments
-from .checkpoint import ModelSource
+from pathlib import Path
+
+from ..arguments import RunArgs, section_from_flat
+from ..arguments.fields import InferArguments, ModelArguments
+from .checkpoint import ModelSource, resolve_source
 from .loader import hub_kwargs, resolve_model
 
 
@@ -72,4 +76,22 @@ def resolve_reference(policy: ModelSource, cli: ModelArguments) -> Optional[Refe
     return None
 
 
-__all__ = ["Reference", "resolve_reference", "names_other_weights"]
+# model options a model named by --compare_to / --judge_model takes from the command line (where and how to load it,
+# not which weights)
+NAMED_MODEL_INHERITS = ("dtype", "hub", "hub_token", "device_map", "use_flash_attention", "check_model_is_latest")
+
+
+def resolve_named(args: RunArgs, value: str) -> ModelSource:
+    """A model named by one value: a checkpoint / run / model dir (as --ckpt_dir), else a model type or hub id."""
+    margs = ModelArguments(**{name: getattr(args.model, name) for name in NAMED_MODEL_INHERITS})
+    infer = InferArguments()
+    if Path(value).expanduser().is_dir():
+        infer.ckpt_dir = value
+    else:
+        margs.model_id_or_path = value
+    explicit = frozenset(n for n in NAMED_MODEL_INHERITS if n in args.explicit) | {"model_id_or_path"}
+    return resolve_source(RunArgs(command="eval", model=margs, data=args.data, infer=infer, pref=args.pref,
+                                  explicit=explicit))
+
+
+__all__ = ["Reference", "resolve_reference", "resolve_named", "names_other_weights"]
