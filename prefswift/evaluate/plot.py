@@ -17,9 +17,14 @@ def margin_plot(path: Path, pairs: List[Dict[str, float]], other: Optional[List[
     kind = margin_kind(pairs)
     series = [(names[0], pairs)] + ([(names[1], other)] if other is not None else [])
     fig, (hist, scatter) = plt.subplots(1, 2, figsize=(11, 4))
+    every = [m for _, ps in series for m in margins(ps)]
+    low, high = min(every), max(every)
+    n_bins = min(30, max(5, len(pairs) // 2))
+    width = (high - low) / n_bins or 1.0  # shared bins, so the two models' histograms line up
+    bins = [low + i * width for i in range(n_bins + 1)]
     for name, ps in series:
         ms = margins(ps)
-        hist.hist(ms, bins=min(30, max(5, len(ms) // 2)), alpha=0.55, label=name)
+        hist.hist(ms, bins=bins, alpha=0.55, label=name)
         scatter.scatter([p["chosen_tokens"] - p["rejected_tokens"] for p in ps], ms, s=12, alpha=0.7, label=name)
     hist.axvline(0, color="grey", lw=0.8)
     scatter.axhline(0, color="grey", lw=0.8)
