@@ -112,6 +112,19 @@ def test_dpo_rewards_equal_pair_forward_by_hand_and_compare_to_itself(tmp_path, 
     assert cmp["deltas"] and all(abs(v) < 1e-9 for v in cmp["deltas"].values()), cmp["deltas"]
     assert (out / (path.stem + "-margins.png")).stat().st_size > 1000
 
+    # the same reference loaded as a separate model (--ref_model_type), and the merged checkpoint against the base its
+    # args.json names: the same rewards
+    from test_merge import merge
+
+    merged = merge(ckpt, output_dir=str(tmp_path / "merged"))
+    for argv in (["--ckpt_dir", str(ckpt), "--ref_model_type", "tiny-llama3"], ["--ckpt_dir", str(merged)]):
+        again = run_eval(parse_command("eval", argv + ["--dataset", str(data), "--infer_output",
+                                                       str(tmp_path / "again.json")]), **QUIET)
+        again = json.loads(again.read_text())
+        assert "separate model" in again["reference"] or "merged adapter" in again["reference"]
+        for key in ("reward_margin", "reward_chosen", "kl_chosen_seq"):
+            assert again["metrics"][key] == pytest.approx(m[key], abs=1e-4), (argv, key)
+
     # before/after: the base model against the same reference (itself) has rewards exactly 0
     base = run_eval(parse_command("eval", ["--ckpt_dir", str(ckpt), "--dataset", str(data), "--compare_to",
                                            "tiny-llama3", "--infer_output", str(tmp_path / "vs_base.json")]), **QUIET)
