@@ -204,8 +204,10 @@ def test_options_that_need_another_mode_or_algorithm_are_refused(tmp_path):
 
     data = str(write_rows(tmp_path / "pairs.jsonl"))
     for argv, message in [
-        (["--max_new_tokens", "8"], "--max_new_tokens: act only with --mode winrate"),
-        (["--judge_model", "tiny-qwen"], "--judge_model: act only with --mode winrate"),
+        (["--max_new_tokens", "8"], "--max_new_tokens: acts only with --mode winrate"),
+        (["--judge_model", "tiny-qwen", "--seed", "1"], "--seed, --judge_model: act only with --mode winrate"),
+        (["--mode", "winrate", "--judge_model", "./no/such/judge"], "--judge_model ./no/such/judge: no such dir"),
+        (["--mode", "winrate", "--judge_model", "tiny-qwen"], "records no reference or base model to play against"),
         (["--mode", "winrate"], "--mode winrate needs --judge_model"),
     ]:
         with pytest.raises(ArgumentError, match=message):

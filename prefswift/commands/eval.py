@@ -49,8 +49,9 @@ def check_mode_options(args: RunArgs) -> None:
     if args.infer.mode != "winrate":
         used = [f"--{name}" for name in GENERATION_OPTIONS + ("judge_model",) if name in args.explicit]
         if used:
-            raise ArgumentError(f"{', '.join(used)}: act only with --mode winrate (answers generated and judged); "
-                                "drop them, or add --mode winrate --judge_model MODEL")
+            verb = "acts" if len(used) == 1 else "act"
+            raise ArgumentError(f"{', '.join(used)}: {verb} only with --mode winrate (answers generated and judged); "
+                                "drop it, or add --mode winrate --judge_model MODEL")
     elif not args.infer.judge_model:
         raise ArgumentError("--mode winrate needs --judge_model: a local model dir, model type or hub id (any causal "
                             "LM; e.g. --judge_model tiny-qwen to try the plumbing)")
@@ -94,7 +95,7 @@ def run_pairs(args: RunArgs, *, log=print) -> Path:
         if reference is None:
             raise ArgumentError(f"{source.describe()}: no reference to measure {objective.algo} rewards against is "
                                 "recorded; pass --ref_model_id_or_path / --ref_model_type")
-    other_source = resolve_named(args, args.infer.compare_to) if args.infer.compare_to else None
+    other_source = resolve_named(args, args.infer.compare_to, "--compare_to") if args.infer.compare_to else None
     loaded = load_for_inference(source)
     rows, origin = select_pairs(args, loaded.template, loaded.tokenizer, saved=source.saved,
                                 ckpt_dir=source.ckpt_dir, log=log)

@@ -28,7 +28,7 @@ GENERATION_OPTIONS = ("max_new_tokens", "temperature", "top_p", "top_k", "repeti
 def opponent_of(args: RunArgs, source: ModelSource) -> Tuple[Optional[ModelSource], str]:
     """(the opponent's source, or None for the model with its adapter disabled; a description)."""
     if args.infer.compare_to:
-        other = resolve_named(args, args.infer.compare_to)
+        other = resolve_named(args, args.infer.compare_to, "--compare_to")
         return other, f"--compare_to: {other.describe()}"
     reference = resolve_reference(source, args.model)
     if reference is None:
@@ -61,8 +61,8 @@ def answers(loaded: LoadedModel, examples, infer) -> List[str]:
 
 def run_winrate(args: RunArgs, *, log=print) -> Path:
     source = resolve_source(args)
+    judge_source = resolve_named(args, args.infer.judge_model, "--judge_model")
     opponent, opponent_note = opponent_of(args, source)
-    judge_source = resolve_named(args, args.infer.judge_model)
     loaded = load_for_inference(source)
     rows, origin = select_pairs(args, loaded.template, loaded.tokenizer, saved=source.saved,
                                 ckpt_dir=source.ckpt_dir, log=log)
@@ -73,10 +73,9 @@ def run_winrate(args: RunArgs, *, log=print) -> Path:
     if opponent is None:
         with loaded.model.disable_adapter():
             theirs = answers(loaded, examples, args.infer)
-    else:
-        del loaded
+    loaded = None  # one model in memory at a time
+    if opponent is not None:
         theirs = answers(load_for_inference(opponent), examples, args.infer)
-    loaded = None
     judge_loaded = load_for_inference(judge_source)
     judge = Judge(judge_loaded.model, judge_loaded.tokenizer, judge_loaded.template)
     path = result_path(args.infer.infer_output, source.ckpt_dir, "eval_result", ".json")

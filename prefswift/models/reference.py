@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..arguments import RunArgs, section_from_flat
 from ..arguments.fields import InferArguments, ModelArguments
+from ..errors import ArgumentError
 from .checkpoint import ModelSource, resolve_source
 from .loader import hub_kwargs, resolve_model
 
@@ -81,12 +82,15 @@ def resolve_reference(policy: ModelSource, cli: ModelArguments) -> Optional[Refe
 NAMED_MODEL_INHERITS = ("dtype", "hub", "hub_token", "device_map", "use_flash_attention", "check_model_is_latest")
 
 
-def resolve_named(args: RunArgs, value: str) -> ModelSource:
+def resolve_named(args: RunArgs, value: str, flag: str = "--compare_to") -> ModelSource:
     """A model named by one value: a checkpoint / run / model dir (as --ckpt_dir), else a model type or hub id."""
     margs = ModelArguments(**{name: getattr(args.model, name) for name in NAMED_MODEL_INHERITS})
     infer = InferArguments()
     if Path(value).expanduser().is_dir():
         infer.ckpt_dir = value
+    elif value.startswith((".", "/", "~")):
+        raise ArgumentError(f"{flag} {value}: no such directory (give a model or checkpoint dir, a model type from "
+                            "`prefswift list models`, or a hub id)")
     else:
         margs.model_id_or_path = value
     explicit = frozenset(n for n in NAMED_MODEL_INHERITS if n in args.explicit) | {"model_id_or_path"}
