@@ -111,3 +111,32 @@ def test_winrate_end_to_end_on_tiny_models(tmp_path, tiny_llama3_dir, capsys):
         assert second["probs"] == pytest.approx(judge.probabilities(r["prompt"], r["opponent_answer"], r["answer"]))
         assert sum(first["probs"].values()) == pytest.approx(1.0)
 
+
+
+def test_judge_scores_whole_replies_when_a_letter_is_several_tokens(tiny_qwen_dir):
+    """In the mistral template the replies are " A", " B", " C" (with this tokenizer not all one token): each is
+    scored as log p(all its tokens | judge prompt), from the full logits of prompt + reply."""
+    from transformers import AutoModelForCausalLM
+
+    from prefswift.evaluate.winrate import JUDGE_PROMPT, Judge
+    from prefswift.models.loader import load_tokenizer
+    from prefswift.templates import get_template
+
+    tok, tmpl = load_tokenizer(tiny_qwen_dir), get_template("mistral")
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_qwen_dir), dtype=torch.float32).eval()
+    query = JUDGE_PROMPT.format(question="What is 2+2?", a="4", b="five")
+    prompt_text = tmpl.render_prompt(None, [], query)
+    prompt_ids = tmpl.encode_prompt(tok, None, [], query)
+    want, lengths = [], []
+    for letter in "ABC":
+        full = tok(prompt_text + " " + letter, add_special_tokens=False)["input_ids"]
+        assert full[:len(prompt_ids)] == prompt_ids
+        reply = full[len(prompt_ids):]
+        lengths.append(len(reply))
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=torch.tensor([full])).logits[0].double(), -1)
+        want.append(sum(logp[len(prompt_ids) - 1 + i, t].item() for i, t in enumerate(reply)))
+    assert max(lengths) > 1  # the multi-token path is the one tested
+    want = torch.softmax(torch.tensor(want), -1).tolist()
+    got = Judge(model, tok, tmpl).probabilities("What is 2+2?", "4", "five")
+    assert list(got.values()) == pytest.approx(want, abs=1e-5)

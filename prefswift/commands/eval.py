@@ -117,7 +117,7 @@ def run_pairs(args: RunArgs, *, log=print) -> Path:
     notes = describe(objective, reference, pairs, other_source)
     log(format_table(metrics, f"[prefswift] eval: {source.describe()} on {origin}", other_metrics, notes=notes))
     extra = {"objective": objective.describe() if objective else None,
-             "reference": reference.note if reference else None, "margin": margin_kind(pairs)}
+             "reference": reference.note if reference else None, "length_bias_margin": margin_kind(pairs)}
     if other_source is not None:
         extra["compare_to"] = {"model": other_source.describe(), "metrics": other_metrics,
                                "deltas": deltas(metrics, other_metrics), "pairs": other_pairs}

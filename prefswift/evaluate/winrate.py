@@ -2,7 +2,8 @@
 
 The judge is any local causal LM, asked in its own chat template which of two answers to a question is better
 (`JUDGE_PROMPT`). It does not generate: its verdict is the option among A, B and C (tie) with the highest log-prob as
-the first token of its reply (the three probabilities, renormalised over the options, are kept). Every prompt is
+the start of its reply (the letter's tokens in the judge's template, usually one; the three probabilities,
+renormalised over the options, are kept). Every prompt is
 judged in both orders — the model's answer as A, then as B — to cancel position bias: the model wins when both
 orders prefer its answer, loses when both prefer the opponent's, and anything else (a tie verdict, or the two orders
 disagreeing, which is what a position-biased judge does) is a tie.
@@ -31,31 +32,48 @@ class Judge:
     def __init__(self, model, tokenizer, template):
         self.model, self.tokenizer, self.template = model, tokenizer, template
 
-    def _context_and_option_ids(self, query: str):
-        """Token ids up to the first token where the three replies differ, and that token of each reply."""
+    def _context_and_replies(self, query: str):
+        """The prompt ids (plus any tokens all three replies share first) and each option's own reply tokens (the
+        template's end-of-turn tokens, the same for all three, left out)."""
         tok, tmpl = self.tokenizer, self.template
         text = tmpl.render_prompt(None, [], query)
         prompt_ids = tmpl.encode_prompt(tok, None, [], query)
         replies = [tmpl.encode_pair(tok, text, prompt_ids, option) for option in OPTIONS]
+        shortest = min(map(len, replies))
         k = 0
-        while all(len(r) > k for r in replies) and len({r[k] for r in replies}) == 1:
+        while k < shortest and len({r[k] for r in replies}) == 1:
             k += 1
-        firsts = [r[k] if len(r) > k else None for r in replies]
-        if None in firsts or len(set(firsts)) != len(OPTIONS):
-            raise ArgumentError(f"judge: the replies {', '.join(OPTIONS)} do not start with distinct tokens in the "
-                                f"template {tmpl.name}; use another --judge_model")
-        return prompt_ids + replies[0][:k], firsts
+        s = 0
+        while s < shortest - k and len({r[len(r) - 1 - s] for r in replies}) == 1:
+            s += 1
+        own = [r[k:len(r) - s] for r in replies]
+        if not all(own):
+            raise ArgumentError(f"judge: the replies {', '.join(OPTIONS)} cannot be told apart in the template "
+                                f"{tmpl.name}; use another --judge_model")
+        return prompt_ids + replies[0][:k], own
+
+    def _reply_logps(self, context: List[int], replies: List[List[int]]) -> torch.Tensor:
+        """log p(reply | context) of each reply: one forward when every reply is one token (the usual case)."""
+        device = next(self.model.parameters()).device
+
+        def forward(ids, keep):
+            ids = torch.tensor([ids], dtype=torch.long, device=device)
+            logits = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), logits_to_keep=keep).logits[0]
+            return torch.log_softmax(logits.float(), -1)
+
+        if all(len(r) == 1 for r in replies):
+            return forward(context, 1)[-1][[r[0] for r in replies]]
+        out = []
+        for reply in replies:  # positions len(context)-1 ... predict the reply's tokens
+            logps = forward(context + reply, len(reply) + 1)[:-1]
+            out.append(logps.gather(-1, torch.tensor(reply, device=device)[:, None]).sum())
+        return torch.stack(out)
 
     @torch.no_grad()
     def probabilities(self, question: str, answer_a: str, answer_b: str) -> Dict[str, float]:
         """{"A": p, "B": p, "tie": p}: the judge's reply probabilities renormalised over the three options."""
-        context, option_ids = self._context_and_option_ids(JUDGE_PROMPT.format(question=question, a=answer_a,
-                                                                               b=answer_b))
-        device = next(self.model.parameters()).device
-        ids = torch.tensor([context], dtype=torch.long, device=device)
-        logits = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), logits_to_keep=1).logits[0, -1]
-        picked = torch.log_softmax(logits.float(), -1)[option_ids]
-        p = torch.softmax(picked, -1).tolist()
+        context, replies = self._context_and_replies(JUDGE_PROMPT.format(question=question, a=answer_a, b=answer_b))
+        p = torch.softmax(self._reply_logps(context, replies), -1).tolist()
         return {"A": p[0], "B": p[1], "tie": p[2]}
 
 
