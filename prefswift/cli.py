@@ -68,7 +68,8 @@ def infer_cmd(ctx: typer.Context):
 
 
 @app.command("eval", context_settings=PASSTHROUGH,
-             help="Preference accuracy (chosen more likely than rejected) of a checkpoint or model on held-out pairs.")
+             help="Held-out pairs: implicit-reward accuracy against the run's reference, KL estimate, length bias, "
+                  "log-prob accuracy (--compare_to: side by side); or --mode winrate: answers judged by a model.")
 def eval_cmd(ctx: typer.Context):
     from .commands import eval as eval_command
 

@@ -117,5 +117,5 @@ def test_eval_cli_on_the_runs_own_eval_split(tmp_path):
                         train_argv=["--dataset", str(data), "--eval_ratio", "0.5"])
     res = CliRunner().invoke(app, ["eval", "--ckpt_dir", str(ckpt), "--load_dataset_config", "true"])
     assert res.exit_code == 0, res.output
-    (path,) = (ckpt / "eval_result").iterdir()
+    (path,) = (ckpt / "eval_result").glob("*.json")
     assert json.loads(path.read_text())["metrics"]["pairs"] == 3

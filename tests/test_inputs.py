@@ -60,7 +60,7 @@ def test_repeating_one_flag_keeps_the_last_value():
     ("orpo", "--rpo_alpha", "1"), ("orpo", "--simpo_gamma", "3"), ("orpo", "--label_smoothing", "0.3"),
     ("orpo", "--ref_model_type", "tiny-llama3"), ("simpo", "--precompute_ref_log_probs", "true"),
     ("dpo", "--orpo_nll_scope", "all"), ("dpo", "--cpo_alpha", "1"), ("merge-lora", "--temperature", "0.5"),
-    ("eval", "--max_new_tokens", "5"), ("eval", "--beta", "0.2"), ("infer", "--lora_rank", "8"),
+    ("eval", "--stream", "false"), ("eval", "--beta", "0.2"), ("infer", "--lora_rank", "8"),
 ])
 def test_options_that_do_not_act_are_refused(command, flag, value):
     with pytest.raises(ArgumentError) as err:

@@ -79,9 +79,12 @@ class ModelArguments(Section):
                                       commands=WEIGHT_COMMANDS)
     check_model_is_latest: bool = arg(True, "Ask the hub for the newest snapshot; false = use a cached snapshot "
                                       "without any network request when one exists.")
-    ref_model_type: Optional[str] = arg(None, "DPO: a separate reference model (registered type).", commands=("dpo",))
-    ref_model_id_or_path: Optional[str] = arg(None, "DPO: a separate reference model (dir or hub id).",
-                                              commands=("dpo",))
+    ref_model_type: Optional[str] = arg(None, "DPO: a separate reference model (registered type); eval: the "
+                                        "reference rewards are measured against (default: the run's own).",
+                                        commands=("dpo", "eval"))
+    ref_model_id_or_path: Optional[str] = arg(None, "DPO: a separate reference model (dir or hub id); eval: the "
+                                              "reference rewards are measured against (default: the run's own).",
+                                              commands=("dpo", "eval"))
     adapter_name_or_path: Optional[str] = arg(
         None, "Start from this LoRA adapter (e.g. an SFT checkpoint); for DPO it is also the reference.",
         commands=WEIGHT_COMMANDS)
@@ -220,13 +223,14 @@ class InferArguments(Section):
     merge_output_dir: Optional[str] = arg(None, "merge-lora: where the merged model goes (default <ckpt_dir>-merged).",
                                           aliases=("output_dir",), commands=("merge-lora",))
     overwrite: bool = arg(False, "merge-lora: replace a non-empty output dir.", commands=("infer", "merge-lora"))
-    max_new_tokens: int = arg(512, "Longest answer in tokens.", ge=1, commands=("infer",))
-    temperature: float = arg(0.3, "Sampling temperature (with --do_sample true).", ge=0, commands=("infer",))
-    top_p: float = arg(0.7, "Nucleus sampling (with --do_sample true).", gt=0, le=1, commands=("infer",))
-    top_k: int = arg(20, "Top-k sampling (with --do_sample true).", ge=0, commands=("infer",))
-    repetition_penalty: float = arg(1.0, "Penalty > 1 discourages repeats.", gt=0, commands=("infer",))
-    do_sample: bool = arg(False, "Sample instead of greedy decoding.", commands=("infer",))
-    seed: int = arg(42, "Random seed for sampling (infer).", commands=("infer",))
+    max_new_tokens: int = arg(512, "Longest answer in tokens.", ge=1, commands=("infer", "eval"))
+    temperature: float = arg(0.3, "Sampling temperature (with --do_sample true).", ge=0, commands=("infer", "eval"))
+    top_p: float = arg(0.7, "Nucleus sampling (with --do_sample true).", gt=0, le=1, commands=("infer", "eval"))
+    top_k: int = arg(20, "Top-k sampling (with --do_sample true).", ge=0, commands=("infer", "eval"))
+    repetition_penalty: float = arg(1.0, "Penalty > 1 discourages repeats.", gt=0, commands=("infer", "eval"))
+    do_sample: bool = arg(False, "Sample instead of greedy decoding.", commands=("infer", "eval"))
+    seed: int = arg(42, "Random seed for sampling (infer, eval --mode winrate).",
+                   commands=("infer", "eval"))
     stream: bool = arg(True, "Stream tokens in interactive mode.", commands=("infer",))
     keep_history: bool = arg(False, "stdin from a pipe: one conversation across the lines (default: every line is a "
                              "prompt of its own, as in dataset mode).", commands=("infer",))
@@ -235,6 +239,15 @@ class InferArguments(Section):
     infer_output: Optional[str] = arg(None, "Where results go: a .jsonl/.json file or a directory (default: "
                                       "<ckpt>/infer_result or <ckpt>/eval_result).", aliases=("output_dir",),
                                       commands=("infer", "eval"))
+    mode: str = arg("pairs", "eval: pairs (implicit-reward and log-prob accuracy on preference pairs) or winrate "
+                    "(answers of the model and an opponent, compared by --judge_model).",
+                    choices=("pairs", "winrate"), commands=("eval",))
+    compare_to: Optional[str] = arg(None, "eval: a second model or checkpoint (dir, model type or hub id), scored "
+                                    "on the same pairs against the same reference, side by side; with --mode "
+                                    "winrate the opponent (default: the reference, else the base model).",
+                                    commands=("eval",))
+    judge_model: Optional[str] = arg(None, "eval --mode winrate: the judge, any local causal LM (dir, model type or "
+                                     "hub id); it picks A, B or tie by log-prob, both orders.", commands=("eval",))
 
 
 @dataclass

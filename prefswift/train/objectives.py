@@ -96,3 +96,12 @@ class Objective:
         m["logps/chosen"] = logps_c.detach()
         m["logps/rejected"] = logps_r.detach()
         return loss, m
+
+    def rewards(self, pol: PairLogps, ref: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+                ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The implicit rewards ([B] chosen, [B] rejected) training logs as rewards/chosen and rewards/rejected."""
+        _, m = self.compute(pol, ref)
+        return m["rewards/chosen"], m["rewards/rejected"]
+
+    def describe(self) -> str:
+        return f"{self.algo} (beta {self.beta:g}, loss_type {self.loss_type})"

@@ -7,6 +7,7 @@ from typing import Optional
 from ..errors import ArgumentError
 from ..models.loader import ResolvedModel, hub_kwargs, load_model, resolve_model
 from ..models.precision import training_precision
+from ..models.reference import names_other_weights
 from ..models.lora import (add_lora, count_parameters, enable_gradient_checkpointing, frozen_copy,
                            merge_adapter_into_base)
 from ..registry.models import LLAMA_LIKE_TARGETS
@@ -49,9 +50,7 @@ def build_models(args, resolved: ResolvedModel, *, needs_reference: bool, device
     separate_ref = bool(m.ref_model_type or m.ref_model_id_or_path)
     reference, note = None, "none (reference-free objective)"
     if needs_reference:
-        same_weights = (m.ref_model_type in (None, m.model_type)
-                        and m.ref_model_id_or_path in (None, m.model_id_or_path) and not m.adapter_name_or_path)
-        if separate_ref and same_weights and tuning.sft_type == "lora":
+        if separate_ref and not names_other_weights(m) and tuning.sft_type == "lora":
             note = "the base model with the LoRA adapter disabled (= --ref_model_*, no second copy)"
         elif separate_ref:
             ref_resolved = resolve_model(m.ref_model_type, m.ref_model_id_or_path, **hub_kwargs(m),
@@ -81,12 +80,13 @@ def build_models(args, resolved: ResolvedModel, *, needs_reference: bool, device
     return Models(policy, reference, resolved, note)
 
 
-def check_same_tokenizer(policy_dir, reference_dir) -> None:
-    """A separate reference scores the policy's token ids: it must share the policy's vocabulary."""
+def check_same_tokenizer(policy_dir, reference_dir, what: str = "the reference model") -> None:
+    """A separate reference (or a model eval compares with) scores the policy's token ids: it must share the
+    policy's vocabulary."""
     from ..models.loader import load_tokenizer
 
     policy, reference = load_tokenizer(policy_dir), load_tokenizer(reference_dir)
     if policy.get_vocab() != reference.get_vocab():
-        raise ArgumentError(f"the reference model {reference_dir} has another tokenizer than the policy "
+        raise ArgumentError(f"{what} {reference_dir} has another tokenizer than the policy "
                             f"{policy_dir} ({len(reference)} vs {len(policy)} tokens): its log-probs of the policy's "
                             "token ids would be meaningless — use a reference of the same model family")
