@@ -21,14 +21,14 @@ def _varied_pairs(path, n=16):
     return path
 
 
-def _run(tmp_path, algo, extra, out):
+def _run(tmp_path, algo, extra, out, callbacks=()):
     data = tmp_path / "pairs.jsonl"
     if not data.exists():
         _varied_pairs(data)
     argv = ["--model_type", "tiny-llama3", "--dataset", str(data), "--output_dir", str(tmp_path / out),
             "--logging_steps", "1", "--eval_ratio", "0", "--learning_rate", "1e-2", "--save_strategy", "no",
             "--lora_target_modules", "ALL", "--gradient_checkpointing", "false", "--lora_dropout_p", "0"] + extra
-    run_dir = run_training(parse_command(algo, argv), algo, log=lambda *a, **k: None)
+    run_dir = run_training(parse_command(algo, argv), algo, log=lambda *a, **k: None, callbacks=callbacks)
     return [json.loads(line) for line in (run_dir / "logging.jsonl").read_text().splitlines()]
 
 
@@ -41,6 +41,30 @@ def test_packed_rows_train_like_one_pair_per_row(tmp_path, algo):
     for a, b in zip(packed, plain):
         for key in ("loss", "rewards/chosen", "rewards/margins", "logps/rejected"):
             assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), (a["step"], key)
+
+
+def test_tokens_seen_are_the_tokens_in_the_data_whatever_the_layout(tmp_path):
+    from transformers import TrainerCallback
+
+    class Seen(TrainerCallback):
+        tokens = []
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.tokens.append(state.num_input_tokens_seen)
+
+    seen = Seen()
+    one_epoch = ["--num_train_epochs", "1", "--batch_size", "4"]
+    for i, extra in enumerate(([], ["--packing", "false"], ["--prefix_sharing", "false"])):
+        _run(tmp_path, "orpo", one_epoch + extra, f"run{i}", callbacks=[seen])
+    from prefswift.commands.train import load_tokenizer_and_template, prepare_data
+
+    args = parse_command("orpo", ["--model_type", "tiny-llama3", "--dataset", str(tmp_path / "pairs.jsonl"),
+                                  "--eval_ratio", "0"])
+    _, tok, template = load_tokenizer_and_template(args)
+    data = prepare_data(args, template, tok, lambda *a, **k: None)
+    total = sum(len(r["prompt_input_ids"]) + len(r["chosen_input_ids"]) + len(r["rejected_input_ids"])
+                for r in data.train)
+    assert seen.tokens == [total] * 3
 
 
 def test_token_budget_batches_cover_the_data_once_per_epoch(tmp_path):

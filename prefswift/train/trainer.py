@@ -87,6 +87,8 @@ class PreferenceTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if model.training else "eval"
+        if mode == "train" and "num_tokens" in inputs:  # tokens in the data, summed over ranks
+            self.state.num_input_tokens_seen += int(self.accelerator.gather(inputs["num_tokens"].reshape(1)).sum())
         loss = self.pair_loss(model, inputs, mode)
         return (loss, {}) if return_outputs else loss
 

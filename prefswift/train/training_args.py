@@ -35,9 +35,10 @@ def training_arguments(args: RunArgs, run_dir: Path, has_eval: bool):
         remove_unused_columns=False, bf16=bf16, fp16=fp16, ddp_backend=t.ddp_backend or (
             "gloo" if not cuda and dist_env().is_distributed else None),
         ddp_timeout=t.ddp_timeout, ddp_find_unused_parameters=False,
-        # the console is prefswift's ConsoleCallback (train/console.py): no Trainer tqdm; tokens/s from the
-        # Trainer's own count of the batches' input_ids (gathered over ranks)
-        logging_first_step=True, disable_tqdm=True, include_num_input_tokens_seen="all", use_cpu=not cuda,
+        # the console is prefswift's ConsoleCallback (train/console.py): no Trainer tqdm; tokens/s from the tokens in
+        # the data the collators count (`num_tokens`; the Trainer's own count would include padding and a packed
+        # layout's shape), added to state.num_input_tokens_seen by PreferenceTrainer
+        logging_first_step=True, disable_tqdm=True, include_num_input_tokens_seen="no", use_cpu=not cuda,
     )
     if ("8bit" in t.optim or "paged" in t.optim) and not cuda:
         raise ArgumentError(f"--optim {t.optim} needs a CUDA GPU and bitsandbytes; on this machine use adamw_torch")
