@@ -13,7 +13,7 @@ import torch
 
 from ..arguments.fields import LOGPROB_CHUNK_SIZE
 from .collators import Segment
-from .logprobs import token_logps
+from .logprobs import token_log_sum_sq_probs, token_logps
 
 IGNORE = -100
 
@@ -28,6 +28,12 @@ class PairLogps:
     chosen_nll_count: torch.Tensor   # scalar: how many tokens that sum covers
     chosen_nll_all_sum: Optional[torch.Tensor] = None    # same over prompt + response tokens (TRL ORPO mode)
     chosen_nll_all_count: Optional[torch.Tensor] = None
+    # LD-DPO: [B] sums over the response tokens past min(chosen, rejected) length of the pair
+    chosen_tail_logps: Optional[torch.Tensor] = None
+    rejected_tail_logps: Optional[torch.Tensor] = None
+    # WPO (pair_forward(wpo=True)): [B] mean over response tokens of log p - log sum_v p(v)^2, detached
+    chosen_wpo_mean: Optional[torch.Tensor] = None
+    rejected_wpo_mean: Optional[torch.Tensor] = None
 
     @property
     def chosen_nll(self):
@@ -49,6 +55,14 @@ class PairLogps:
         self.chosen_nll_count = global_count / world_size
         if self.chosen_nll_all_sum is not None:
             self.chosen_nll_all_count = global_count_all / world_size
+
+    def ld_logps(self, ld_alpha: Optional[float]):
+        """(chosen, rejected) sequence log-probs, the tokens past the pair's shared length weighted by `ld_alpha`
+        (LD-DPO; None = plain sums)."""
+        if ld_alpha is None:
+            return self.chosen_logps, self.rejected_logps
+        return (self.chosen_logps - self.chosen_tail_logps + ld_alpha * self.chosen_tail_logps,
+                self.rejected_logps - self.rejected_tail_logps + ld_alpha * self.rejected_tail_logps)
 
     @property
     def chosen_avg_logps(self):
@@ -95,11 +109,13 @@ def capture_last_hidden(causal_lm):
         handle.remove()
 
 
-def pair_forward(model, batch, *, chunk_size: int = LOGPROB_CHUNK_SIZE, nll_all: bool = False) -> PairLogps:
-    """Per-sequence numbers for a batch from either collator (concatenated rows, or prefix-shared rows)."""
+def pair_forward(model, batch, *, chunk_size: int = LOGPROB_CHUNK_SIZE, nll_all: bool = False,
+                 wpo: bool = False) -> PairLogps:
+    """Per-sequence numbers for a batch from either collator (concatenated rows, or prefix-shared rows).
+    `wpo`: also the WPO statistics (one more LM-head pass, no gradient)."""
     if "pred_index" in batch:
-        return _prefix_shared_forward(model, batch, chunk_size, nll_all)
-    return _concatenated_forward(model, batch, chunk_size, nll_all)
+        return _prefix_shared_forward(model, batch, chunk_size, nll_all, wpo)
+    return _concatenated_forward(model, batch, chunk_size, nll_all, wpo)
 
 
 def _backbone_hidden(model, **inputs):
@@ -118,7 +134,15 @@ def _head_logps(causal_lm, hidden, labels, chunk_size: int, autocast) -> torch.T
         return token_logps(hidden, head, labels, chunk_size=chunk_size)
 
 
-def _concatenated_forward(model, batch, chunk_size: int, nll_all: bool) -> PairLogps:
+def _head_wpo_aligned(causal_lm, hidden, labels, per_token, chunk_size: int, autocast) -> torch.Tensor:
+    """log p(token) - log sum_v p(v)^2 per position (detached), for the WPO weights."""
+    head = causal_lm.get_output_embeddings()
+    context = torch.autocast(autocast[0], dtype=autocast[1]) if autocast else nullcontext()
+    with context:
+        return per_token.detach() - token_log_sum_sq_probs(hidden, head, labels, chunk_size=chunk_size)
+
+
+def _concatenated_forward(model, batch, chunk_size: int, nll_all: bool, wpo: bool) -> PairLogps:
     """Chosen rows then rejected rows (PairCollator), one forward."""
     input_ids = batch["input_ids"]
     attention_mask = batch["attention_mask"]
@@ -132,10 +156,15 @@ def _concatenated_forward(model, batch, chunk_size: int, nll_all: bool) -> PairL
     comp = completion_mask[:, 1:].to(per_token.dtype)
     b = input_ids.shape[0] // 2
     full = score_mask[:b].to(per_token.dtype) if nll_all else None
-    return _reduce(per_token[:b], per_token[b:], comp[:b], comp[b:], full)
+    out = _reduce(per_token[:b], per_token[b:], comp[:b], comp[b:], full)
+    if wpo:
+        aligned = _head_wpo_aligned(causal_lm, hidden, labels, per_token, chunk_size, autocast)
+        out.chosen_wpo_mean, out.rejected_wpo_mean = _masked_mean(aligned[:b], comp[:b]), _masked_mean(aligned[b:],
+                                                                                                        comp[b:])
+    return out
 
 
-def _prefix_shared_forward(model, batch, chunk_size: int, nll_all: bool) -> PairLogps:
+def _prefix_shared_forward(model, batch, chunk_size: int, nll_all: bool, wpo: bool) -> PairLogps:
     """One row per pair: prompt, chosen, rejected with a 4D mask (PrefixSharedCollator)."""
     causal_lm, hidden, autocast = _backbone_hidden(model, input_ids=batch["input_ids"],
                                                    attention_mask=batch["attention_mask"],
@@ -150,7 +179,11 @@ def _prefix_shared_forward(model, batch, chunk_size: int, nll_all: bool) -> Pair
     per_token = _head_logps(causal_lm, gathered, labels, chunk_size, autocast)
     chosen, rejected = is_chosen.to(per_token.dtype), is_rejected.to(per_token.dtype)
     full = (is_chosen | is_prompt).to(per_token.dtype) if nll_all else None
-    return _reduce(per_token, per_token, chosen, rejected, full)
+    out = _reduce(per_token, per_token, chosen, rejected, full)
+    if wpo:
+        aligned = _head_wpo_aligned(causal_lm, gathered, labels, per_token, chunk_size, autocast)
+        out.chosen_wpo_mean, out.rejected_wpo_mean = _masked_mean(aligned, chosen), _masked_mean(aligned, rejected)
+    return out
 
 
 def _reduce(chosen_tok, rejected_tok, chosen_mask, rejected_mask, chosen_full_mask=None) -> PairLogps:
@@ -161,4 +194,12 @@ def _reduce(chosen_tok, rejected_tok, chosen_mask, rejected_mask, chosen_full_ma
     if chosen_full_mask is not None:
         out.chosen_nll_all_sum = -(chosen_tok * chosen_full_mask).sum()
         out.chosen_nll_all_count = chosen_full_mask.sum()
+    shared = torch.minimum(out.chosen_tokens, out.rejected_tokens).unsqueeze(-1)
+    out.chosen_tail_logps = (chosen_tok * chosen_mask * (chosen_mask.cumsum(-1) > shared)).sum(-1)
+    out.rejected_tail_logps = (rejected_tok * rejected_mask * (rejected_mask.cumsum(-1) > shared)).sum(-1)
     return out
+
+
+def _masked_mean(values, mask):
+    """[B] mean of `values` over `mask` per row (at least one token counted)."""
+    return (values * mask).sum(-1) / mask.sum(-1).clamp(min=1)
