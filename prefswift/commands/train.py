@@ -1,8 +1,9 @@
 """`prefswift orpo|dpo|simpo|cpo`: the training recipe, read top to bottom.
 
-Supports ORPO, DPO (14 loss types, + rpo_alpha), SimPO and CPO; LoRA, QLoRA (4/8-bit) and full fine-tuning; starting
-from an SFT adapter; a DPO reference that is the adapter-disabled base, a separate model, a frozen copy or log-probs
-precomputed once; one CPU or GPU, DDP (NPROC_PER_NODE, torchrun, accelerate launch), device_map model parallel and
+Supports ORPO, DPO (14 loss types, several at once with weights; rpo_alpha, LD-DPO, WPO, f-divergences, TR-DPO),
+SimPO and CPO; LoRA, QLoRA (4/8-bit) and full fine-tuning; starting from an SFT adapter; a DPO reference that is the
+adapter-disabled base, a reference adapter, a separate model, a frozen copy or log-probs precomputed once; one CPU or
+GPU, DDP (NPROC_PER_NODE, torchrun, accelerate launch), device_map model parallel and
 MP+DDP, DeepSpeed ZeRO-2/3; `--resume_from_checkpoint latest`.
 
 Steps: resume point -> validate -> prepare run dir -> data -> trainer arguments -> device plan -> models -> trainer
