@@ -58,6 +58,8 @@ def test_help_lists_every_accepted_value():
     ("cpo", ["--loss_type", "sigmoid,hinge"], "only `prefswift dpo` combines"),
     ("dpo", ["--loss_type", "sigmoid,sft", "--rpo_alpha", "0.5"], "already has"),
     ("dpo", ["--label_smoothing", "0.1"], "no effect"),
+    ("dpo", ["--loss_type", "exo_pair"], "above 0"),
+    ("dpo", ["--loss_type", "robust", "--label_smoothing", "0.6"], "below 0.5"),
     ("cpo", ["--loss_type", "hinge", "--label_smoothing", "0.1"], "no effect"),
     ("dpo", ["--discopop_tau", "0.1"], "acts only with --loss_type discopop"),
     ("dpo", ["--f_alpha_divergence_coef", "0.3"], "alpha_divergence"),

@@ -20,6 +20,10 @@ def check_preference_options(args: RunArgs, algo: str, objective: Objective) -> 
     if pref.loss_weights and len(pref.loss_weights) != len(types):
         raise ArgumentError(f"--loss_weights has {len(pref.loss_weights)} value(s) for {len(types)} loss type(s) "
                             f"({objective.loss_type}): give one weight per --loss_type")
+    if "exo_pair" in types and not pref.label_smoothing:
+        raise ArgumentError("--loss_type exo_pair needs --label_smoothing above 0 (the paper suggests 1e-3)")
+    if "robust" in types and pref.label_smoothing >= 0.5:
+        raise ArgumentError(f"--loss_type robust needs --label_smoothing below 0.5, got {pref.label_smoothing}")
     if pref.rpo_alpha and DPO_SFT in types:
         raise ArgumentError("--rpo_alpha adds the sft loss, which --loss_type already has: weight it with "
                             "--loss_weights instead")

@@ -30,7 +30,7 @@ class SyncReferenceCallback(TrainerCallback):
 def mix_into(reference, policy, alpha: float) -> None:
     """reference <- alpha * policy + (1 - alpha) * reference, parameter by parameter (same architecture)."""
     for target, source in zip(reference.parameters(), policy.parameters(), strict=True):
-        target.mul_(1.0 - alpha).add_(source.to(target.dtype), alpha=alpha)
+        target.mul_(1.0 - alpha).add_(source.to(device=target.device, dtype=target.dtype), alpha=alpha)
 
 
 __all__ = ["SyncReferenceCallback", "mix_into"]
