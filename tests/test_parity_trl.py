@@ -233,6 +233,18 @@ def test_dpo_ld_alpha_and_weighting_act(env, tmp_path):
     _close(loss(ld_alpha=1.0), base, "ld_alpha 1 = plain DPO")
 
 
+def test_dpo_ld_alpha_precomputed_reference_equals_live(env, tmp_path):
+    """--precompute_ref_log_probs stores the reference's LD-weighted log-probs (TRL's compute_ref_log_probs too)."""
+    objective = Objective("dpo", beta=0.5, loss_type="sigmoid", ld_alpha=0.3)
+    ours, batch = _ours(env, tmp_path, objective, copy.deepcopy(env["policy"]), copy.deepcopy(env["reference"]))
+    rows = copy.deepcopy(env["rows"])
+    ours.precompute_reference(rows, PairCollator(pad_token_id=env["tok"].pad_token_id), batch_size=2)
+    with torch.no_grad():
+        live = ours.pair_loss(ours.model, batch, "train").item()
+        cached = ours.pair_loss(ours.model, PairCollator(pad_token_id=env["tok"].pad_token_id)(rows), "train").item()
+    _close(cached, live, "precomputed vs live reference")
+
+
 def test_dpo_weighting_applies_to_sft(env, tmp_path):
     """WPO + sft: the sft term is the pooled chosen NLL times the batch's mean WPO weight (TRL's intent)."""
     ours, batch = _ours(env, tmp_path, Objective("dpo", beta=0.5, loss_type="sft", use_weighting=True),
@@ -343,11 +355,13 @@ def test_orpo_nll_scope_all_matches_trl(env, tmp_path):
     _compare(mine, theirs, ours_m, trl_m, ORPO_METRICS)
 
 
-def test_simpo_matches_trl_cpo_simpo(env, tmp_path):
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+def test_simpo_matches_trl_cpo_simpo(env, tmp_path, label_smoothing):
     beta, gamma = 2.0, 0.8
-    objective = Objective("simpo", beta=beta, loss_type="simpo", simpo_gamma=gamma, cpo_alpha=0.0)
+    objective = Objective("simpo", beta=beta, loss_type="simpo", simpo_gamma=gamma, label_smoothing=label_smoothing)
+    assert objective.cpo_alpha == 0.0  # the paper's SimPO: no NLL term unless asked for
     mine, theirs, ours_m, trl_m = _run_reference_free(env, tmp_path, objective, CPOTrainer, CPOConfig, dict(
-        beta=beta, loss_type="simpo", simpo_gamma=gamma, cpo_alpha=0.0))
+        beta=beta, loss_type="simpo", simpo_gamma=gamma, cpo_alpha=0.0, label_smoothing=label_smoothing))
     _compare(mine, theirs, ours_m, trl_m, DPO_BASE)
 
 
