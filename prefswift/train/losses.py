@@ -18,8 +18,9 @@ NLL                token-level mean over the whole batch (all masked-in tokens o
 
 Total loss per algorithm (TRL 1.16)
 -----------------------------------
-DPO   dpo_loss(...).losses.mean() (+ rpo_alpha * NLL of the chosen completion; TRL 1.16 spells this
-      `loss_type=["sigmoid","sft"], loss_weights=[1, rpo_alpha]`)
+DPO   sum over the loss types of weight * dpo_loss(...).losses.mean() ("sft": the NLL of the chosen completion;
+      rpo_alpha adds it with weight rpo_alpha, as TRL 1.16's `loss_type=["sigmoid","sft"], loss_weights=[1, a]`);
+      with WPO every per-pair loss is multiplied by `wpo_weights` first (`prefswift.train.objectives`)
 ORPO  NLL(chosen) + orpo_loss(...).losses.mean()   (losses = -beta * logsigmoid(log_odds))
 CPO   cpo_loss(...).losses.mean() + cpo_alpha * NLL(chosen completion)   (no NLL term when cpo_alpha == 0)
 SimPO simpo_loss(...).losses.mean()  (TRL: CPOTrainer(loss_type="simpo", cpo_alpha=0); with cpo_alpha>0 = CPO-SimPO)

@@ -1,9 +1,9 @@
 """PreferenceTrainer: transformers.Trainer + one pair forward + a pure objective.
 
 The Trainer brings accelerate (DDP, DeepSpeed, FSDP), checkpointing, schedulers and `report_to`. This class adds:
-the pair forward (`prefswift.scoring.forward.pair_forward`), the reference log-probs (adapter-disabled base, a separate
-frozen model, or precomputed columns), the objective (`objectives.Objective`) and TRL-style metric averaging between
-log steps.
+the pair forward (`prefswift.scoring.forward.pair_forward`), the reference log-probs (adapter-disabled base, a reference
+adapter, a separate frozen model, or precomputed columns), the objective (`objectives.Objective`) and TRL-style metric
+averaging between log steps.
 """
 from collections import defaultdict
 from contextlib import nullcontext
