@@ -93,18 +93,20 @@ class _FusedHeadModel(nn.Module):
         )
 
 
-def _trl_dpo(batch, loss_types, loss_weights=None, beta=0.1, label_smoothing=0.0):
+def _trl_dpo(batch, loss_types, loss_weights=None, beta=0.1, label_smoothing=0.0, discopop_tau=0.05,
+             f_divergence_type="reverse_kl", f_alpha_divergence_coef=0.5):
     model = _FusedHeadModel(batch["per_token"], batch["entropy"], batch["mean_logits"], batch["is_top1"])
     model.train()
     t = object.__new__(trl_dpo.DPOTrainer)
     t.__dict__.update(
         model=model,
         accelerator=_accelerator(),
-        args=SimpleNamespace(discopop_tau=0.05, gradient_checkpointing_kwargs=None),
+        args=SimpleNamespace(discopop_tau=discopop_tau, gradient_checkpointing_kwargs=None),
         aux_loss_enabled=False,
         ld_alpha=None,
         precompute_ref_logps=True,
-        f_divergence_type="reverse_kl",
+        f_divergence_type=f_divergence_type,
+        f_alpha_divergence_coef=f_alpha_divergence_coef,
         loss_types=list(loss_types),
         loss_weights=loss_weights or [1.0] * len(loss_types),
         beta=beta,
@@ -122,7 +124,7 @@ def _trl_dpo(batch, loss_types, loss_weights=None, beta=0.1, label_smoothing=0.0
     return loss.detach(), model.per_token.grad, metrics
 
 
-def _ours_dpo(batch, loss_types, loss_weights=None, beta=0.1, label_smoothing=0.0):
+def _ours_dpo(batch, loss_types, loss_weights=None, beta=0.1, label_smoothing=0.0, **options):
     per_token = batch["per_token"].clone().requires_grad_(True)
     shift = batch["completion_mask"][:, 1:]
     logps, _ = sequence_logps(per_token, shift)
@@ -136,7 +138,7 @@ def _ours_dpo(batch, loss_types, loss_weights=None, beta=0.1, label_smoothing=0.
             continue
         out = dpo_loss(
             chosen, rejected, batch["ref_chosen"], batch["ref_rejected"], beta=beta, loss_type=loss_type,
-            label_smoothing=label_smoothing, chosen_lengths=c_len, rejected_lengths=r_len,
+            label_smoothing=label_smoothing, chosen_lengths=c_len, rejected_lengths=r_len, **options,
         )  # fmt: skip
         loss = loss + w * out.losses.mean()
     loss.backward()
@@ -184,6 +186,45 @@ def test_dpo_multi_loss_and_sft_match_trl(loss_types, weights):
     batch = _dpo_batch(seed=7)
     trl_loss, trl_grad, _ = _trl_dpo(batch, loss_types, weights)
     loss, grad, _ = _ours_dpo(batch, loss_types, weights)
+    _close(loss, trl_loss)
+    _close(grad, trl_grad)
+
+
+F_DIVERGENCE_TYPES = ("sigmoid", "sigmoid_norm", "hinge", "ipo", "exo_pair", "robust", "discopop")
+
+
+@pytest.mark.parametrize("divergence,coef", [("forward_kl", 0.5), ("js_divergence", 0.5), ("alpha_divergence", 0.3),
+                                             ("alpha_divergence", 1.5)])
+@pytest.mark.parametrize("loss_type", F_DIVERGENCE_TYPES)
+def test_dpo_f_divergence_matches_trl(loss_type, divergence, coef):
+    """--f_divergence_type / --f_alpha_divergence_coef for every loss type TRL 1.16 allows them with."""
+    batch = _dpo_batch(seed=F_DIVERGENCE_TYPES.index(loss_type))
+    # log-ratios of order 1 (the divergences exponentiate them): the reference = the policy's sums + noise
+    sums, _ = sequence_logps(batch["per_token"], batch["completion_mask"][:, 1:])
+    noise = torch.randn(sums.shape, generator=torch.Generator().manual_seed(1))
+    batch["ref_chosen"], batch["ref_rejected"] = (sums + noise).chunk(2)
+    options = dict(f_divergence_type=divergence, f_alpha_divergence_coef=coef)
+    ls = _ls_for(loss_type)
+    trl_loss, trl_grad, trl_metrics = _trl_dpo(batch, [loss_type], beta=0.3, label_smoothing=ls, **options)
+    loss, grad, metrics = _ours_dpo(batch, [loss_type], beta=0.3, label_smoothing=ls, **options)
+    _close(loss, trl_loss)
+    _close(grad, trl_grad)
+    for name, value in metrics.items():
+        _close(value, trl_metrics[name])
+
+
+@pytest.mark.parametrize("divergence", ["forward_kl", "js_divergence", "alpha_divergence"])
+def test_dpo_f_divergence_refused_where_trl_refuses(divergence):
+    z = torch.zeros(2)
+    with pytest.raises(ArgumentError, match="f_divergence_type"):
+        dpo_loss(z, z, z, z, beta=0.1, loss_type="bco_pair", f_divergence_type=divergence)
+
+
+@pytest.mark.parametrize("tau", [0.05, 0.5, 2.0])
+def test_dpo_discopop_tau_matches_trl(tau):
+    batch = _dpo_batch(seed=5)
+    trl_loss, trl_grad, _ = _trl_dpo(batch, ["discopop"], beta=0.5, discopop_tau=tau)
+    loss, grad, _ = _ours_dpo(batch, ["discopop"], beta=0.5, discopop_tau=tau)
     _close(loss, trl_loss)
     _close(grad, trl_grad)
 

@@ -28,7 +28,8 @@ from trl import DPOConfig, DPOTrainer  # noqa: E402
 from trl.experimental.cpo import CPOConfig, CPOTrainer  # noqa: E402
 from trl.experimental.orpo import ORPOConfig, ORPOTrainer  # noqa: E402
 
-from prefswift.scoring.collators import PairCollator  # noqa: E402
+from prefswift.scoring.collators import PairCollator, PrefixSharedCollator  # noqa: E402
+from prefswift.scoring.forward import pair_forward  # noqa: E402
 from prefswift.train.objectives import Objective  # noqa: E402
 from prefswift.train.trainer import PreferenceTrainer  # noqa: E402
 
@@ -76,12 +77,12 @@ def _common_args(tmp_path):
                 gradient_checkpointing=False, disable_dropout=True, dataloader_num_workers=0)
 
 
-def _ours(env, tmp_path, objective, model, ref_model=None):
+def _ours(env, tmp_path, objective, model, ref_model=None, collator=PairCollator):
     args = TrainingArguments(output_dir=str(tmp_path / "ours"), report_to=[], use_cpu=True)
     # a small odd chunk size, so the chunked LM-head path runs over several chunks per batch
     trainer = PreferenceTrainer(model=model, args=args, objective=objective, ref_model=ref_model,
                                 logprob_chunk_size=7)
-    batch = PairCollator(pad_token_id=env["tok"].pad_token_id)(env["rows"])
+    batch = collator(pad_token_id=env["tok"].pad_token_id)(env["rows"])
     return trainer, batch
 
 
@@ -134,11 +135,13 @@ def _assert_same_dpo_batch(ours, theirs):
         assert torch.equal(ours[key], theirs[key]), key
 
 
-def _run_dpo(env, tmp_path, objective, trl_config):
+def _run_dpo(env, tmp_path, objective, trl_config, collator=PairCollator):
     trl_trainer, trl_batch = _trl_dpo(env, tmp_path, copy.deepcopy(env["policy"]),
                                       copy.deepcopy(env["reference"]), **trl_config)
-    ours, batch = _ours(env, tmp_path, objective, copy.deepcopy(env["policy"]), copy.deepcopy(env["reference"]))
-    _assert_same_dpo_batch(batch, trl_batch)
+    ours, batch = _ours(env, tmp_path, objective, copy.deepcopy(env["policy"]), copy.deepcopy(env["reference"]),
+                        collator=collator)
+    if collator is PairCollator:
+        _assert_same_dpo_batch(batch, trl_batch)
     theirs = _step(trl_trainer.model, lambda: trl_trainer.compute_loss(trl_trainer.model, trl_batch))
     mine = _step(ours.model, lambda: ours.pair_loss(ours.model, batch, "train"))
     return mine, theirs, _last(ours._metrics["train"]), _last(trl_trainer._metrics["train"])
@@ -171,6 +174,121 @@ def test_dpo_rpo_alpha_matches_trl_sigmoid_plus_sft(env, tmp_path):
     with torch.no_grad():
         sft = sft_trainer.compute_loss(sft_trainer.model, sft_batch).item()
     _close(ours_m["nll_loss"], sft, "nll_loss vs TRL sft")
+
+
+# the DPO family's options (objective fields = TRL DPOConfig fields), alone and combined, in both batch layouts
+DPO_FAMILY = {
+    "mpo": dict(loss_type="sigmoid,bco_pair,sft", loss_weights=(0.8, 0.2, 1.0)),
+    "discopop_tau": dict(loss_type="discopop", discopop_tau=0.3),
+    "ld_alpha": dict(loss_type="sigmoid", ld_alpha=0.3),
+    "ld_alpha_ipo": dict(loss_type="ipo", ld_alpha=0.0),
+    "wpo": dict(loss_type="sigmoid", use_weighting=True),
+    "ld_rpo": dict(loss_type="sigmoid", ld_alpha=0.5, rpo_alpha=0.5),
+    "forward_kl": dict(loss_type="sigmoid", f_divergence_type="forward_kl"),
+    "js": dict(loss_type="sigmoid_norm", f_divergence_type="js"),
+    "alpha": dict(loss_type="hinge", f_divergence_type="alpha_divergence", f_alpha_divergence_coef=0.3),
+    "all": dict(loss_type="robust,sigmoid", loss_weights=(1.0, 0.3), label_smoothing=0.1, ld_alpha=0.5,
+                use_weighting=True, f_divergence_type="alpha", f_alpha_divergence_coef=0.7),
+}
+# not compared: --use_weighting with sft, where TRL 1.16 fails (an in-place product on the expanded sft loss,
+# dpo_trainer.py:1526); prefswift weights sft like every other loss type (test_dpo_weighting_applies_to_sft)
+TRL_NAMES = {"js": "js_divergence", "alpha": "alpha_divergence"}
+
+
+def _trl_config(options):
+    """The TRL DPOConfig of an Objective's DPO options (rpo_alpha = a weighted sft loss in TRL 1.16)."""
+    config = {k: TRL_NAMES.get(v, v) if k == "f_divergence_type" else v for k, v in options.items()}
+    types = config.pop("loss_type").split(",")
+    weights = list(config.pop("loss_weights", [1.0] * len(types)))
+    if "rpo_alpha" in config:
+        types, weights = types + ["sft"], weights + [config.pop("rpo_alpha")]
+    return dict(config, loss_type=types, loss_weights=weights)
+
+
+FAMILY_RUNS = [(case, PairCollator) for case in sorted(DPO_FAMILY)] + \
+    [(case, PrefixSharedCollator) for case in ("ld_alpha", "wpo", "all")]  # the layout-dependent reductions
+
+
+@pytest.mark.parametrize("case,collator", FAMILY_RUNS,
+                         ids=[f"{c}-{'prefix' if k is PrefixSharedCollator else 'pairs'}" for c, k in FAMILY_RUNS])
+def test_dpo_family_options_match_trl(env, tmp_path, case, collator):
+    beta, options = 0.5, DPO_FAMILY[case]
+    objective = Objective("dpo", beta=beta, **options)
+    mine, theirs, ours_m, trl_m = _run_dpo(env, tmp_path, objective, dict(beta=beta, **_trl_config(options)),
+                                           collator)
+    _compare(mine, theirs, ours_m, trl_m, DPO_BASE)
+    assert abs(trl_m["rewards/margins"]) > 1e-3
+
+
+def test_dpo_ld_alpha_and_weighting_act(env, tmp_path):
+    """The options change the numbers (so the parity above is not a parity of no-ops)."""
+    def loss(**options):
+        ours, batch = _ours(env, tmp_path, Objective("dpo", beta=0.5, loss_type="sigmoid", **options),
+                            copy.deepcopy(env["policy"]), copy.deepcopy(env["reference"]))
+        with torch.no_grad():
+            return ours.pair_loss(ours.model, batch, "train").item()
+
+    base = loss()
+    assert abs(loss(ld_alpha=0.3) - base) > 1e-4 and abs(loss(use_weighting=True) - base) > 1e-4
+    _close(loss(ld_alpha=1.0), base, "ld_alpha 1 = plain DPO")
+
+
+def test_dpo_ld_alpha_precomputed_reference_equals_live(env, tmp_path):
+    """--precompute_ref_log_probs stores the reference's LD-weighted log-probs (TRL's compute_ref_log_probs too)."""
+    objective = Objective("dpo", beta=0.5, loss_type="sigmoid", ld_alpha=0.3)
+    ours, batch = _ours(env, tmp_path, objective, copy.deepcopy(env["policy"]), copy.deepcopy(env["reference"]))
+    rows = copy.deepcopy(env["rows"])
+    ours.precompute_reference(rows, PairCollator(pad_token_id=env["tok"].pad_token_id), batch_size=2)
+    with torch.no_grad():
+        live = ours.pair_loss(ours.model, batch, "train").item()
+        cached = ours.pair_loss(ours.model, PairCollator(pad_token_id=env["tok"].pad_token_id)(rows), "train").item()
+    _close(cached, live, "precomputed vs live reference")
+
+
+def test_dpo_weighting_applies_to_sft(env, tmp_path):
+    """WPO + sft: the sft term is the pooled chosen NLL times the batch's mean WPO weight (TRL's intent)."""
+    ours, batch = _ours(env, tmp_path, Objective("dpo", beta=0.5, loss_type="sft", use_weighting=True),
+                        copy.deepcopy(env["policy"]), copy.deepcopy(env["reference"]))
+    with torch.no_grad():
+        loss = ours.pair_loss(ours.model, batch, "train")
+        pol = pair_forward(ours.model, batch, chunk_size=7, wpo=True)
+    weights = torch.exp(pol.chosen_wpo_mean) * torch.exp(pol.rejected_wpo_mean)
+    assert 0 < weights.min() and weights.max() < 1
+    _close(loss.item(), (pol.chosen_nll * weights).mean().item(), "weighted sft")
+
+
+def test_dpo_ref_adapter_matches_trl_ref_adapter(env, tmp_path):
+    """--ref_adapter_name_or_path: TRL trains a pretrained PEFT model against its "ref" adapter; we load the same
+    weights as adapter "ref" from a directory (`load_reference_adapter`) and switch to it for the reference."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    from prefswift.models.lora import REF_ADAPTER, load_reference_adapter
+
+    config = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj", "gate_proj"],
+                        init_lora_weights=False, task_type="CAUSAL_LM")
+    torch.manual_seed(0)
+    start = get_peft_model(copy.deepcopy(env["policy"]), config)
+    trl_trainer, trl_batch = _trl_dpo(env, tmp_path, copy.deepcopy(start), beta=0.5)
+    trl_model = trl_trainer.model
+    assert REF_ADAPTER in trl_model.peft_config
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # a reference adapter that differs from the trained one
+        for name, p in trl_model.named_parameters():
+            if f".{REF_ADAPTER}." in name:
+                p.add_(torch.randn(p.shape, generator=g) * 0.05)
+    trl_model.save_pretrained(str(tmp_path / "saved"), selected_adapters=[REF_ADAPTER])
+    ours_model = copy.deepcopy(start)
+    load_reference_adapter(ours_model, str(tmp_path / "saved" / REF_ADAPTER))
+    assert isinstance(ours_model, PeftModel) and ours_model.active_adapter == "default"
+
+    ours, batch = _ours(env, tmp_path, Objective("dpo", beta=0.5, loss_type="sigmoid"), ours_model)
+    _assert_same_dpo_batch(batch, trl_batch)
+    theirs = _step(trl_model, lambda: trl_trainer.compute_loss(trl_model, trl_batch))
+    mine = _step(ours.model, lambda: ours.pair_loss(ours.model, batch, "train"))
+    assert mine[1].keys() == theirs[1].keys() and not any(f".{REF_ADAPTER}." in n for n in mine[1])
+    _compare(mine, theirs, _last(ours._metrics["train"]), _last(trl_trainer._metrics["train"]), DPO_BASE)
+    assert abs(_last(trl_trainer._metrics["train"])["rewards/margins"]) > 1e-3
+    assert ours_model.active_adapter == "default"
 
 
 def test_dpo_lora_reference_is_the_adapter_disabled_base(env, tmp_path):
@@ -237,11 +355,13 @@ def test_orpo_nll_scope_all_matches_trl(env, tmp_path):
     _compare(mine, theirs, ours_m, trl_m, ORPO_METRICS)
 
 
-def test_simpo_matches_trl_cpo_simpo(env, tmp_path):
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+def test_simpo_matches_trl_cpo_simpo(env, tmp_path, label_smoothing):
     beta, gamma = 2.0, 0.8
-    objective = Objective("simpo", beta=beta, loss_type="simpo", simpo_gamma=gamma, cpo_alpha=0.0)
+    objective = Objective("simpo", beta=beta, loss_type="simpo", simpo_gamma=gamma, label_smoothing=label_smoothing)
+    assert objective.cpo_alpha == 0.0  # the paper's SimPO: no NLL term unless asked for
     mine, theirs, ours_m, trl_m = _run_reference_free(env, tmp_path, objective, CPOTrainer, CPOConfig, dict(
-        beta=beta, loss_type="simpo", simpo_gamma=gamma, cpo_alpha=0.0))
+        beta=beta, loss_type="simpo", simpo_gamma=gamma, cpo_alpha=0.0, label_smoothing=label_smoothing))
     _compare(mine, theirs, ours_m, trl_m, DPO_BASE)
 
 

@@ -60,8 +60,8 @@ class RunArgs:
         return path
 
 
-PATH_FIELDS = ("model_id_or_path", "ref_model_id_or_path", "adapter_name_or_path", "custom_register_path",
-               "dataset_dir", "deepspeed", "lora_adapter_dir")
+PATH_FIELDS = ("model_id_or_path", "ref_model_id_or_path", "adapter_name_or_path", "ref_adapter_name_or_path",
+               "custom_register_path", "dataset_dir", "deepspeed", "lora_adapter_dir")
 LIST_PATH_FIELDS = ("dataset", "val_dataset")
 
 

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional
 
 from ..errors import ArgumentError, did_you_mean
 from . import choices as C
-from .algorithms import ALGORITHMS, loss_type_help
+from .algorithms import ALGORITHMS, F_DIVERGENCE_SHORT, F_DIVERGENCES, loss_type_help
 from .values import Section
 
 
@@ -88,6 +88,10 @@ class ModelArguments(Section):
     adapter_name_or_path: Optional[str] = arg(
         None, "Start from this LoRA adapter (e.g. an SFT checkpoint); for DPO it is also the reference.",
         commands=WEIGHT_COMMANDS)
+    ref_adapter_name_or_path: Optional[str] = arg(
+        None, "DPO with LoRA: the reference is the base model with this LoRA adapter, loaded next to the trained one "
+        "as adapter \"ref\" (TRL's ref adapter, ms-swift's --ref_adapters).", aliases=("ref_adapters",),
+        commands=("dpo",))
     custom_register_path: Optional[str] = arg(None, "A Python file that registers models/templates/datasets.")
     device_map: Optional[str] = arg(None, "Model-parallel placement: auto, balanced, or a JSON dict.",
                                     commands=WEIGHT_COMMANDS)
@@ -185,14 +189,41 @@ class TrainArguments(Section):
 class PreferenceArguments(Section):
     beta: Optional[float] = arg(None, "DPO beta / ORPO lambda / SimPO beta (default 0.1; simpo 2.0).",
                                 aliases=("pref_beta", "orpo_alpha"), gt=0, commands=ALGORITHMS)
-    loss_type: Optional[str] = arg(None, "Loss variant, " + loss_type_help() + " (orpo and simpo have one).",
-                                   aliases=("pref_loss",), commands=ALGORITHMS)
-    label_smoothing: float = arg(0.0, "Conservative DPO / robust label smoothing.", ge=0, lt=1,
-                                 commands=("dpo", "cpo", "simpo"))
-    rpo_alpha: Optional[float] = arg(None, "DPO: add rpo_alpha x chosen NLL (LLaMA-Factory's pref_ftx).",
+    loss_type: Optional[str] = arg(None, "Loss variant, " + loss_type_help() + " (orpo and simpo have one). DPO "
+                                   "combines several, comma-separated, weighted by --loss_weights (MPO: "
+                                   "sigmoid,bco_pair,sft).", aliases=("pref_loss",), commands=ALGORITHMS)
+    loss_weights: List[float] = arg([], "DPO: one weight per --loss_type (default: 1 each), e.g. 1,0.5.",
+                                    list_type=True, commands=("dpo",))
+    label_smoothing: float = arg(0.0, "Label smoothing / flip probability where the loss has one: dpo robust "
+                                 "(< 0.5), exo_pair (> 0 needed), aot, aot_unpaired; cpo sigmoid, simpo; simpo.",
+                                 ge=0, lt=1, commands=("dpo", "cpo", "simpo"))
+    rpo_alpha: Optional[float] = arg(None, "DPO: add rpo_alpha x chosen NLL (LLaMA-Factory's pref_ftx; = "
+                                     "--loss_type sigmoid,sft --loss_weights 1,rpo_alpha).",
                                      aliases=("pref_ftx", "sft_beta"), ge=0, commands=("dpo",))
+    discopop_tau: float = arg(0.05, "DPO discopop: temperature of the log-ratio modulation (paper: 0.05).", gt=0,
+                              commands=("dpo",))
+    ld_alpha: Optional[float] = arg(None, "DPO LD-DPO: weight of the response tokens past the shorter response's "
+                                    "length (1 = plain DPO, 0 = only the shared length counts).", ge=0, le=1,
+                                    commands=("dpo",))
+    use_weighting: bool = arg(False, "DPO WPO: weight each pair's loss by the policy's length-normalised "
+                              "probability of its chosen and rejected responses (not with aot/aot_unpaired).",
+                              commands=("dpo",))
+    f_divergence_type: str = arg("reverse_kl", "DPO f-divergence regulariser: " + ", ".join(F_DIVERGENCES) +
+                                 " (js, alpha for short); all but reverse_kl work with sigmoid, sigmoid_norm, hinge, "
+                                 "ipo, exo_pair, robust, discopop, sft.",
+                                 choices=F_DIVERGENCES + tuple(F_DIVERGENCE_SHORT), commands=("dpo",))
+    f_alpha_divergence_coef: float = arg(0.5, "DPO: alpha of --f_divergence_type alpha_divergence (1 = reverse_kl).",
+                                         commands=("dpo",))
+    sync_ref_model: bool = arg(False, "DPO TR-DPO, full fine-tuning: mix the policy into the reference every "
+                               "--ref_model_sync_steps steps (ref = a x policy + (1 - a) x ref).", commands=("dpo",))
+    ref_model_mixup_alpha: float = arg(0.6, "DPO --sync_ref_model: the a of the mix.", ge=0, le=1,
+                                       commands=("dpo",))
+    ref_model_sync_steps: int = arg(512, "DPO --sync_ref_model: optimizer steps between two mixes.", ge=1,
+                                    commands=("dpo",))
     simpo_gamma: float = arg(0.5, "SimPO target reward margin.", commands=("simpo", "cpo"))
-    cpo_alpha: float = arg(1.0, "CPO/SimPO weight of the chosen NLL.", ge=0, commands=("cpo", "simpo"))
+    cpo_alpha: Optional[float] = arg(None, "Weight of the chosen NLL added to the loss: default 1.0 for cpo (TRL's "
+                                     "CPOTrainer), 0 for simpo (the SimPO paper's loss; --cpo_alpha 1 = TRL's "
+                                     "CPO-SimPO).", ge=0, commands=("cpo", "simpo"))
     orpo_nll_scope: str = arg("response", "ORPO NLL over the chosen response (paper) or the whole sequence"
                               " (`all`, TRL's experimental ORPOTrainer).", choices=("response", "all"),
                               commands=("orpo",))

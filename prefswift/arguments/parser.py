@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Tuple
 
 from ..errors import ArgumentError, did_you_mean
-from .algorithms import LOSS_TYPES
+from .algorithms import LOSS_TYPES, split_loss_types
 from .fields import SECTIONS, field_default, iter_fields
 from .values import base_type, convert_value, parse_bool
 
@@ -224,12 +224,20 @@ def parse_args(argv: List[str], sections: Iterable[str], *, defaults: Dict[str, 
 def check_loss_type(algo: str, loss_type) -> None:
     """`--loss_type` (LLaMA-Factory's `pref_loss`) must be one this command's algorithm has."""
     accepted = LOSS_TYPES[algo]
-    if loss_type is None or loss_type in accepted:
-        return
-    owners = [a for a, types in LOSS_TYPES.items() if loss_type in types]
-    hint = f"; {loss_type} is a loss of `prefswift {'` / `prefswift '.join(owners)}`" if owners else ""
-    raise ArgumentError(f"--loss_type {loss_type!r} does not apply to `prefswift {algo}`, which accepts "
-                        f"{', '.join(accepted)}{hint}")
+    names = split_loss_types(loss_type)
+    if len(names) > 1 and algo != "dpo":
+        raise ArgumentError(f"--loss_type {loss_type!r}: only `prefswift dpo` combines several loss types; "
+                            f"`prefswift {algo}` takes one of {', '.join(accepted)}")
+    if len(set(names)) < len(names):
+        raise ArgumentError(f"--loss_type {loss_type!r} names a loss type twice; give each once (weights: "
+                            "--loss_weights)")
+    for name in names:
+        if name in accepted:
+            continue
+        owners = [a for a, types in LOSS_TYPES.items() if name in types]
+        hint = f"; {name} is a loss of `prefswift {'` / `prefswift '.join(owners)}`" if owners else ""
+        raise ArgumentError(f"--loss_type {name!r} does not apply to `prefswift {algo}`, which accepts "
+                            f"{', '.join(accepted)}{hint}")
 
 
 def help_text(sections: Iterable[str], command: str = "") -> str:

@@ -59,9 +59,14 @@ def convert_value(f: dataclasses.Field, flag: str, raw: Any) -> Any:
         return None
     if f.metadata.get("list"):
         items = raw if isinstance(raw, (list, tuple)) else [raw]
-        out: List[str] = []
+        out: List[Any] = []
         for item in items:
             out.extend(p.strip() for p in str(item).split(",") if p.strip())
+        if typing.get_args(tp) == (float,):  # List[float]: every item a number
+            try:
+                out = [float(item) for item in out]
+            except ValueError:
+                raise ArgumentError(f"--{flag}: expected numbers, got {','.join(map(str, out))!r}") from None
         return check_value(f, flag, out)
     if isinstance(raw, str) and raw.lower() in ("none", "null") and f.default is None:
         return None

@@ -1,8 +1,9 @@
 """`prefswift orpo|dpo|simpo|cpo`: the training recipe, read top to bottom.
 
-Supports ORPO, DPO (14 loss types, + rpo_alpha), SimPO and CPO; LoRA, QLoRA (4/8-bit) and full fine-tuning; starting
-from an SFT adapter; a DPO reference that is the adapter-disabled base, a separate model, a frozen copy or log-probs
-precomputed once; one CPU or GPU, DDP (NPROC_PER_NODE, torchrun, accelerate launch), device_map model parallel and
+Supports ORPO, DPO (14 loss types, several at once with weights; rpo_alpha, LD-DPO, WPO, f-divergences, TR-DPO),
+SimPO and CPO; LoRA, QLoRA (4/8-bit) and full fine-tuning; starting from an SFT adapter; a DPO reference that is the
+adapter-disabled base, a reference adapter, a separate model, a frozen copy or log-probs precomputed once; one CPU or
+GPU, DDP (NPROC_PER_NODE, torchrun, accelerate launch), device_map model parallel and
 MP+DDP, DeepSpeed ZeRO-2/3; `--resume_from_checkpoint latest`.
 
 Steps: resume point -> validate -> prepare run dir -> data -> trainer arguments -> device plan -> models -> trainer
@@ -28,6 +29,8 @@ from ..templates import get_template
 from ..train.callbacks import RunFilesCallback
 from ..train.collate import check_layout, make_collator
 from ..train.objectives import Objective
+from ..train.pref_checks import check_preference_options
+from ..train.ref_sync import SyncReferenceCallback
 from ..train.console import ConsoleCallback, format_summary, quiet_library_noise, use_console
 from ..train.resume import adopt_checkpoint_args, finished_message, mark_complete
 from ..train.run_dir import interrupted_message, prepare_run_dir, resolve_resume, restart_or_truncate_log
@@ -88,6 +91,9 @@ def run_training(args: RunArgs, algo: str, *, log=print, callbacks=()) -> Path:
             say(finished)
             return run_dir
     objective = validate(args, algo)
+    if resume_from is not None and args.pref.sync_ref_model:
+        raise ArgumentError("--sync_ref_model runs cannot be resumed: checkpoints do not hold the mixed reference "
+                            "model; start a new run (--overwrite_output_dir true or another --output_dir)")
     prepare_run_dir(run_dir, resume_from, args.train.overwrite_output_dir, env.is_main)
     resolved, tokenizer, template = load_tokenizer_and_template(args)
     data = prepare_data(args, template, tokenizer, say)
@@ -138,7 +144,9 @@ def validate(args: RunArgs, algo: str) -> Objective:
     check_layout(args)
     check_push(args.push.push_to_hub, args.push.hub_model_id, m.hub, m.hub_token)
     check_report_to(args.train.report_to)
-    return Objective.from_args(algo, pref)
+    objective = Objective.from_args(algo, pref)
+    check_preference_options(args, algo, objective)
+    return objective
 
 
 # pip package of each --report_to integration whose name differs from it
@@ -233,6 +241,9 @@ def build_trainer(args: RunArgs, targs, objective: Objective, models: Models, da
         processing_class=tokenizer,
         max_tokens_per_batch=args.pref.max_tokens_per_batch,
         callbacks=[RunFilesCallback(run_dir, args), *callbacks])
+    if args.pref.sync_ref_model:
+        trainer.add_callback(SyncReferenceCallback(trainer.ref_model, trainer.model, args.pref.ref_model_mixup_alpha,
+                                                   args.pref.ref_model_sync_steps))
     use_console(trainer, console)
     return trainer, console
 

@@ -1,5 +1,6 @@
 """LoRA set-up: which modules get adapters, and wrapping a model with peft."""
 import logging
+from contextlib import contextmanager, nullcontext
 from typing import List, Optional, Sequence
 
 from torch import nn
@@ -74,6 +75,37 @@ def merge_adapter_into_base(model: nn.Module, adapter_dir: str) -> nn.Module:
     return peft_model.merge_and_unload()
 
 
+REF_ADAPTER = "ref"  # the reference adapter's name in the PeftModel (TRL 1.16's name for it)
+
+
+def load_reference_adapter(peft_model, adapter_dir: str) -> None:
+    """--ref_adapter_name_or_path: load a frozen second adapter named REF_ADAPTER next to the trained one (public
+    peft API); `reference_weights` switches to it for the reference forward."""
+    try:
+        peft_model.load_adapter(adapter_dir, adapter_name=REF_ADAPTER, is_trainable=False)
+    except (ValueError, OSError, KeyError, RuntimeError) as e:
+        raise ArgumentError(f"--ref_adapter_name_or_path {adapter_dir}: cannot load it as a LoRA adapter of this "
+                            f"model ({str(e).splitlines()[0][:160]})") from None
+
+
+def reference_weights(policy):
+    """Context in which `policy` computes the reference: its REF_ADAPTER when loaded, else the base model with the
+    adapters disabled (LoRA), else the policy itself."""
+    if REF_ADAPTER in (getattr(policy, "peft_config", None) or {}):
+        return _active_adapter(policy, REF_ADAPTER)
+    return policy.disable_adapter() if hasattr(policy, "disable_adapter") else nullcontext()
+
+
+@contextmanager
+def _active_adapter(peft_model, name: str):
+    previous = peft_model.active_adapter
+    peft_model.set_adapter(name, inference_mode=True)
+    try:
+        yield
+    finally:
+        peft_model.set_adapter(previous)  # trainable again (peft re-enables the gradients of the active adapter)
+
+
 def count_parameters(model: nn.Module):
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
@@ -102,4 +134,5 @@ def frozen_copy(model: nn.Module) -> Optional[nn.Module]:
 
 
 __all__ = ["add_lora", "all_linear_names", "resolve_target_modules", "merge_adapter_into_base", "count_parameters",
-           "enable_gradient_checkpointing", "frozen_copy"]
+           "enable_gradient_checkpointing", "frozen_copy", "REF_ADAPTER", "load_reference_adapter",
+           "reference_weights"]

@@ -13,7 +13,7 @@ import torch
 
 from ..arguments.fields import LOGPROB_CHUNK_SIZE
 from .collators import Segment
-from .logprobs import token_logps
+from .logprobs import token_log_sum_sq_probs, token_logps
 
 IGNORE = -100
 
@@ -28,6 +28,12 @@ class PairLogps:
     chosen_nll_count: torch.Tensor   # scalar: how many tokens that sum covers
     chosen_nll_all_sum: Optional[torch.Tensor] = None    # same over prompt + response tokens (TRL ORPO mode)
     chosen_nll_all_count: Optional[torch.Tensor] = None
+    # LD-DPO: [B] sums over the response tokens past min(chosen, rejected) length of the pair
+    chosen_tail_logps: Optional[torch.Tensor] = None
+    rejected_tail_logps: Optional[torch.Tensor] = None
+    # WPO (pair_forward(wpo=True)): [B] mean over response tokens of log p - log sum_v p(v)^2, detached
+    chosen_wpo_mean: Optional[torch.Tensor] = None
+    rejected_wpo_mean: Optional[torch.Tensor] = None
 
     @property
     def chosen_nll(self):
@@ -49,6 +55,14 @@ class PairLogps:
         self.chosen_nll_count = global_count / world_size
         if self.chosen_nll_all_sum is not None:
             self.chosen_nll_all_count = global_count_all / world_size
+
+    def ld_logps(self, ld_alpha: Optional[float]):
+        """(chosen, rejected) sequence log-probs, the tokens past the pair's shared length weighted by `ld_alpha`
+        (LD-DPO; None = plain sums)."""
+        if ld_alpha is None:
+            return self.chosen_logps, self.rejected_logps
+        return (self.chosen_logps - self.chosen_tail_logps + ld_alpha * self.chosen_tail_logps,
+                self.rejected_logps - self.rejected_tail_logps + ld_alpha * self.rejected_tail_logps)
 
     @property
     def chosen_avg_logps(self):
@@ -95,11 +109,13 @@ def capture_last_hidden(causal_lm):
         handle.remove()
 
 
-def pair_forward(model, batch, *, chunk_size: int = LOGPROB_CHUNK_SIZE, nll_all: bool = False) -> PairLogps:
-    """Per-sequence numbers for a batch from either collator (concatenated rows, or prefix-shared rows)."""
+def pair_forward(model, batch, *, chunk_size: int = LOGPROB_CHUNK_SIZE, nll_all: bool = False,
+                 wpo: bool = False) -> PairLogps:
+    """Per-sequence numbers for a batch from either collator (concatenated rows, or prefix-shared rows).
+    `wpo`: also the WPO statistics (one more LM-head pass, no gradient)."""
     if "pred_index" in batch:
-        return _prefix_shared_forward(model, batch, chunk_size, nll_all)
-    return _concatenated_forward(model, batch, chunk_size, nll_all)
+        return _prefix_shared_forward(model, batch, chunk_size, nll_all, wpo)
+    return _concatenated_forward(model, batch, chunk_size, nll_all, wpo)
 
 
 # attention implementations that apply a 4D boolean tensor mask as given; flex_attention needs a BlockMask (a plain
@@ -131,52 +147,62 @@ def _head_logps(causal_lm, hidden, labels, chunk_size: int, autocast) -> torch.T
         return token_logps(hidden, head, labels, chunk_size=chunk_size)
 
 
-def _concatenated_forward(model, batch, chunk_size: int, nll_all: bool) -> PairLogps:
-    """Chosen rows then rejected rows (PairCollator), one forward; packed rows (with seq_id) go to their own path."""
-    if "seq_id" in batch:
-        return _packed_concatenated_forward(model, batch, chunk_size, nll_all)
-    input_ids = batch["input_ids"]
-    attention_mask = batch["attention_mask"]
-    completion_mask = batch["completion_mask"]
-    causal_lm, hidden, autocast = _backbone_hidden(model, input_ids=input_ids, attention_mask=attention_mask)
+def _head_wpo_aligned(causal_lm, hidden, labels, per_token, chunk_size: int, autocast) -> torch.Tensor:
+    """log p(token) - log sum_v p(v)^2 per position (detached), for the WPO weights."""
+    head = causal_lm.get_output_embeddings()
+    context = torch.autocast(autocast[0], dtype=autocast[1]) if autocast else nullcontext()
+    with context:
+        return per_token.detach() - token_log_sum_sq_probs(hidden, head, labels, chunk_size=chunk_size)
+
+
+def _concatenated_forward(model, batch, chunk_size: int, nll_all: bool, wpo: bool) -> PairLogps:
+    """Chosen rows then rejected rows (PairCollator), one forward. Padding-free packed rows (with seq_id: no mask,
+    positions restarting per sequence) are put back into one row per sequence after the LM head, so both layouts
+    reduce the same way."""
+    input_ids, completion_mask = batch["input_ids"], batch["completion_mask"]
+    packed = "seq_id" in batch
+    if packed:
+        causal_lm, hidden, autocast = _backbone_hidden(model, input_ids=input_ids, position_ids=batch["position_ids"])
+        seq_id = batch["seq_id"]
+        real = (seq_id[:, 1:] == seq_id[:, :-1]) & (seq_id[:, 1:] >= 0)  # the predictor is in the same sequence
+    else:
+        attention_mask = batch["attention_mask"]
+        causal_lm, hidden, autocast = _backbone_hidden(model, input_ids=input_ids, attention_mask=attention_mask)
+        real = attention_mask[:, 1:].bool()
     hidden = hidden[:, :-1]
     # token t is predicted from position t-1: score response tokens (and, for nll_all, every real token)
-    score_mask = (attention_mask if nll_all else completion_mask)[:, 1:].bool()
+    comp_mask = completion_mask[:, 1:].bool() & real
+    score_mask = real if nll_all else comp_mask
     labels = input_ids[:, 1:].masked_fill(~score_mask, IGNORE)
     per_token = _head_logps(causal_lm, hidden, labels, chunk_size, autocast)
-    comp = completion_mask[:, 1:].to(per_token.dtype)
-    b = input_ids.shape[0] // 2
-    full = score_mask[:b].to(per_token.dtype) if nll_all else None
-    return _reduce(per_token[:b], per_token[b:], comp[:b], comp[b:], full)
+    aligned = _head_wpo_aligned(causal_lm, hidden, labels, per_token, chunk_size, autocast) if wpo else None
+    comp, full = comp_mask.to(per_token.dtype), score_mask.to(per_token.dtype)
+    if packed:
+        rows = _sequence_rows(seq_id, batch["position_ids"], real)
+        per_token, comp, full = rows(per_token), rows(comp), rows(full)
+        aligned = rows(aligned) if wpo else None
+    b = per_token.shape[0] // 2
+    out = _reduce(per_token[:b], per_token[b:], comp[:b], comp[b:], full[:b] if nll_all else None)
+    if wpo:
+        out.chosen_wpo_mean, out.rejected_wpo_mean = _masked_mean(aligned[:b], comp[:b]), _masked_mean(aligned[b:],
+                                                                                                        comp[b:])
+    return out
 
 
-def _packed_concatenated_forward(model, batch, chunk_size: int, nll_all: bool) -> PairLogps:
-    """Padding-free rows of several sequences (PairCollator with packing): no attention mask, positions restarting
-    per sequence; per-sequence sums gathered by seq_id (a token is scored only when its predictor is in the same
-    sequence)."""
-    input_ids, seq_id = batch["input_ids"], batch["seq_id"]
-    causal_lm, hidden, autocast = _backbone_hidden(model, input_ids=input_ids, position_ids=batch["position_ids"])
-    target_seq = seq_id[:, 1:].to(hidden.device)
-    same = (target_seq == seq_id[:, :-1].to(hidden.device)) & (target_seq >= 0)
-    completion = batch["completion_mask"][:, 1:].to(hidden.device).bool() & same
-    n_seq = int(seq_id.max()) + 1
-    b = n_seq // 2
-    chosen_full = same & (target_seq < b)
-    scored = completion | chosen_full if nll_all else completion
-    labels = input_ids[:, 1:].to(hidden.device).masked_fill(~scored, IGNORE)
-    per_token = _head_logps(causal_lm, hidden[:, :-1], labels, chunk_size, autocast)
+def _sequence_rows(seq_id, position_ids, real):
+    """For packed rows: a function taking [R, T-1] per-target-token values to [sequences, L] — one row per
+    sequence, the token at position p in column p-1, as in the padded layout."""
+    sid = seq_id[:, 1:][real]
+    col = position_ids[:, 1:].to(seq_id.device)[real] - 1
+    shape = (int(seq_id.max()) + 1, int(col.max()) + 1)
 
-    def per_sequence(mask):
-        ids = target_seq[mask]
-        return (per_token.new_zeros(n_seq).index_add(0, ids, per_token[mask]),
-                per_token.new_zeros(n_seq).index_add(0, ids, torch.ones_like(per_token[mask])))
+    def rows(values):
+        return values.new_zeros(shape).index_put((sid, col), values[real.to(values.device)])
 
-    sums, counts = per_sequence(completion)
-    full = per_sequence(chosen_full) if nll_all else None
-    return _from_sums(sums[:b], sums[b:], counts[:b], counts[b:], (full[0][:b], full[1][:b]) if full else None)
+    return rows
 
 
-def _prefix_shared_forward(model, batch, chunk_size: int, nll_all: bool) -> PairLogps:
+def _prefix_shared_forward(model, batch, chunk_size: int, nll_all: bool, wpo: bool) -> PairLogps:
     """Prompt, chosen, rejected blocks with a 4D mask, one or several pairs per row (PrefixSharedCollator)."""
     check_mask_support(model)
     causal_lm, hidden, autocast = _backbone_hidden(model, input_ids=batch["input_ids"],
@@ -193,24 +219,27 @@ def _prefix_shared_forward(model, batch, chunk_size: int, nll_all: bool) -> Pair
     per_token = _head_logps(causal_lm, gathered, labels, chunk_size, autocast)
     chosen, rejected = is_chosen.to(per_token.dtype), is_rejected.to(per_token.dtype)
     full = (is_chosen | is_prompt).to(per_token.dtype) if nll_all else None
-    return _reduce(per_token, per_token, chosen, rejected, full)
+    out = _reduce(per_token, per_token, chosen, rejected, full)
+    if wpo:
+        aligned = _head_wpo_aligned(causal_lm, gathered, labels, per_token, chunk_size, autocast)
+        out.chosen_wpo_mean, out.rejected_wpo_mean = _masked_mean(aligned, chosen), _masked_mean(aligned, rejected)
+    return out
 
 
 def _reduce(chosen_tok, rejected_tok, chosen_mask, rejected_mask, chosen_full_mask=None) -> PairLogps:
     """Per-token log-probs + masks -> per-sequence sums, counts and the pooled chosen NLL."""
-    full = None
+    out = PairLogps((chosen_tok * chosen_mask).sum(-1), (rejected_tok * rejected_mask).sum(-1), chosen_mask.sum(-1),
+                    rejected_mask.sum(-1), chosen_nll_sum=-(chosen_tok * chosen_mask).sum(),
+                    chosen_nll_count=chosen_mask.sum())
     if chosen_full_mask is not None:
-        full = ((chosen_tok * chosen_full_mask).sum(-1), chosen_full_mask.sum(-1))
-    return _from_sums((chosen_tok * chosen_mask).sum(-1), (rejected_tok * rejected_mask).sum(-1), chosen_mask.sum(-1),
-                      rejected_mask.sum(-1), full)
-
-
-def _from_sums(chosen_sum, rejected_sum, chosen_count, rejected_count, chosen_full=None) -> PairLogps:
-    """Per-sequence log-prob sums and token counts ([B] each) -> PairLogps; `chosen_full`: (sums, counts) over
-    prompt + response tokens of the chosen sequences, for ORPO's NLL over everything."""
-    out = PairLogps(chosen_sum, rejected_sum, chosen_count, rejected_count, chosen_nll_sum=-chosen_sum.sum(),
-                    chosen_nll_count=chosen_count.sum())
-    if chosen_full is not None:
-        out.chosen_nll_all_sum = -chosen_full[0].sum()
-        out.chosen_nll_all_count = chosen_full[1].sum()
+        out.chosen_nll_all_sum = -(chosen_tok * chosen_full_mask).sum()
+        out.chosen_nll_all_count = chosen_full_mask.sum()
+    shared = torch.minimum(out.chosen_tokens, out.rejected_tokens).unsqueeze(-1)
+    out.chosen_tail_logps = (chosen_tok * chosen_mask * (chosen_mask.cumsum(-1) > shared)).sum(-1)
+    out.rejected_tail_logps = (rejected_tok * rejected_mask * (rejected_mask.cumsum(-1) > shared)).sum(-1)
     return out
+
+
+def _masked_mean(values, mask):
+    """[B] mean of `values` over `mask` per row (at least one token counted)."""
+    return (values * mask).sum(-1) / mask.sum(-1).clamp(min=1)

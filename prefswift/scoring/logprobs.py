@@ -26,7 +26,7 @@ from torch.utils.checkpoint import checkpoint
 from ..arguments.fields import GPU_LOGITS_BUDGET, LOGPROB_CHUNK_SIZE
 from .frozen_head import frozen_head_logps, is_frozen_linear_head
 
-__all__ = ["token_logps", "resolve_chunk_size"]
+__all__ = ["token_logps", "token_log_sum_sq_probs", "resolve_chunk_size"]
 
 
 def resolve_chunk_size(requested: int, vocab_size: int, device_type: str) -> int:
@@ -44,20 +44,56 @@ def _score_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def _chunk_logits(lm_head: nn.Module, hidden_chunk: Tensor, logit_scale: float, logit_softcap: float | None):
+    """Score-dtype logits of one chunk of tokens (scale, then soft-cap)."""
+    logits = lm_head(hidden_chunk)
+    logits = logits.to(_score_dtype(logits.dtype))
+    if logit_scale != 1.0:
+        logits = logits * logit_scale
+    if logit_softcap is not None:
+        logits = torch.tanh(logits / logit_softcap) * logit_softcap
+    return logits
+
+
 def _chunk_fn(lm_head: nn.Module, logit_scale: float, logit_softcap: float | None):
     """The per-chunk function: logits of one chunk of tokens, then the log-prob of each token's label."""
 
     def run(hidden_chunk: Tensor, target: Tensor) -> Tensor:
-        logits = lm_head(hidden_chunk)
-        logits = logits.to(_score_dtype(logits.dtype))
-        if logit_scale != 1.0:
-            logits = logits * logit_scale
-        if logit_softcap is not None:
-            logits = torch.tanh(logits / logit_softcap) * logit_softcap
+        logits = _chunk_logits(lm_head, hidden_chunk, logit_scale, logit_softcap)
         lse = torch.logsumexp(logits, dim=-1)
         return logits.gather(-1, target.unsqueeze(-1)).squeeze(-1) - lse
 
     return run
+
+
+def _labelled_positions(hidden: Tensor, lm_head: nn.Module, labels: Tensor, ignore_index: int):
+    """(hidden states of the labelled positions, their labels, their flat indices, the flat labels), on the head's
+    device (model parallel: a device_map over several GPUs puts the head where it wants)."""
+    head_device = next((p.device for p in lm_head.parameters() if p.device.type != "meta"), hidden.device)
+    flat_hidden = hidden.to(head_device).reshape(-1, hidden.size(-1))
+    flat_labels = labels.to(head_device).reshape(-1)
+    positions = (flat_labels != ignore_index).nonzero().squeeze(-1)
+    return flat_hidden.index_select(0, positions), flat_labels.index_select(0, positions), positions, flat_labels
+
+
+def _scatter_back(values: Tensor, positions: Tensor, flat_labels: Tensor, labels: Tensor) -> Tensor:
+    """Per-position values in the labels' shape and device, 0 where unlabelled."""
+    out = values.new_zeros(flat_labels.shape).index_copy(0, positions, values).view(labels.shape)
+    return out.to(labels.device)
+
+
+@torch.no_grad()
+def token_log_sum_sq_probs(hidden: Tensor, lm_head: nn.Module, labels: Tensor, chunk_size: int = LOGPROB_CHUNK_SIZE,
+                           ignore_index: int = -100) -> Tensor:
+    """log sum_v p(v)^2 of the next-token distribution at every labelled position (0 elsewhere), without gradient:
+    the WPO weights' normaliser (TRL's `log_sum_sq_probs`). Same chunking and alignment as `token_logps`; one extra
+    LM-head pass over the labelled positions."""
+    selected, _, positions, flat_labels = _labelled_positions(hidden, lm_head, labels, ignore_index)
+    pieces = []
+    for start in range(0, max(selected.size(0), 1), chunk_size):
+        logits = _chunk_logits(lm_head, selected[start:start + chunk_size], 1.0, None)
+        pieces.append(torch.logsumexp(2 * logits, dim=-1) - 2 * torch.logsumexp(logits, dim=-1))
+    return _scatter_back(torch.cat(pieces), positions, flat_labels, labels)
 
 
 def token_logps(
@@ -84,14 +120,8 @@ def token_logps(
         raise ValueError("chunk_size must be >= 1")
     # Model parallel (a device_map over several GPUs): compute where the head's weights are, return where the labels
     # came from (the caller's masks live there).
-    out_device = labels.device
-    head_device = next((p.device for p in lm_head.parameters() if p.device.type != "meta"), hidden.device)
-    hidden, labels = hidden.to(head_device), labels.to(head_device)
-    flat_hidden = hidden.reshape(-1, hidden.size(-1))
-    flat_labels = labels.reshape(-1)
-    positions = (flat_labels != ignore_index).nonzero().squeeze(-1)
-    selected_hidden = flat_hidden.index_select(0, positions)
-    selected_labels = flat_labels.index_select(0, positions)
+    selected_hidden, selected_labels, positions, flat_labels = _labelled_positions(hidden, lm_head, labels,
+                                                                                   ignore_index)
 
     if is_frozen_linear_head(lm_head):  # LoRA/QLoRA: a hand-written backward (ZeRO-3-safe, see frozen_head)
         run = lambda h, t: frozen_head_logps(h, t, lm_head, logit_scale, logit_softcap)  # noqa: E731
@@ -112,7 +142,4 @@ def token_logps(
             pieces.append(checkpoint(run, h_chunk, t_chunk, use_reentrant=False))
         else:
             pieces.append(run(h_chunk, t_chunk))
-    values = torch.cat(pieces)
-
-    out = values.new_zeros(flat_labels.shape).index_copy(0, positions, values).view(labels.shape)
-    return out.to(out_device)
+    return _scatter_back(torch.cat(pieces), positions, flat_labels, labels)

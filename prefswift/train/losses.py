@@ -18,8 +18,9 @@ NLL                token-level mean over the whole batch (all masked-in tokens o
 
 Total loss per algorithm (TRL 1.16)
 -----------------------------------
-DPO   dpo_loss(...).losses.mean() (+ rpo_alpha * NLL of the chosen completion; TRL 1.16 spells this
-      `loss_type=["sigmoid","sft"], loss_weights=[1, rpo_alpha]`)
+DPO   sum over the loss types of weight * dpo_loss(...).losses.mean() ("sft": the NLL of the chosen completion;
+      rpo_alpha adds it with weight rpo_alpha, as TRL 1.16's `loss_type=["sigmoid","sft"], loss_weights=[1, a]`);
+      with WPO every per-pair loss is multiplied by `wpo_weights` first (`prefswift.train.objectives`)
 ORPO  NLL(chosen) + orpo_loss(...).losses.mean()   (losses = -beta * logsigmoid(log_odds))
 CPO   cpo_loss(...).losses.mean() + cpo_alpha * NLL(chosen completion)   (no NLL term when cpo_alpha == 0)
 SimPO simpo_loss(...).losses.mean()  (TRL: CPOTrainer(loss_type="simpo", cpo_alpha=0); with cpo_alpha>0 = CPO-SimPO)
@@ -41,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from prefswift.arguments.algorithms import CPO_LOSS_TYPES, DPO_LOSS_TYPES
+from prefswift.arguments.algorithms import CPO_LOSS_TYPES, DPO_LOSS_TYPES, F_DIVERGENCE_LOSS_TYPES
 from prefswift.errors import ArgumentError
 
 __all__ = [
@@ -53,6 +54,8 @@ __all__ = [
     "simpo_loss",
     "cpo_loss",
     "cpo_logps_kind",
+    "f_divergence_scores",
+    "wpo_weights",
     "log1mexp",
 ]
 
@@ -104,17 +107,26 @@ def dpo_loss(
     chosen_lengths: Tensor | None = None,
     rejected_lengths: Tensor | None = None,
     discopop_tau: float = 0.05,
+    f_divergence_type: str = "reverse_kl",
+    f_alpha_divergence_coef: float = 0.5,
 ) -> LossOutput:
-    """DPO family (TRL 1.16 DPOTrainer._compute_loss, reverse-KL f-divergence, no WPO weighting).
+    """DPO family (TRL 1.16 DPOTrainer._compute_loss; WPO weighting is applied by the caller: `wpo_weights`).
 
     Inputs are per-sequence log-probs [B]: sums over completion tokens (see module docstring for ipo /
     sigmoid_norm and `chosen_lengths`). `label_smoothing` is used by robust (flip probability, in [0, 0.5)),
     exo_pair (ε > 0) and aot/aot_unpaired. aot/aot_unpaired sort across the batch, so their per-example losses are
-    not aligned with the input rows (only their mean is meaningful)."""
+    not aligned with the input rows (only their mean is meaningful). `f_divergence_type` other than reverse_kl
+    replaces the log-ratios by f'(ratio) (`f_divergence_scores`) in sigmoid, sigmoid_norm, hinge, ipo, exo_pair,
+    robust and discopop; rewards stay beta * log-ratio."""
     _check_type(loss_type, DPO_LOSS_TYPES, "loss_type")
+    if f_divergence_type != "reverse_kl" and loss_type not in F_DIVERGENCE_LOSS_TYPES:
+        raise ArgumentError(f"--f_divergence_type {f_divergence_type} does not apply to --loss_type {loss_type}: "
+                            f"use it with {', '.join(F_DIVERGENCE_LOSS_TYPES)}")
     chosen_logratios = chosen_logps - ref_chosen_logps
     rejected_logratios = rejected_logps - ref_rejected_logps
-    delta = chosen_logratios - rejected_logratios
+    chosen_scores = f_divergence_scores(chosen_logratios, f_divergence_type, f_alpha_divergence_coef)
+    rejected_scores = f_divergence_scores(rejected_logratios, f_divergence_type, f_alpha_divergence_coef)
+    delta = chosen_scores - rejected_scores
     ls = label_smoothing
 
     if loss_type == "sigmoid":
@@ -125,8 +137,8 @@ def dpo_loss(
         if (chosen_lengths is None) != (rejected_lengths is None):
             raise ValueError("pass both chosen_lengths and rejected_lengths, or neither")
         if chosen_lengths is not None:
-            c = chosen_logratios / chosen_lengths.to(chosen_logratios.dtype).clamp(min=1.0)
-            r = rejected_logratios / rejected_lengths.to(rejected_logratios.dtype).clamp(min=1.0)
+            c = chosen_scores / chosen_lengths.to(chosen_scores.dtype).clamp(min=1.0)
+            r = rejected_scores / rejected_lengths.to(rejected_scores.dtype).clamp(min=1.0)
             norm_delta = c - r
         else:
             norm_delta = delta
@@ -175,6 +187,33 @@ def dpo_loss(
         chosen_rewards=(beta * chosen_logratios).detach(),
         rejected_rewards=(beta * rejected_logratios).detach(),
     )
+
+
+def f_divergence_scores(logratios: Tensor, f_divergence_type: str, alpha: float = 0.5) -> Tensor:
+    """f'(t) of the DPO f-divergence at t = pi/pi_ref, from log t (TRL 1.16 DPOTrainer._compute_loss):
+    reverse_kl log t; forward_kl 1 - 1/t; js_divergence log 2 + logsigmoid(log t); alpha_divergence
+    (t^(alpha-1) - 1)/(alpha-1) (log t for alpha = 1), its exponent computed in float32 and clamped (max 80;
+    11 in fp16) like TRL."""
+    if f_divergence_type == "reverse_kl":
+        return logratios
+    if f_divergence_type == "forward_kl":
+        return 1 - torch.exp(-logratios)
+    if f_divergence_type == "js_divergence":
+        return math.log(2) + F.logsigmoid(logratios)
+    if f_divergence_type == "alpha_divergence":
+        if abs(alpha - 1.0) < 1e-6:  # the alpha -> 1 limit is log t
+            return logratios
+        t = (alpha - 1.0) * logratios
+        clamp_max = 11.0 if t.dtype == torch.float16 else 80.0
+        return (torch.exp(torch.clamp(t.float(), max=clamp_max)) - 1.0).to(t.dtype) * (1.0 / (alpha - 1.0))
+    raise ArgumentError(f"--f_divergence_type {f_divergence_type!r} is not one of reverse_kl, forward_kl, "
+                        "js_divergence, alpha_divergence")
+
+
+def wpo_weights(chosen_aligned_mean: Tensor, rejected_aligned_mean: Tensor) -> Tensor:
+    """WPO (Eq. 2 of arXiv 2406.11827, TRL's use_weighting): per-pair loss weight exp(c) * exp(r), where c / r are
+    the mean over the response tokens of log p(token) - log sum_v p(v)^2 (detached: the weights get no gradient)."""
+    return (torch.exp(chosen_aligned_mean) * torch.exp(rejected_aligned_mean)).detach()
 
 
 def log1mexp(x: Tensor) -> Tensor:

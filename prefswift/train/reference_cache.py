@@ -9,6 +9,8 @@ import torch
 def _fingerprint(rows, trainer) -> str:
     h = hashlib.sha256()
     h.update(str(trainer.objective.algo).encode())
+    if trainer.objective.ld_alpha is not None:  # LD-DPO weights the reference's log-probs too
+        h.update(f"ld_alpha={trainer.objective.ld_alpha}".encode())
     for r in rows:
         for key in ("prompt_input_ids", "chosen_input_ids", "rejected_input_ids"):
             h.update(json.dumps(list(r[key])).encode())

@@ -9,7 +9,7 @@ from ..models.loader import ResolvedModel, hub_kwargs, load_model, resolve_model
 from ..models.precision import training_precision
 from ..models.reference import names_other_weights
 from ..models.lora import (add_lora, count_parameters, enable_gradient_checkpointing, frozen_copy,
-                           merge_adapter_into_base)
+                           load_reference_adapter, merge_adapter_into_base)
 from ..registry.models import LLAMA_LIKE_TARGETS
 
 logger = logging.getLogger("prefswift")
@@ -73,6 +73,10 @@ def build_models(args, resolved: ResolvedModel, *, needs_reference: bool, device
     if tuning.sft_type == "lora":
         default = resolved.spec.lora_target_modules if resolved.spec else LLAMA_LIKE_TARGETS
         policy = add_lora(policy, tuning, default, quantized=quantized)
+        if needs_reference and m.ref_adapter_name_or_path:
+            load_reference_adapter(policy, m.ref_adapter_name_or_path)
+            note = f"the base model with the adapter {m.ref_adapter_name_or_path} (loaded as adapter \"ref\")"
+            note += "; precomputed once before training" if pref.precompute_ref_log_probs else ""
     if tuning.gradient_checkpointing:
         enable_gradient_checkpointing(policy, is_peft=tuning.sft_type == "lora")
     trainable, total = count_parameters(policy)

@@ -1,9 +1,9 @@
 """PreferenceTrainer: transformers.Trainer + one pair forward + a pure objective.
 
 The Trainer brings accelerate (DDP, DeepSpeed, FSDP), checkpointing, schedulers and `report_to`. This class adds:
-the pair forward (`prefswift.scoring.forward.pair_forward`), the reference log-probs (adapter-disabled base, a separate
-frozen model, or precomputed columns), the objective (`objectives.Objective`) and TRL-style metric averaging between
-log steps.
+the pair forward (`prefswift.scoring.forward.pair_forward`), the reference log-probs (adapter-disabled base, a reference
+adapter, a separate frozen model, or precomputed columns), the objective (`objectives.Objective`) and TRL-style metric
+averaging between log steps.
 """
 from collections import defaultdict
 from contextlib import nullcontext
@@ -16,6 +16,7 @@ from transformers import Trainer
 from ..arguments.fields import LOGPROB_CHUNK_SIZE
 from ..scoring.forward import PairLogps, pair_forward, unwrap_wrappers
 from ..scoring.packing import TokenBudgetBatchSampler
+from ..models.lora import reference_weights
 from .objectives import Objective
 
 
@@ -54,22 +55,24 @@ class PreferenceTrainer(Trainer):
             return None
         if "ref_chosen_logps" in batch:
             return batch["ref_chosen_logps"], batch["ref_rejected_logps"]
-        ref = self._reference_forward(model, batch)
-        return ref.chosen_logps.detach(), ref.rejected_logps.detach()
+        chosen, rejected = self.objective.sequence_logps(self._reference_forward(model, batch))
+        return chosen.detach(), rejected.detach()
 
     @torch.no_grad()
     def _reference_forward(self, model, batch) -> PairLogps:
-        """The separate reference model, else the policy with its LoRA adapter switched off (the base), else the
-        policy itself (full fine-tuning before training starts: precomputation)."""
+        """The separate reference model, else the policy with its reference adapter (--ref_adapter_name_or_path) or
+        with its LoRA adapter switched off (the base), else the policy itself (full fine-tuning before training
+        starts: precomputation)."""
         if self.ref_model is not None:
             return pair_forward(self.ref_model, batch, chunk_size=self.chunk_size)
         policy = unwrap_wrappers(model)
-        with policy.disable_adapter() if hasattr(policy, "disable_adapter") else nullcontext():
+        with reference_weights(policy):
             return pair_forward(policy, batch, chunk_size=self.chunk_size)
 
     # ---- loss ------------------------------------------------------------------------------------------------
     def pair_loss(self, model, batch, mode: str):
-        pol: PairLogps = pair_forward(model, batch, chunk_size=self.chunk_size, nll_all=self.objective.nll_all)
+        pol: PairLogps = pair_forward(model, batch, chunk_size=self.chunk_size, nll_all=self.objective.nll_all,
+                                      wpo=self.objective.use_weighting)
         world = self.accelerator.num_processes
         if world > 1:  # pool NLL tokens over the global batch, so DDP == one process with the same global batch
             counts = torch.stack([pol.chosen_nll_count, pol.chosen_nll_all_count if pol.chosen_nll_all_count
@@ -131,8 +134,8 @@ class PreferenceTrainer(Trainer):
                     chunk = mine[start:start + batch_size]
                     batch = collator([{k: v for k, v in r.items() if not k.startswith("ref_")} for r in chunk])
                     batch = {k: v.to(device) for k, v in batch.items()}
-                    ref = self._reference_forward(model, batch)
-                    for row, chosen, rejected in zip(chunk, ref.chosen_logps.tolist(), ref.rejected_logps.tolist()):
+                    ref_c, ref_r = self.objective.sequence_logps(self._reference_forward(model, batch))
+                    for row, chosen, rejected in zip(chunk, ref_c.tolist(), ref_r.tolist()):
                         row["ref_chosen_logps"], row["ref_rejected_logps"] = chosen, rejected
         finally:
             model.train(was_training)
