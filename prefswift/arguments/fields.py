@@ -9,7 +9,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Dict, List, Optional
 
 from . import choices as C
-from .algorithms import ALGORITHMS, loss_type_help
+from .algorithms import ALGORITHMS, PAIRED_ALGORITHMS, WITH_REFERENCE_MODEL, loss_type_help
 from .values import Section
 
 
@@ -62,9 +62,10 @@ class ModelArguments(Section):
     bnb_4bit_compute_dtype: str = arg("AUTO", "Compute dtype for 4-bit layers (AUTO = --dtype).")
     check_model_is_latest: bool = arg(True, "Ask the hub for the newest snapshot; false = use a cached snapshot "
                                       "without any network request when one exists.")
-    ref_model_type: Optional[str] = arg(None, "DPO: a separate reference model (registered type).", commands=("dpo",))
-    ref_model_id_or_path: Optional[str] = arg(None, "DPO: a separate reference model (dir or hub id).",
-                                              commands=("dpo",))
+    ref_model_type: Optional[str] = arg(None, "DPO/KTO: a separate reference model (registered type).",
+                                        commands=WITH_REFERENCE_MODEL)
+    ref_model_id_or_path: Optional[str] = arg(None, "DPO/KTO: a separate reference model (dir or hub id).",
+                                              commands=WITH_REFERENCE_MODEL)
     adapter_name_or_path: Optional[str] = arg(
         None, "Start from this LoRA adapter (e.g. an SFT checkpoint); for DPO it is also the reference.")
     custom_register_path: Optional[str] = arg(None, "A Python file that registers models/templates/datasets.")
@@ -174,15 +175,21 @@ class PreferenceArguments(Section):
     orpo_nll_scope: str = arg("response", "ORPO NLL over the chosen response (paper) or the whole sequence"
                               " (`all`, TRL's experimental ORPOTrainer).", choices=("response", "all"),
                               commands=("orpo",))
-    precompute_ref_log_probs: bool = arg(False, "DPO: compute reference log-probs once before training.",
-                                         commands=("dpo",))
+    precompute_ref_log_probs: bool = arg(False, "DPO/KTO: compute reference log-probs once before training.",
+                                         commands=WITH_REFERENCE_MODEL)
+    desirable_weight: float = arg(1.0, "KTO: weight of the desirable (label true) rows' losses; with unequal "
+                                  "counts TRL suggests desirable_weight * n_desirable ~ undesirable_weight * "
+                                  "n_undesirable (up to 4:3).", aliases=("kto_chosen_weight",), gt=0,
+                                  commands=("kto",))
+    undesirable_weight: float = arg(1.0, "KTO: weight of the undesirable (label false) rows' losses.",
+                                    aliases=("kto_rejected_weight",), gt=0, commands=("kto",))
     logprob_chunk_size: int = arg(0, "Tokens per lm_head chunk when computing log-probs; 0 = auto: 256 on CPU, on a "
                                   "GPU as many as 1 GiB of fp32 logits holds (about 1,700 for a 152K vocabulary).",
                                   ge=0, commands=ALGORITHMS + ("eval",))
     prefix_sharing: bool = arg(True, "One row per pair (prompt once, then chosen, then rejected, 4D mask) instead of "
                                "two rows; same numbers, less compute. Runs on SDPA even with --use_flash_attention "
                                "(faster); false = chosen and rejected rows (with flash_attention_2 when asked for).",
-                               commands=ALGORITHMS)
+                               commands=PAIRED_ALGORITHMS)
 
 
 @dataclass

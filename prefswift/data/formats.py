@@ -342,6 +342,7 @@ def detect_format(row: Any) -> Tuple[str, Converter]:
 CANONICAL_COLUMNS = frozenset({
     "prompt", "chosen", "rejected", "system", "history", "instruction", "input", "query", "response",
     "rejected_response", "conversations", "messages",
+    "completion", "label", "kto_tag", "output",  # unpaired (KTO) rows: prefswift.data.unpaired
 })
 
 

@@ -24,6 +24,7 @@ from .datasets import DatasetRef, detect_source_format, get_dataset_spec, parse_
 from .example import PreferenceExample
 from .formats import RowError, RowFiltered, apply_columns
 from .loader import RawSource, load_registered, read_local_file
+from .unpaired import UnpairedDataError, UnpairedExample, check_unpaired, label_counts, unpair
 
 
 @dataclass
@@ -57,6 +58,8 @@ class DataSummary:
     max_prompt_length: int
     lengths: Dict[str, Dict[str, int]] = field(default_factory=dict)  # prompt|chosen|rejected -> percentiles
     duplicates: int = 0                     # training rows that repeat an earlier pair of the same dataset
+    unit: str = "pairs"                     # what one training row is: pairs, or (KTO) rows
+    labels: Dict[str, int] = field(default_factory=dict)  # KTO: desirable / undesirable training rows
 
     @property
     def dropped_total(self) -> int:
@@ -81,14 +84,17 @@ class DataSummary:
                 lines.append(f"    {n:>7}  {reason}")
         else:
             lines.append("  dropped: none")
-        lines.append(f"  train {self.train_size} pairs, eval {self.eval_size} pairs (eval from: {self.eval_from})")
+        lines.append(f"  train {self.train_size} {self.unit}, eval {self.eval_size} {self.unit} (eval from: "
+                     f"{self.eval_from})")
+        if self.labels:
+            lines.append("  train rows: " + ", ".join(f"{n} {name}" for name, n in self.labels.items()))
         if self.duplicates:
             lines.append(f"  duplicates: {self.duplicates} rows repeat an earlier pair (kept; all copies of a pair "
                          "are on the same side of the eval split)")
         lines.append(f"  truncation {self.truncation_strategy}: max_length {self.max_length}, max_prompt_length "
-                     f"{self.max_prompt_length}; {self.truncated} pairs truncated")
+                     f"{self.max_prompt_length}; {self.truncated} {self.unit} truncated")
         lines.append(f"  tokens before truncation {'p50':>7} {'p90':>7} {'p99':>7} {'max':>7}")
-        for key in ("prompt", "chosen", "rejected"):
+        for key in tuple(self.lengths) or ("prompt", "chosen", "rejected"):
             pct = self.lengths.get(key) or length_percentiles([])
             lines.append(f"    {key:<22} " + " ".join(f"{pct[q]:>7}" for q in ("p50", "p90", "p99", "max")))
         return "\n".join(lines)
@@ -150,8 +156,10 @@ def split_by_ratio(items: list, ratio: float, seed: int, key: Optional[Callable]
             [x for x, g in zip(items, group_of) if g in held])
 
 
-def example_key(ex: PreferenceExample) -> tuple:
-    """What makes two pairs the same pair."""
+def example_key(ex) -> tuple:
+    """What makes two pairs (or two unpaired rows) the same."""
+    if isinstance(ex, UnpairedExample):
+        return (ex.system, tuple(map(tuple, ex.history)), ex.prompt, ex.completion, ex.label)
     return (ex.system, tuple(map(tuple, ex.history)), ex.prompt, ex.chosen, ex.rejected)
 
 
@@ -174,12 +182,22 @@ def check_example(ex: PreferenceExample) -> None:
 # ---------------------------------------------------------------- row checking
 
 class RowChecker:
-    """Applies --check_dataset_strategy to bad rows and counts every drop by reason."""
+    """Checks converted rows, applies --check_dataset_strategy to bad ones and counts every drop by reason.
+    `unpaired`: unpaired (KTO) rows are welcome; else they stop the run with one line naming the source."""
 
-    def __init__(self, strategy: str, log: Callable[[str], None]):
+    def __init__(self, strategy: str, log: Callable[[str], None], unpaired: bool = False):
         self.strategy = strategy
         self.log = log
+        self.unpaired = unpaired
         self.dropped: Counter = Counter()
+
+    def check(self, source: RawSource, ex) -> None:
+        if not isinstance(ex, UnpairedExample):
+            check_example(ex)
+        elif self.unpaired:
+            check_unpaired(ex)
+        else:
+            raise UnpairedDataError(source.label)
 
     def bad(self, source: RawSource, index: int, err: RowError) -> None:
         if self.strategy == "error":
@@ -211,7 +229,7 @@ def convert_source(source: RawSource, columns: Optional[dict], system: Optional[
                 raise RowError("", f"expected a JSON object, got {type(row).__name__}", "one object per row",
                                reason="row is not an object")
             ex = converter(row)
-            check_example(ex)
+            checker.check(source, ex)
         except RowFiltered as f:
             checker.drop(f.reason)
             continue
@@ -300,6 +318,30 @@ def _encode(examples: List[PreferenceExample], template, tokenizer, args: DataAr
     return rows, truncated
 
 
+def _encode_unpaired(examples: List[UnpairedExample], template, tokenizer, args: DataArguments,
+                     checker: RowChecker, lengths: Dict[str, List[int]]) -> Tuple[List[dict], int]:
+    """KTO rows {"prompt_input_ids", "completion_input_ids", "label"}: encoded and truncated like a pair whose two
+    responses are the same completion."""
+    max_length, max_prompt = args.max_length, prompt_budget(args)
+    rows, truncated = [], 0
+    for ex in examples:
+        prompt_text = template.render_prompt(ex.system, ex.history, ex.prompt)
+        prompt = template.encode_prompt(tokenizer, ex.system, ex.history, ex.prompt)
+        completion = template.encode_pair(tokenizer, prompt_text, prompt, ex.completion)
+        lengths["prompt"].append(len(prompt))
+        lengths["desirable" if ex.label else "undesirable"].append(len(completion))
+        too_long = len(prompt) > max_prompt or len(prompt) + len(completion) > max_length
+        if too_long and args.truncation_strategy == "delete":
+            checker.drop("too long (truncation_strategy delete)")
+            continue
+        if too_long:
+            prompt, completion, _ = truncate_pair(prompt, completion, completion, max_length, max_prompt)
+            truncated += 1
+        rows.append({"prompt_input_ids": prompt, "completion_input_ids": completion, "label": bool(ex.label),
+                     "example": ex})
+    return rows, truncated
+
+
 # ---------------------------------------------------------------- entry point
 
 def prompt_budget(args: DataArguments) -> int:
@@ -329,13 +371,14 @@ def _columns(value) -> Optional[dict]:
 
 
 def build_preference_data(args: DataArguments, template, tokenizer, *, hub: Optional[str] = None,
-                          token: Optional[str] = None, log=print) -> PreparedData:
+                          token: Optional[str] = None, log=print, unpaired: bool = False) -> PreparedData:
     """Load, convert, check, split, encode and truncate the preference data; log and return the summary.
     `hub` / `token`: --hub and --hub_token for registered datasets that are downloaded (None = auto / the client's
-    own login)."""
+    own login). `unpaired` (KTO): rows are (prompt, completion, label); pairs are split into a desirable and an
+    undesirable row after the eval split (both halves of a pair stay on one side)."""
     _validate(args)
     seed, ratio = args.dataset_seed, args.eval_ratio
-    checker = RowChecker(args.check_dataset_strategy, log)
+    checker = RowChecker(args.check_dataset_strategy, log, unpaired=unpaired)
     val_refs = [parse_dataset_arg(t) for t in args.val_dataset]
     all_stats: List[SourceStats] = []
     train_exs: List[PreferenceExample] = []
@@ -372,16 +415,24 @@ def build_preference_data(args: DataArguments, template, tokenizer, *, hub: Opti
     train_exs = sample_rows(train_exs, args.train_dataset_sample, seed, repeat=False)
     eval_exs = sample_rows(eval_exs, args.val_dataset_sample, seed, repeat=False)
 
-    lengths: Dict[str, List[int]] = {"prompt": [], "chosen": [], "rejected": []}
-    train_rows, cut_train = _encode(train_exs, template, tokenizer, args, checker, lengths)
-    eval_rows, cut_eval = _encode(eval_exs, template, tokenizer, args, checker, lengths)
+    if unpaired:
+        lengths: Dict[str, List[int]] = {"prompt": [], "desirable": [], "undesirable": []}
+        train_rows, cut_train = _encode_unpaired(unpair(train_exs), template, tokenizer, args, checker, lengths)
+        eval_rows, cut_eval = _encode_unpaired(unpair(eval_exs), template, tokenizer, args, checker, lengths)
+        desirable, undesirable = label_counts(train_rows)
+        kto = dict(unit="rows", labels={"desirable": desirable, "undesirable": undesirable})
+    else:
+        lengths = {"prompt": [], "chosen": [], "rejected": []}
+        train_rows, cut_train = _encode(train_exs, template, tokenizer, args, checker, lengths)
+        eval_rows, cut_eval = _encode(eval_exs, template, tokenizer, args, checker, lengths)
+        kto = {}
 
     summary = DataSummary(
         sources=all_stats, dropped=dict(checker.dropped), train_size=len(train_rows), eval_size=len(eval_rows),
         eval_from=", ".join(eval_from) or "none", truncated=cut_train + cut_eval,
         truncation_strategy=args.truncation_strategy, max_length=args.max_length,
         max_prompt_length=prompt_budget(args),
-        lengths={k: length_percentiles(v) for k, v in lengths.items()}, duplicates=duplicates)
+        lengths={k: length_percentiles(v) for k, v in lengths.items()}, duplicates=duplicates, **kto)
     if not train_rows:
         raise DataError(f"no training rows left: {summary.one_line()} — fix the data, check --columns, "
                         "or raise --max_length")
