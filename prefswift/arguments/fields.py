@@ -67,7 +67,7 @@ class ModelArguments(Section):
     ref_model_id_or_path: Optional[str] = arg(None, "DPO/KTO: a separate reference model (dir or hub id).",
                                               commands=WITH_REFERENCE_MODEL)
     adapter_name_or_path: Optional[str] = arg(
-        None, "Start from this LoRA adapter (e.g. an SFT checkpoint); for DPO it is also the reference.")
+        None, "Start from this LoRA adapter (e.g. an SFT checkpoint); for DPO/KTO it is also the reference.")
     custom_register_path: Optional[str] = arg(None, "A Python file that registers models/templates/datasets.")
     device_map: Optional[str] = arg(None, "Model-parallel placement: auto, balanced, or a JSON dict.")
     hub_token: Optional[str] = arg(None, "Hub access token for gated/private repos and --push_to_hub (default: the "
@@ -122,7 +122,7 @@ class TrainArguments(Section):
     resume_from_checkpoint: Optional[str] = arg(None, "`latest` or a checkpoint path.")
     num_train_epochs: float = arg(1.0, "Epochs.", gt=0)
     max_steps: int = arg(-1, "Stop after N optimizer steps (overrides epochs).", ge=-1)
-    batch_size: int = arg(1, "Pairs per device per step.", aliases=("per_device_train_batch_size",), ge=1)
+    batch_size: int = arg(1, "Pairs (KTO: rows) per device per step.", aliases=("per_device_train_batch_size",), ge=1)
     eval_batch_size: Optional[int] = arg(None, "Pairs per device in eval (default: batch_size).",
                                          aliases=("per_device_eval_batch_size",), ge=1)
     gradient_accumulation_steps: int = arg(1, "Micro-batches per optimizer step.", ge=1)

@@ -42,7 +42,8 @@ class UnpairedDataError(ArgumentError):
 
     def __init__(self, where: str):
         super().__init__(f"{where}: unpaired rows (a completion and a desirable/undesirable label, no chosen/rejected "
-                         "pair): train them with `prefswift kto`; orpo/dpo/simpo/cpo and eval need chosen + rejected")
+                         "pair): `prefswift kto` trains on them (`prefswift preview` shows them); this command needs "
+                         "chosen + rejected pairs")
 
 
 # ---------------------------------------------------------------- converters
