@@ -207,3 +207,30 @@ def test_kto_mix_is_registered():
     ex = spec.converter({"prompt": [{"role": "user", "content": "q"}],
                          "completion": [{"role": "assistant", "content": "a"}], "label": False})
     assert (ex.prompt, ex.completion, ex.label) == ("q", "a", False)
+
+
+def test_lora_kto_run_with_precomputed_reference_equals_the_live_one(tmp_path):
+    """`prefswift kto` on pairs with LoRA (reference = the adapter-disabled base): precomputed reference columns
+    (cached next to the run) give the live run's losses and KL."""
+    import torch
+
+    from prefswift.commands.train import run_training
+
+    data = write(tmp_path / "pairs.jsonl", [{"prompt": f"What is {i} plus {i}?", "chosen": f"It is {2 * i}.",
+                                             "rejected": f"No idea about {i}."} for i in range(6)])
+
+    def run(out, extra):
+        argv = ["--model_type", "tiny-llama3", "--dataset", data, "--output_dir", str(tmp_path / out),
+                "--max_steps", "3", "--logging_steps", "1", "--batch_size", "4", "--eval_ratio", "0",
+                "--learning_rate", "1e-2", "--lora_target_modules", "ALL", "--lora_dropout_p", "0",
+                "--gradient_checkpointing", "false", "--save_strategy", "no"] + extra
+        run_dir = run_training(parse_command("kto", argv), "kto", log=lambda *a, **k: None)
+        return [json.loads(line) for line in (run_dir / "logging.jsonl").read_text().splitlines()]
+
+    live = [r for r in run("live", []) if "loss" in r]
+    pre = [r for r in run("pre", ["--precompute_ref_log_probs", "true"]) if "loss" in r]
+    cache = torch.load(next((tmp_path / "pre").glob("ref_logps_train_*.pt")))
+    assert set(cache) == {"ref_logps", "ref_kl_logps"} and len(cache["ref_logps"]) == 12
+    assert len(live) == len(pre) == 3 and any(r["kl"] > 0 for r in live)
+    for a, b in zip(live, pre):
+        assert abs(a["loss"] - b["loss"]) < 1e-5 and abs(a["kl"] - b["kl"]) < 1e-5

@@ -96,19 +96,17 @@ def _our_rows(env, tmp_path, rows):
     return prepared.train
 
 
-def _trl(env, tmp_path, rows, batch_size, **config):
+def _trl(env, tmp_path, rows, batch_size, ref_model=None, peft_config=None, **config):
     args = KTOConfig(output_dir=str(tmp_path / "trl"), report_to=[], use_cpu=True, bf16=False,
                      gradient_checkpointing=False, per_device_train_batch_size=batch_size, **config)
-    trainer = KTOTrainer(model=copy.deepcopy(env["policy"]), ref_model=copy.deepcopy(env["reference"]), args=args,
-                         train_dataset=Dataset.from_list(rows), processing_class=env["tok"])
-    return trainer, [trainer.train_dataset[i] for i in range(len(trainer.train_dataset))]
+    return KTOTrainer(model=copy.deepcopy(env["policy"]), ref_model=ref_model, args=args,
+                      train_dataset=Dataset.from_list(rows), processing_class=env["tok"], peft_config=peft_config)
 
 
-def _ours(env, tmp_path, objective):
+def _ours(tmp_path, objective, model, ref_model=None):
     args = TrainingArguments(output_dir=str(tmp_path / "ours"), report_to=[], use_cpu=True)
     # a small odd chunk size, so the chunked LM-head path runs over several chunks per batch
-    return PreferenceTrainer(model=copy.deepcopy(env["policy"]), args=args, objective=objective,
-                             ref_model=copy.deepcopy(env["reference"]), logprob_chunk_size=7)
+    return PreferenceTrainer(model=model, args=args, objective=objective, ref_model=ref_model, logprob_chunk_size=7)
 
 
 def _step(model, loss_fn):
@@ -135,16 +133,22 @@ def _assert_same_batches(ours, theirs):
     assert torch.equal(ours["label"], theirs["label"].bool())
 
 
-def run_both(env, tmp_path, rows, objective, batch_size, **trl_config):
-    """(our (loss, grads), TRL's, our metrics, TRL's metrics) on one identical batch of `batch_size` rows."""
-    trl_trainer, trl_examples = _trl(env, tmp_path, rows, batch_size, beta=objective.beta,
-                                     loss_type=objective.loss_type, desirable_weight=objective.desirable_weight,
-                                     undesirable_weight=objective.undesirable_weight, **trl_config)
+def run_both(env, tmp_path, rows, objective, batch_size):
+    """(our (loss, grads), TRL's, our metrics, TRL's metrics) on one identical batch of `batch_size` rows; both
+    sides with the perturbed reference model."""
+    trl_trainer = _trl(env, tmp_path, rows, batch_size, ref_model=copy.deepcopy(env["reference"]),
+                       beta=objective.beta, loss_type=objective.loss_type,
+                       desirable_weight=objective.desirable_weight, undesirable_weight=objective.undesirable_weight)
+    ours = _ours(tmp_path, objective, copy.deepcopy(env["policy"]), copy.deepcopy(env["reference"]))
+    return step_both(env, tmp_path, rows, trl_trainer, ours, batch_size)
+
+
+def step_both(env, tmp_path, rows, trl_trainer, ours, batch_size):
+    trl_examples = [trl_trainer.train_dataset[i] for i in range(len(trl_trainer.train_dataset))]
     our_rows = _our_rows(env, tmp_path, rows)
-    if objective.uses_kl:
+    if ours.objective.uses_kl:
         add_kl_completions(our_rows, batch_size)
     assert len(our_rows) == len(trl_examples)
-    ours = _ours(env, tmp_path, objective)
     our_batch = UnpairedCollator(env["tok"].pad_token_id)(our_rows[:batch_size])
     trl_batch = trl_trainer.data_collator(trl_examples[:batch_size])
     _assert_same_batches(our_batch, trl_batch)
@@ -205,7 +209,7 @@ def test_precomputed_reference_gives_the_live_numbers(env, tmp_path):
     rows = _our_rows(env, tmp_path, unpaired_rows())
     add_kl_completions(rows, len(rows))
     collator = UnpairedCollator(env["tok"].pad_token_id)
-    ours = _ours(env, tmp_path, objective)
+    ours = _ours(tmp_path, objective, copy.deepcopy(env["policy"]), copy.deepcopy(env["reference"]))
     live = _step(ours.model, lambda: ours.batch_loss(ours.model, collator(rows), "train"))
     ours.precompute_reference(rows, collator, batch_size=2)
     assert all({"ref_logps", "ref_kl_logps"} <= set(r) for r in rows)
@@ -215,6 +219,27 @@ def test_precomputed_reference_gives_the_live_numbers(env, tmp_path):
     _close(pre[0], live[0], "loss")
     for name, g in live[1].items():
         assert torch.allclose(pre[1][name], g, atol=1e-6, rtol=1e-5), name
+
+
+def test_lora_reference_is_the_adapter_disabled_base(env, tmp_path):
+    """TRL wraps the base with `peft_config` (reference = adapter off); we get the same PEFT model (a non-zero
+    adapter, weights copied from TRL's) and no ref_model: same batch, loss, metrics and LoRA gradients."""
+    from peft import LoraConfig, get_peft_model
+
+    def lora():
+        return LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj", "gate_proj"],
+                          init_lora_weights=False, task_type="CAUSAL_LM")
+
+    rows = unpaired_rows()
+    trl_trainer = _trl(env, tmp_path, rows, len(rows), peft_config=lora(), beta=0.5)
+    assert trl_trainer.ref_model is None
+    model = get_peft_model(copy.deepcopy(env["policy"]), lora())
+    model.load_state_dict({k: v for k, v in trl_trainer.model.state_dict().items() if "lora_" in k}, strict=False)
+    ours = _ours(tmp_path, KTOObjective(beta=0.5), model)
+    mine, theirs, ours_m, trl_m = step_both(env, tmp_path, rows, trl_trainer, ours, len(rows))
+    assert all("lora_" in name for name in mine[1])
+    compare(mine, theirs, ours_m, trl_m, KTO_METRICS)
+    assert abs(trl_m["rewards/margins"]) > 1e-4  # the adapter-off reference differs from the policy
 
 
 # ------------------------------------------------------------------------------------------------ trajectory
