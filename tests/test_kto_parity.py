@@ -20,7 +20,7 @@ import torch
 trl = pytest.importorskip("trl")
 
 from datasets import Dataset  # noqa: E402
-from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments  # noqa: E402
+from transformers import AutoModelForCausalLM, TrainingArguments  # noqa: E402
 from trl import KTOConfig, KTOTrainer  # noqa: E402
 
 from prefswift.arguments.fields import DataArguments  # noqa: E402
@@ -30,9 +30,10 @@ from prefswift.scoring.unpaired import UnpairedCollator  # noqa: E402
 from prefswift.templates import get_template  # noqa: E402
 from prefswift.train.kto import KTOObjective  # noqa: E402
 from prefswift.train.trainer import PreferenceTrainer  # noqa: E402
+import test_parity_trl as pair_parity  # noqa: E402
+from test_parity_trl import TOL, _close, _compare as compare, _step  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*gradient_checkpointing.*:FutureWarning")
-TOL = 1e-5
 UNPAIRED = [
     ("Hello world", "yes it is", True),
     ("What is two plus three?", "five", True),
@@ -76,18 +77,9 @@ def write_jsonl(path, rows):
 
 
 # ------------------------------------------------------------------------------------------------ set-up
-
-
-@pytest.fixture(scope="module")
-def env(tiny_llama3_dir):
-    tok = AutoTokenizer.from_pretrained(tiny_llama3_dir)
-    policy = AutoModelForCausalLM.from_pretrained(tiny_llama3_dir, dtype=torch.float32)
-    reference = copy.deepcopy(policy)
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # a different reference, so log-ratios, rewards and the KL baseline are not zero
-        for p in reference.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.02)
-    return {"tok": tok, "policy": policy, "reference": reference}
+# `env` (tests/test_parity_trl.py): the tokenizer, the fp32 policy and a perturbed reference (so log-ratios, rewards
+# and the KL baseline are not zero)
+env = pair_parity.env
 
 
 def _our_rows(env, tmp_path, rows):
@@ -107,20 +99,6 @@ def _ours(tmp_path, objective, model, ref_model=None):
     args = TrainingArguments(output_dir=str(tmp_path / "ours"), report_to=[], use_cpu=True)
     # a small odd chunk size, so the chunked LM-head path runs over several chunks per batch
     return PreferenceTrainer(model=model, args=args, objective=objective, ref_model=ref_model, logprob_chunk_size=7)
-
-
-def _step(model, loss_fn):
-    model.train()
-    model.zero_grad(set_to_none=True)
-    loss = loss_fn()
-    loss.backward()
-    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-    assert grads and all(g is not None for g in grads.values())
-    return loss.detach().item(), grads
-
-
-def _close(ours, theirs, what, tol=TOL):
-    assert abs(ours - theirs) <= tol * max(1.0, abs(theirs)), f"{what}: ours {ours!r} vs TRL {theirs!r}"
 
 
 def _assert_same_batches(ours, theirs):
@@ -156,19 +134,6 @@ def step_both(env, tmp_path, rows, trl_trainer, ours, batch_size):
     mine = _step(ours.model, lambda: ours.batch_loss(ours.model, our_batch, "train"))
     last = lambda store: {k: v[-1] for k, v in store.items() if v}  # noqa: E731
     return mine, theirs, last(ours._metrics["train"]), last(trl_trainer._metrics["train"])
-
-
-def compare(mine, theirs, our_metrics, trl_metrics, expected):
-    (loss_a, grads_a), (loss_b, grads_b) = mine, theirs
-    _close(loss_a, loss_b, "loss")
-    assert set(expected) <= set(our_metrics) & set(trl_metrics), (sorted(our_metrics), sorted(trl_metrics))
-    for name in sorted(set(our_metrics) & set(trl_metrics)):
-        _close(our_metrics[name], trl_metrics[name], name)
-    assert grads_a.keys() == grads_b.keys()
-    assert any(g.abs().max() > 0 for g in grads_b.values())
-    for name, gb in grads_b.items():
-        err = (grads_a[name] - gb).abs().max().item()
-        assert err <= TOL * gb.abs().max().item() + 1e-12, f"grad {name}: max err {err:.3g}, scale {gb.abs().max():.3g}"
 
 
 # ------------------------------------------------------------------------------------------------ batch parity
@@ -284,6 +249,7 @@ def test_cli_trajectory_matches_trl_kto_trainer(env, tiny_llama3_dir, tmp_path, 
     for step, (a, b) in enumerate(zip(ours, theirs), start=1):
         for name in names:
             assert name in a and name in b, (step, name)
-            _close(a[name], b[name], f"step {step} {name}", tol=TOL if step == 1 else 1e-4)
+            tol = TOL if step == 1 else 1e-4
+            assert abs(a[name] - b[name]) <= tol * max(1.0, abs(b[name])), (step, name, a[name], b[name])
     assert abs(theirs[-1]["loss"] - theirs[0]["loss"]) > 1e-4  # the runs really moved
     assert theirs[-1]["kl"] > 1e-3  # and the KL baseline is in play

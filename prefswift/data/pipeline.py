@@ -22,7 +22,7 @@ from ..errors import ArgumentError, DataError, data_error
 from . import dataset_info
 from .datasets import DatasetRef, detect_source_format, get_dataset_spec, parse_dataset_arg
 from .example import PreferenceExample
-from .formats import RowError, RowFiltered, apply_columns
+from .formats import RowError, RowFiltered, apply_columns, check_texts
 from .loader import RawSource, load_registered, read_local_file
 from .unpaired import UnpairedDataError, UnpairedExample, check_unpaired, label_counts, unpair
 
@@ -165,18 +165,10 @@ def example_key(ex) -> tuple:
 
 def check_example(ex: PreferenceExample) -> None:
     """Raise RowError when a converted pair cannot train anything."""
-    for name in ("prompt", "chosen", "rejected"):
-        value = getattr(ex, name)
-        if not isinstance(value, str):
-            raise RowError(name, f"expected a string, got {type(value).__name__}", "fix the value's type",
-                           reason=f"wrong type in {name}")
-        if not value.strip():
-            raise RowError(name, "is empty", f"give every row a non-empty {name}", reason=f"empty {name}")
+    check_texts(ex, ("prompt", "chosen", "rejected"))
     if ex.chosen.strip() == ex.rejected.strip():
         raise RowError("rejected", "is identical to chosen", "a pair must differ: fix or remove the row",
                        reason="chosen == rejected")
-    if ex.system is not None and not isinstance(ex.system, str):
-        raise RowError("system", "expected a string", "fix the value's type", reason="wrong type in system")
 
 
 # ---------------------------------------------------------------- row checking
@@ -293,9 +285,20 @@ def _load_ref(ref: DatasetRef, args: DataArguments, hub_and_token: tuple, checke
 
 # ---------------------------------------------------------------- encoding
 
+def _fit(prompt: list, chosen: list, rejected: list, args: DataArguments, checker: RowChecker):
+    """(prompt, chosen, rejected, truncated?) within --max_length / --max_prompt_length, or None when the row is too
+    long under --truncation_strategy delete (counted)."""
+    max_length, max_prompt = args.max_length, prompt_budget(args)
+    if len(prompt) <= max_prompt and len(prompt) + max(len(chosen), len(rejected)) <= max_length:
+        return prompt, chosen, rejected, False
+    if args.truncation_strategy == "delete":
+        checker.drop("too long (truncation_strategy delete)")
+        return None
+    return (*truncate_pair(prompt, chosen, rejected, max_length, max_prompt), True)
+
+
 def _encode(examples: List[PreferenceExample], template, tokenizer, args: DataArguments, checker: RowChecker,
             lengths: Dict[str, List[int]]) -> Tuple[List[dict], int]:
-    max_length, max_prompt = args.max_length, prompt_budget(args)
     rows, truncated = [], 0
     for ex in examples:
         ids = template.encode_example(tokenizer, ex)
@@ -303,13 +306,11 @@ def _encode(examples: List[PreferenceExample], template, tokenizer, args: DataAr
                                                               "rejected_input_ids"))
         for key, seq in (("prompt", prompt), ("chosen", chosen), ("rejected", rejected)):
             lengths[key].append(len(seq))
-        too_long = len(prompt) > max_prompt or len(prompt) + max(len(chosen), len(rejected)) > max_length
-        if too_long and args.truncation_strategy == "delete":
-            checker.drop("too long (truncation_strategy delete)")
+        fitted = _fit(prompt, chosen, rejected, args, checker)
+        if fitted is None:
             continue
-        if too_long:
-            prompt, chosen, rejected = truncate_pair(prompt, chosen, rejected, max_length, max_prompt)
-            truncated += 1
+        prompt, chosen, rejected, too_long = fitted
+        truncated += too_long
         if chosen == rejected:
             checker.drop("chosen == rejected after truncation" if too_long else "chosen == rejected as tokens")
             continue
@@ -322,7 +323,6 @@ def _encode_unpaired(examples: List[UnpairedExample], template, tokenizer, args:
                      checker: RowChecker, lengths: Dict[str, List[int]]) -> Tuple[List[dict], int]:
     """KTO rows {"prompt_input_ids", "completion_input_ids", "label"}: encoded and truncated like a pair whose two
     responses are the same completion."""
-    max_length, max_prompt = args.max_length, prompt_budget(args)
     rows, truncated = [], 0
     for ex in examples:
         prompt_text = template.render_prompt(ex.system, ex.history, ex.prompt)
@@ -330,13 +330,11 @@ def _encode_unpaired(examples: List[UnpairedExample], template, tokenizer, args:
         completion = template.encode_pair(tokenizer, prompt_text, prompt, ex.completion)
         lengths["prompt"].append(len(prompt))
         lengths["desirable" if ex.label else "undesirable"].append(len(completion))
-        too_long = len(prompt) > max_prompt or len(prompt) + len(completion) > max_length
-        if too_long and args.truncation_strategy == "delete":
-            checker.drop("too long (truncation_strategy delete)")
+        fitted = _fit(prompt, completion, completion, args, checker)
+        if fitted is None:
             continue
-        if too_long:
-            prompt, completion, _ = truncate_pair(prompt, completion, completion, max_length, max_prompt)
-            truncated += 1
+        prompt, completion, _, too_long = fitted
+        truncated += too_long
         rows.append({"prompt_input_ids": prompt, "completion_input_ids": completion, "label": bool(ex.label),
                      "example": ex})
     return rows, truncated

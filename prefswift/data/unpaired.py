@@ -18,8 +18,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from ..errors import ArgumentError
 from .example import PreferenceExample
-from .formats import (RowError, _history_pairs, _optional_str, maybe_parse, missing, normalize_message,
-                      normalize_messages, required_str, split_conversation, wrong_type)
+from .formats import (RowError, _history_pairs, _optional_str, check_texts, maybe_parse, missing,
+                      normalize_message, normalize_messages, required_str, split_conversation, wrong_type)
 
 # the block size of TRL's unpairing (`datasets.Dataset.map(batched=True)` default): order within a block is kept
 UNPAIR_BLOCK = 1000
@@ -139,15 +139,7 @@ def detect_unpaired_format(row: Any) -> Optional[Tuple[str, Callable[[dict], Unp
 
 def check_unpaired(ex: UnpairedExample) -> None:
     """Raise RowError when a converted row cannot train anything."""
-    for name in ("prompt", "completion"):
-        value = getattr(ex, name)
-        if not isinstance(value, str):
-            raise RowError(name, f"expected a string, got {type(value).__name__}", "fix the value's type",
-                           reason=f"wrong type in {name}")
-        if not value.strip():
-            raise RowError(name, "is empty", f"give every row a non-empty {name}", reason=f"empty {name}")
-    if ex.system is not None and not isinstance(ex.system, str):
-        raise RowError("system", "expected a string", "fix the value's type", reason="wrong type in system")
+    check_texts(ex, ("prompt", "completion"))
 
 
 # ---------------------------------------------------------------- pairs -> rows, KL completions
