@@ -1,9 +1,9 @@
 """`prefswift orpo|dpo|simpo|cpo|kto`: the training recipe, read top to bottom.
 
-Supports ORPO, DPO (14 loss types, + rpo_alpha), SimPO, CPO and KTO (unpaired rows; pairs are split); LoRA, QLoRA (4/8-bit) and full fine-tuning; starting
-from an SFT adapter; a DPO reference that is the adapter-disabled base, a separate model, a frozen copy or log-probs
-precomputed once; one CPU or GPU, DDP (NPROC_PER_NODE, torchrun, accelerate launch), device_map model parallel and
-MP+DDP, DeepSpeed ZeRO-2/3; `--resume_from_checkpoint latest`.
+Supports ORPO, DPO (14 loss types, + rpo_alpha), SimPO, CPO and KTO (unpaired rows; pairs are split); LoRA, QLoRA
+(4/8-bit) and full fine-tuning; starting from an SFT adapter; a DPO/KTO reference that is the adapter-disabled base, a
+separate model, a frozen copy or log-probs precomputed once; one CPU or GPU, DDP (NPROC_PER_NODE, torchrun,
+accelerate launch), device_map model parallel and MP+DDP, DeepSpeed ZeRO-2/3; `--resume_from_checkpoint latest`.
 
 Steps: resume point -> validate -> prepare run dir -> data -> trainer arguments -> device plan -> models -> trainer
 -> train -> save.
