@@ -3,9 +3,9 @@
 Batch level: both sides get the same rows — unpaired (prompt, completion, label) conversations, or pairs that each
 side splits into desirable and undesirable rows. TRL tokenizes and unpairs them itself when its trainer is built; ours
 go through prefswift's data pipeline (format detection, `unpair`, the llama3 template) and `add_kl_completions`.
-Every test first asserts that the two collated batches (and their KL batches) hold identical token ids and masks, then runs
-one loss + backward per side: loss, every metric both sides log and every gradient agree to 1e-5 (relative to scale,
-as tests/test_parity_trl.py).
+Every test first asserts that the two collated batches (and their KL batches) hold identical token ids and masks,
+then runs one loss + backward per side: loss, every metric both sides log and every gradient agree to 1e-5 (relative
+to scale, as tests/test_parity_trl.py).
 
 Trajectory: `prefswift kto` (the CLI) and TRL's KTOTrainer train the same tiny model on the same file for 3 steps
 (full fine-tuning, the whole data set in one batch, AdamW, constant LR, fp32): loss, grad_norm and every KTO metric
