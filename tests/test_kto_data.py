@@ -234,3 +234,24 @@ def test_lora_kto_run_with_precomputed_reference_equals_the_live_one(tmp_path):
     assert len(live) == len(pre) == 3 and any(r["kl"] > 0 for r in live)
     for a, b in zip(live, pre):
         assert abs(a["loss"] - b["loss"]) < 1e-5 and abs(a["kl"] - b["kl"]) < 1e-5
+
+
+def test_two_process_ddp_equals_one_process(tmp_path):
+    """apo_zero_unpaired (no KL baseline, whose rotation depends on the per-device batch): 2 DDP processes with 2
+    rows each == 1 process with the same 4 rows per step — losses, weights and the pooled metrics."""
+    import test_distributed as ddp_test
+
+    data = write(tmp_path / "rows.jsonl", [{"prompt": f"Question {i}: what is {i} times two?",
+                                            "completion": f"Sure! It is {2 * i}." if i % 3 else f"Whatever. {i}.",
+                                            "label": bool(i % 3)} for i in range(32)])
+    extra = ("--loss_type", "apo_zero_unpaired")
+    ddp_test.train("kto", data, tmp_path / "single", nproc=1, batch_size=4, extra=extra)
+    proc = ddp_test.train("kto", data, tmp_path / "ddp", nproc=2, batch_size=2, extra=extra)
+    assert "DDP across 2 processes" in proc.stdout + proc.stderr
+    ddp_test.assert_same_run(tmp_path / "single", tmp_path / "ddp")
+    logged = [[r for r in map(json.loads, (tmp_path / run / "logging.jsonl").read_text().splitlines()) if "loss" in r]
+              for run in ("single", "ddp")]
+    assert len(logged[0]) == len(logged[1]) == 6
+    for a, b in zip(*logged):
+        for name in ("rewards/chosen", "logps/chosen", "rewards/rejected", "logps/rejected", "rewards/margins"):
+            assert abs(a[name] - b[name]) < 1e-4, (name, a, b)

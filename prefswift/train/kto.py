@@ -47,8 +47,8 @@ def kto_losses(logratios: torch.Tensor, labels: torch.Tensor, kl: torch.Tensor, 
 
 def kto_metrics(logps: torch.Tensor, rewards: torch.Tensor, labels: torch.Tensor, kl: torch.Tensor, gather=None
                 ) -> Dict[str, torch.Tensor]:
-    """TRL's KTO metrics of one batch. `gather` (e.g. `accelerator.gather_for_metrics`) pools the per-rank sums and
-    counts first, so every rank returns the same numbers (and the same names)."""
+    """TRL's KTO metrics of one batch. `gather` (`accelerator.gather`) pools the per-rank sums and counts first, so
+    every rank returns the same numbers (and the same names)."""
     labels = labels.bool()
     des, und = labels.float(), (~labels).float()
     sums = torch.stack([des.sum(), und.sum(), (rewards * des).nansum(), (logps * des).nansum(),
@@ -134,8 +134,9 @@ class KTOObjective:
     def batch_loss(self, trainer, model, batch) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         pol = unpaired_forward(model, batch, chunk_size=trainer.chunk_size, kl=self.uses_kl)
         ref_logps, ref_kl_logps = self._reference(trainer, model, batch)
-        return self.compute(pol, ref_logps, ref_kl_logps, batch["label"],
-                            gather=trainer.accelerator.gather_for_metrics)
+        # a plain all-gather: gather_for_metrics would cut the last batch of an uneven loader to its real samples,
+        # which would cut these per-rank sums instead
+        return self.compute(pol, ref_logps, ref_kl_logps, batch["label"], gather=trainer.accelerator.gather)
 
 
 def objective_for(algo: str, pref):
