@@ -76,6 +76,17 @@ def test_llama_factory_columns_map_kto_tag(tok, tmp_path):
     assert [r["label"] for r in prepared.train] == [True, False]
 
 
+def test_llama_factory_dataset_info_alpaca_kto(tok, tmp_path):
+    write(tmp_path / "kto.jsonl", [{"instruction": "Say", "input": "hi", "output": "hi!", "label": True},
+                                   {"instruction": "Say", "input": "bye", "output": "no", "label": False}])
+    (tmp_path / "dataset_info.json").write_text(json.dumps({"kto_demo": {"file_name": "kto.jsonl", "columns": {
+        "prompt": "instruction", "query": "input", "response": "output", "kto_tag": "label"}}}))
+    prepared, _ = build(tok, "kto_demo", dataset_dir=str(tmp_path))
+    ex = prepared.train[0]["example"]
+    assert (ex.prompt, ex.completion, ex.label) == ("Say\nhi", "hi!", True)
+    assert prepared.train[1]["label"] is False
+
+
 def test_bad_rows_are_counted_or_named(tok, tmp_path):
     rows = [{"prompt": "p1", "completion": "good", "label": True},
             {"prompt": "p2", "completion": "  ", "label": False},

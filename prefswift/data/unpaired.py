@@ -7,7 +7,7 @@ Formats (detected on a file's first row, before the paired formats; registered d
 * **sharegpt** with `kto_tag` (LLaMA-Factory's KTO data): `conversations` / `messages` ending with the assistant's
   answer, which is the completion; `kto_tag` (or `label`) says whether it is desirable; optional `system`.
 * **alpaca** with `kto_tag` (LLaMA-Factory): `instruction`, optional `input`, `output`, `kto_tag` (or `label`),
-  optional `system` and `history`.
+  optional `system` and `history` (or `prompt` / `query` / `response`, the names a dataset_info.json maps them to).
 
 Paired rows (any paired format) are split into a desirable and an undesirable row by `unpair`, in the order TRL's
 `unpair_preference_dataset` produces (per block of 1000 pairs: every chosen row, then every rejected row).
@@ -105,11 +105,13 @@ def convert_kto_sharegpt(row: dict) -> UnpairedExample:
 
 
 def convert_kto_alpaca(row: dict) -> UnpairedExample:
-    """LLaMA-Factory's KTO alpaca rows: instruction (+ input on a new line), output, kto_tag."""
-    instruction = required_str(row, "instruction")
-    extra = _optional_str(row, "input")
+    """LLaMA-Factory's KTO alpaca rows: instruction (+ input on a new line), output, kto_tag — or the same under the
+    names its dataset_info.json maps them to (prompt, query, response)."""
+    names = ("instruction", "input", "output") if "instruction" in row else ("prompt", "query", "response")
+    instruction = required_str(row, names[0])
+    extra = _optional_str(row, names[1])
     return UnpairedExample(prompt=f"{instruction}\n{extra}" if extra else instruction,
-                           completion=required_str(row, "output"), label=_label(row),
+                           completion=required_str(row, names[2]), label=_label(row),
                            system=_optional_str(row, "system"), history=_history_pairs(row))
 
 
@@ -128,7 +130,7 @@ def detect_unpaired_format(row: Any) -> Optional[Tuple[str, Callable[[dict], Unp
         return None
     if "conversations" in row or "messages" in row:
         name = "sharegpt-kto"
-    elif "instruction" in row:
+    elif "instruction" in row or ("prompt" in row and "response" in row):
         name = "alpaca-kto"
     elif "completion" in row:
         name = "trl-unpaired"
