@@ -18,7 +18,7 @@ rewards/rejected and logps/rejected (the same over undesirable rows), rewards/ma
 batch has both).
 """
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import ClassVar, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -89,8 +89,8 @@ class KTOObjective:
     loss_type: str = "kto"
     desirable_weight: float = 1.0
     undesirable_weight: float = 1.0
-    algo: str = "kto"
-    needs_reference: bool = True
+    algo: ClassVar[str] = "kto"
+    needs_reference: ClassVar[bool] = True  # the adapter-disabled base, a separate model, or precomputed columns
 
     @property
     def uses_kl(self) -> bool:
