@@ -7,7 +7,8 @@ import sys
 import typer
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True, rich_markup_mode=None,
-                  help="Align LLMs with human preferences: ORPO, DPO, SimPO, CPO; then merge, chat, evaluate; lint data.")
+                  help="Align LLMs with human preferences: ORPO, DPO, SimPO, CPO, KTO; then merge, chat, evaluate; "
+                       "lint data.")
 PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 
 TRAIN_COMMANDS = {
@@ -15,6 +16,7 @@ TRAIN_COMMANDS = {
     "dpo": "Train with DPO (reference: adapter-disabled base, a separate model, or precomputed).",
     "simpo": "Train with SimPO (reference-free, length-normalised, target margin).",
     "cpo": "Train with CPO (reference-free, with chosen NLL).",
+    "kto": "Train with KTO on unpaired rows (prompt, completion, desirable or not) or on pairs split into both.",
 }
 
 

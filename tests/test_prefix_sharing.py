@@ -29,7 +29,7 @@ def test_prefix_shared_equals_concatenated(request, which, nll_all):
     for collator in (PairCollator(0), PrefixSharedCollator(0), PrefixSharedCollator(0, packing=True),
                      PairCollator(0, packing=True), PairCollator(0, packing=True, one_row=True)):
         model.zero_grad()
-        out = pair_forward(model, collator(data), chunk_size=5, nll_all=nll_all)
+        out = pair_forward(model, collator(data), chunk_size=5, nll_all=nll_all, wpo=True)
         loss = out.chosen_logps.sum() - 0.5 * out.rejected_logps.sum() + (out.chosen_nll_all if nll_all
                                                                           else out.chosen_nll)
         loss.backward()
@@ -37,7 +37,8 @@ def test_prefix_shared_equals_concatenated(request, which, nll_all):
         outs.append(out)
     a = outs[0]
     for b, grad in zip(outs[1:], grads[1:]):  # prefix-shared (one pair / several per row), padding-free: all equal
-        for name in ("chosen_logps", "rejected_logps", "chosen_tokens", "rejected_tokens", "chosen_nll"):
+        for name in ("chosen_logps", "rejected_logps", "chosen_tokens", "rejected_tokens", "chosen_nll",
+                     "chosen_tail_logps", "rejected_tail_logps", "chosen_wpo_mean", "rejected_wpo_mean"):
             torch.testing.assert_close(getattr(a, name), getattr(b, name), atol=1e-5, rtol=1e-6)
         if nll_all:
             torch.testing.assert_close(a.chosen_nll_all, b.chosen_nll_all, atol=1e-6, rtol=1e-6)

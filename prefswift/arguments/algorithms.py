@@ -6,8 +6,10 @@ TRL 1.16's DPOTrainer). The loss formulas themselves are in `prefswift.train.los
 """
 from typing import Dict, List, Optional, Tuple
 
-ALGORITHMS = ("orpo", "dpo", "simpo", "cpo")
+PAIRED_ALGORITHMS = ("orpo", "dpo", "simpo", "cpo")  # trained on (prompt, chosen, rejected) pairs
+ALGORITHMS = PAIRED_ALGORITHMS + ("kto",)            # KTO: unpaired (prompt, completion, desirable?) rows
 REFERENCE_FREE = ("orpo", "simpo", "cpo")
+WITH_REFERENCE_MODEL = ("dpo", "kto")  # --ref_model_*, --precompute_ref_log_probs
 
 DPO_LOSS_TYPES = (
     "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard",
@@ -16,14 +18,16 @@ DPO_LOSS_TYPES = (
 CPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "simpo")
 # DPO's "sft": the chosen NLL as a loss of its own (TRL 1.16's loss_type "sft"; --rpo_alpha adds it with a weight)
 DPO_SFT = "sft"
+KTO_LOSS_TYPES = ("kto", "apo_zero_unpaired")  # apo_zero_unpaired has no KL term
 # `--loss_type` values each algorithm accepts; the first is its default. ORPO and SimPO have one loss each.
 LOSS_TYPES: Dict[str, Tuple[str, ...]] = {
     "dpo": DPO_LOSS_TYPES + (DPO_SFT,),
     "cpo": CPO_LOSS_TYPES,
     "orpo": ("orpo",),
     "simpo": ("simpo",),
+    "kto": KTO_LOSS_TYPES,
 }
-DEFAULT_BETA = {"dpo": 0.1, "orpo": 0.1, "cpo": 0.1, "simpo": 2.0}
+DEFAULT_BETA = {"dpo": 0.1, "orpo": 0.1, "cpo": 0.1, "simpo": 2.0, "kto": 0.1}
 # --cpo_alpha default: CPO adds the chosen NLL (TRL's CPOTrainer), SimPO is the paper's loss without it
 DEFAULT_CPO_ALPHA = {"cpo": 1.0, "simpo": 0.0}
 
@@ -37,7 +41,7 @@ UNWEIGHTABLE_LOSS_TYPES = ("aot", "aot_unpaired")  # --use_weighting: batch-sort
 
 
 def needs_reference(algo: str) -> bool:
-    """DPO compares against a reference model; ORPO, SimPO and CPO are reference-free."""
+    """DPO and KTO compare against a reference model; ORPO, SimPO and CPO are reference-free."""
     return algo not in REFERENCE_FREE
 
 

@@ -10,7 +10,8 @@ from typing import Any, Dict, List, Optional
 
 from ..errors import ArgumentError, did_you_mean
 from . import choices as C
-from .algorithms import ALGORITHMS, F_DIVERGENCE_SHORT, F_DIVERGENCES, loss_type_help
+from .algorithms import (ALGORITHMS, F_DIVERGENCE_SHORT, F_DIVERGENCES, PAIRED_ALGORITHMS, WITH_REFERENCE_MODEL,
+                         loss_type_help)
 from .values import Section
 
 
@@ -79,14 +80,14 @@ class ModelArguments(Section):
                                       commands=WEIGHT_COMMANDS)
     check_model_is_latest: bool = arg(True, "Ask the hub for the newest snapshot; false = use a cached snapshot "
                                       "without any network request when one exists.")
-    ref_model_type: Optional[str] = arg(None, "DPO: a separate reference model (registered type); eval: the "
+    ref_model_type: Optional[str] = arg(None, "DPO/KTO: a separate reference model (registered type); eval: the "
                                         "reference rewards are measured against (default: the run's own).",
-                                        commands=("dpo", "eval"))
-    ref_model_id_or_path: Optional[str] = arg(None, "DPO: a separate reference model (dir or hub id); eval: the "
+                                        commands=WITH_REFERENCE_MODEL + ("eval",))
+    ref_model_id_or_path: Optional[str] = arg(None, "DPO/KTO: a separate reference model (dir or hub id); eval: the "
                                               "reference rewards are measured against (default: the run's own).",
-                                              commands=("dpo", "eval"))
+                                              commands=WITH_REFERENCE_MODEL + ("eval",))
     adapter_name_or_path: Optional[str] = arg(
-        None, "Start from this LoRA adapter (e.g. an SFT checkpoint); for DPO it is also the reference.",
+        None, "Start from this LoRA adapter (e.g. an SFT checkpoint); for DPO/KTO it is also the reference.",
         commands=WEIGHT_COMMANDS)
     ref_adapter_name_or_path: Optional[str] = arg(
         None, "DPO with LoRA: the reference is the base model with this LoRA adapter, loaded next to the trained one "
@@ -147,7 +148,7 @@ class TrainArguments(Section):
     resume_from_checkpoint: Optional[str] = arg(None, "`latest` or a checkpoint path.")
     num_train_epochs: float = arg(1.0, "Epochs.", gt=0)
     max_steps: int = arg(-1, "Stop after N optimizer steps (overrides epochs).", ge=-1)
-    batch_size: int = arg(1, "Pairs per device per step.", aliases=("per_device_train_batch_size",), ge=1)
+    batch_size: int = arg(1, "Pairs (KTO: rows) per device per step.", aliases=("per_device_train_batch_size",), ge=1)
     eval_batch_size: Optional[int] = arg(None, "Pairs per device in eval (default: batch_size).",
                                          aliases=("per_device_eval_batch_size",), ge=1)
     gradient_accumulation_steps: int = arg(1, "Micro-batches per optimizer step.", ge=1)
@@ -227,23 +228,29 @@ class PreferenceArguments(Section):
     orpo_nll_scope: str = arg("response", "ORPO NLL over the chosen response (paper) or the whole sequence"
                               " (`all`, TRL's experimental ORPOTrainer).", choices=("response", "all"),
                               commands=("orpo",))
-    precompute_ref_log_probs: bool = arg(False, "DPO: compute reference log-probs once before training.",
-                                         commands=("dpo",))
+    precompute_ref_log_probs: bool = arg(False, "DPO/KTO: compute reference log-probs once before training.",
+                                         commands=WITH_REFERENCE_MODEL)
+    desirable_weight: float = arg(1.0, "KTO: weight of the desirable (label true) rows' losses; with unequal "
+                                  "counts TRL suggests desirable_weight * n_desirable ~ undesirable_weight * "
+                                  "n_undesirable (up to 4:3).", aliases=("kto_chosen_weight",), gt=0,
+                                  commands=("kto",))
+    undesirable_weight: float = arg(1.0, "KTO: weight of the undesirable (label false) rows' losses.",
+                                    aliases=("kto_rejected_weight",), gt=0, commands=("kto",))
     logprob_chunk_size: int = arg(0, "Tokens per lm_head chunk when computing log-probs; 0 = auto: 256 on CPU, on a "
                                   "GPU as many as 1 GiB of fp32 logits holds (about 1,700 for a 152K vocabulary).",
                                   ge=0, commands=ALGORITHMS + ("eval",))
     prefix_sharing: bool = arg(True, "One row per pair (prompt once, then chosen, then rejected, 4D mask) instead of "
                                "two rows; same numbers, less compute. Runs on SDPA even with --use_flash_attention "
                                "(faster); false = chosen and rejected rows (with flash_attention_2 when asked for).",
-                               commands=ALGORITHMS)
+                               commands=PAIRED_ALGORITHMS)
     packing: bool = arg(True, "Pack a batch's sequences into fewer rows (rows as long as its longest pair, positions "
                         "restarting per pair, a block-diagonal mask): less padding, same numbers. With "
                         "--prefix_sharing false: padding-free rows (one row of all sequences on flash_attention_2's "
-                        "varlen kernels). false = one pair (or sequence) per row.", commands=ALGORITHMS)
+                        "varlen kernels). false = one pair (or sequence) per row.", commands=PAIRED_ALGORITHMS)
     max_tokens_per_batch: int = arg(0, "Batches by tokens instead of pairs: each batch takes as many pairs of similar "
                                     "length as fit in N tokens once packed (a longer pair gets a batch of its own); "
                                     "replaces --per_device_train_batch_size for training. 0 = off.", ge=0,
-                                    commands=ALGORITHMS)
+                                    commands=PAIRED_ALGORITHMS)
 
 
 @dataclass

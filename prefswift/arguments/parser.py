@@ -108,6 +108,13 @@ def check_stage(config: Dict[str, Any], path: str, command: str) -> None:
     stage = config.get("stage")
     if stage is None or command not in LOSS_TYPES:
         return
+    if str(stage) == "kto" and command != "kto":
+        raise ArgumentError(f"{path}: stage: kto trains KTO; run `prefswift kto --config {path}`")
+    if command == "kto":
+        if str(stage) != "kto":
+            raise ArgumentError(f"{path}: stage: {stage} is not KTO training; `prefswift kto` runs LLaMA-Factory's "
+                                "`stage: kto` configs")
+        return
     if str(stage) != "dpo":
         raise ArgumentError(f"{path}: stage: {stage} is not preference training; prefswift runs LLaMA-Factory's "
                             "`stage: dpo` configs (pref_loss sigmoid/hinge/ipo = dpo, orpo, simpo)")

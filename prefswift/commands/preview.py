@@ -1,10 +1,11 @@
-"""`prefswift preview`: exactly what training would see for the first n pairs."""
+"""`prefswift preview`: exactly what training would see for the first n pairs (or, for unpaired KTO data, rows)."""
 import json
 
 from typing import List
 
 from ..arguments import RunArgs
 from ..data.pipeline import build_preference_data
+from ..data.unpaired import UnpairedDataError
 from ..models.loader import hub_kwargs, load_tokenizer, resolve_model
 from ..templates import get_template
 from .common import parse_or_help, run_user_command
@@ -20,20 +21,18 @@ def run_preview(args: RunArgs, n: int = 3, as_json: bool = False) -> str:
     template = get_template(resolved.template)
     lines = []
     log = (lambda *a, **k: None) if as_json else (lambda msg="", *a, **k: lines.append(str(msg)))
-    data = build_preference_data(args.data, template, tokenizer, hub=m.hub, token=m.hub_token, log=log)
+    try:
+        data = build_preference_data(args.data, template, tokenizer, hub=m.hub, token=m.hub_token, log=log)
+    except UnpairedDataError:  # KTO data: show the rows `prefswift kto` trains on
+        lines.clear()
+        data = build_preference_data(args.data, template, tokenizer, hub=m.hub, token=m.hub_token, log=log,
+                                     unpaired=True)
+    unpaired = data.summary.unit == "rows"
     rows = data.train[:n]
     if as_json:
-        out = []
-        for r in rows:
-            prompt, chosen, rejected = r["prompt_input_ids"], r["chosen_input_ids"], r["rejected_input_ids"]
-            out.append({
-                "prompt_input_ids": prompt, "chosen_input_ids": chosen, "rejected_input_ids": rejected,
-                "chosen_labels": [-100] * len(prompt) + list(chosen),
-                "rejected_labels": [-100] * len(prompt) + list(rejected),
-                "prompt_text": tokenizer.decode(prompt), "chosen_text": tokenizer.decode(chosen),
-                "rejected_text": tokenizer.decode(rejected),
-            })
-        return json.dumps({"template": template.name, "model_dir": str(resolved.path), "pairs": out,
+        show = _unpaired_json if unpaired else _pair_json
+        return json.dumps({"template": template.name, "model_dir": str(resolved.path),
+                           "rows" if unpaired else "pairs": [show(r, tokenizer) for r in rows],
                            "summary": data.summary.format()}, ensure_ascii=False, indent=1)
     lines.append(f"template: {template.name}   tokenizer: {resolved.path}")
     missing = template.missing_special_tokens(tokenizer)
@@ -41,13 +40,40 @@ def run_preview(args: RunArgs, n: int = 3, as_json: bool = False) -> str:
         lines.append(f"warning: the tokenizer has no single tokens for {', '.join(missing)}: check --template")
     lines.append(f"{TRAINED_OPEN}...{TRAINED_CLOSE} marks the tokens the loss is computed on")
     for i, r in enumerate(rows):
-        prompt, chosen, rejected = r["prompt_input_ids"], r["chosen_input_ids"], r["rejected_input_ids"]
+        prompt = r["prompt_input_ids"]
+        if unpaired:
+            completion = r["completion_input_ids"]
+            lines.append(f"\n=== row {i} ({'desirable' if r['label'] else 'undesirable'}): prompt {len(prompt)} "
+                         f"tokens, completion {len(completion)} ===")
+            lines.append(_marked(tokenizer, prompt, completion))
+            continue
+        chosen, rejected = r["chosen_input_ids"], r["rejected_input_ids"]
         lines.append(f"\n=== pair {i}: prompt {len(prompt)} tokens, chosen {len(chosen)}, rejected {len(rejected)} ===")
         lines.append("--- chosen ---")
-        lines.append(tokenizer.decode(prompt) + TRAINED_OPEN + tokenizer.decode(chosen) + TRAINED_CLOSE)
+        lines.append(_marked(tokenizer, prompt, chosen))
         lines.append("--- rejected ---")
-        lines.append(tokenizer.decode(prompt) + TRAINED_OPEN + tokenizer.decode(rejected) + TRAINED_CLOSE)
+        lines.append(_marked(tokenizer, prompt, rejected))
     return "\n".join(lines)
+
+
+def _marked(tokenizer, prompt, response) -> str:
+    return tokenizer.decode(prompt) + TRAINED_OPEN + tokenizer.decode(response) + TRAINED_CLOSE
+
+
+def _pair_json(r: dict, tokenizer) -> dict:
+    prompt, chosen, rejected = r["prompt_input_ids"], r["chosen_input_ids"], r["rejected_input_ids"]
+    return {"prompt_input_ids": prompt, "chosen_input_ids": chosen, "rejected_input_ids": rejected,
+            "chosen_labels": [-100] * len(prompt) + list(chosen),
+            "rejected_labels": [-100] * len(prompt) + list(rejected),
+            "prompt_text": tokenizer.decode(prompt), "chosen_text": tokenizer.decode(chosen),
+            "rejected_text": tokenizer.decode(rejected)}
+
+
+def _unpaired_json(r: dict, tokenizer) -> dict:
+    prompt, completion = r["prompt_input_ids"], r["completion_input_ids"]
+    return {"prompt_input_ids": prompt, "completion_input_ids": completion, "label": r["label"],
+            "labels": [-100] * len(prompt) + list(completion), "prompt_text": tokenizer.decode(prompt),
+            "completion_text": tokenizer.decode(completion)}
 
 
 def main(argv: List[str]) -> None:

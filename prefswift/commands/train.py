@@ -1,10 +1,10 @@
-"""`prefswift orpo|dpo|simpo|cpo`: the training recipe, read top to bottom.
+"""`prefswift orpo|dpo|simpo|cpo|kto`: the training recipe, read top to bottom.
 
 Supports ORPO, DPO (14 loss types, several at once with weights; rpo_alpha, LD-DPO, WPO, f-divergences, TR-DPO),
-SimPO and CPO; LoRA, QLoRA (4/8-bit) and full fine-tuning; starting from an SFT adapter; a DPO reference that is the
-adapter-disabled base, a reference adapter, a separate model, a frozen copy or log-probs precomputed once; one CPU or
-GPU, DDP (NPROC_PER_NODE, torchrun, accelerate launch), device_map model parallel and
-MP+DDP, DeepSpeed ZeRO-2/3; `--resume_from_checkpoint latest`.
+SimPO, CPO and KTO (unpaired rows; pairs are split); LoRA, QLoRA (4/8-bit) and full fine-tuning; starting from an SFT
+adapter; a DPO/KTO reference that is the adapter-disabled base, a reference adapter, a separate model, a frozen copy or
+log-probs precomputed once; one CPU or GPU, DDP (NPROC_PER_NODE, torchrun, accelerate launch), device_map model
+parallel and MP+DDP, DeepSpeed ZeRO-2/3; `--resume_from_checkpoint latest`.
 
 Steps: resume point -> validate -> prepare run dir -> data -> trainer arguments -> device plan -> models -> trainer
 -> train -> save.
@@ -12,7 +12,7 @@ Steps: resume point -> validate -> prepare run dir -> data -> trainer arguments 
 import importlib.util
 import logging
 from pathlib import Path
-from typing import List
+from typing import List, Union
 
 from ..arguments import RunArgs
 from ..arguments.algorithms import needs_reference
@@ -28,6 +28,7 @@ from ..scoring.logprobs import resolve_chunk_size
 from ..templates import get_template
 from ..train.callbacks import RunFilesCallback
 from ..train.collate import check_layout, make_collator
+from ..train.kto import KTOObjective, check_kto, objective_for, prepare_rows
 from ..train.objectives import Objective
 from ..train.pref_checks import check_preference_options
 from ..train.ref_sync import SyncReferenceCallback
@@ -96,7 +97,7 @@ def run_training(args: RunArgs, algo: str, *, log=print, callbacks=()) -> Path:
                             "model; start a new run (--overwrite_output_dir true or another --output_dir)")
     prepare_run_dir(run_dir, resume_from, args.train.overwrite_output_dir, env.is_main)
     resolved, tokenizer, template = load_tokenizer_and_template(args)
-    data = prepare_data(args, template, tokenizer, say)
+    data = prepare_data(args, template, tokenizer, say, objective)
     # before any model is built: with a ZeRO-3 config this makes from_pretrained partition the weights as they load
     # (zero.Init) instead of loading the whole model into host memory on every rank
     targs = training_arguments(args, run_dir, has_eval=bool(data.eval))
@@ -124,7 +125,7 @@ def run_training(args: RunArgs, algo: str, *, log=print, callbacks=()) -> Path:
 
 # ---------------------------------------------------------------------------------------------- the steps
 
-def validate(args: RunArgs, algo: str) -> Objective:
+def validate(args: RunArgs, algo: str) -> Union[Objective, KTOObjective]:
     """Checks that need several arguments at once (each value's own range, and whether it applies to this algorithm,
     were checked when parsed)."""
     m, pref = args.model, args.pref
@@ -144,8 +145,11 @@ def validate(args: RunArgs, algo: str) -> Objective:
     check_layout(args)
     check_push(args.push.push_to_hub, args.push.hub_model_id, m.hub, m.hub_token)
     check_report_to(args.train.report_to)
-    objective = Objective.from_args(algo, pref)
-    check_preference_options(args, algo, objective)
+    objective = objective_for(algo, pref)
+    if algo == "kto":
+        check_kto(objective, args.train.batch_size)
+    else:
+        check_preference_options(args, algo, objective)
     return objective
 
 
@@ -173,16 +177,18 @@ def load_tokenizer_and_template(args: RunArgs):
     return resolved, load_tokenizer(resolved.path), get_template(resolved.template)
 
 
-def prepare_data(args: RunArgs, template, tokenizer, say) -> PreparedData:
+def prepare_data(args: RunArgs, template, tokenizer, say, objective=None) -> PreparedData:
     missing = template.missing_special_tokens(tokenizer)
     if missing:
         logger.warning("template %s uses %s, which this tokenizer does not have as single tokens: check --template",
                        template.name, ", ".join(missing))
     data = build_preference_data(args.data, template, tokenizer, hub=args.model.hub, token=args.model.hub_token,
-                                 log=say)
+                                 log=say, unpaired=isinstance(objective, KTOObjective))
     if not data.train:
         raise ArgumentError("no training pairs left after filtering (see the summary above); check the dataset or "
                             "raise --max_length")
+    if isinstance(objective, KTOObjective):
+        prepare_rows(objective, data.train, data.eval, args.train.batch_size, say)
     return data
 
 
@@ -226,8 +232,8 @@ def train(trainer: PreferenceTrainer, run_dir: Path, resume_from, say) -> None:
         raise SystemExit(130) from None
 
 
-def build_trainer(args: RunArgs, targs, objective: Objective, models: Models, data: PreparedData, tokenizer,
-                  run_dir: Path, callbacks=()):
+def build_trainer(args: RunArgs, targs, objective: Union[Objective, KTOObjective], models: Models,
+                  data: PreparedData, tokenizer, run_dir: Path, callbacks=()):
     """(the trainer, its console: progress bar, metric lines, final summary)."""
     console = ConsoleCallback()
     trainer = PreferenceTrainer(

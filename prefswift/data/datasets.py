@@ -17,6 +17,7 @@ from ..errors import ArgumentError, did_you_mean, unknown_name
 from . import converters as C
 from .example import PreferenceExample
 from .formats import Converter, convert_hh_dialogues, detect_format
+from .unpaired import convert_unpaired_trl, detect_unpaired_format
 
 LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv", ".tsv", ".gz")
 
@@ -24,7 +25,8 @@ LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv", ".tsv", ".gz")
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str
-    converter: Callable[[dict], PreferenceExample]  # the dataset's real schema -> PreferenceExample
+    converter: Callable[[dict], PreferenceExample]  # the dataset's real schema -> PreferenceExample (or, for
+    #                                                  unpaired KTO data, prefswift.data.unpaired.UnpairedExample)
     ms_id: Optional[str] = None                      # ModelScope id (the default hub)
     hf_id: Optional[str] = None                      # Hugging Face id (USE_HF=1 / --hub hf)
     subsets: Tuple[str, ...] = ("default",)          # hub subset (config) names; "default" = none
@@ -98,11 +100,12 @@ def match_schema(row: dict) -> Optional[DatasetSpec]:
 
 
 def detect_source_format(row: Any) -> Tuple[str, Converter]:
-    """(label, converter) for a local file's first row: a registered dataset's own schema, else a generic format."""
+    """(label, converter) for a local file's first row: a registered dataset's own schema, else a generic format
+    (unpaired KTO formats first: `prefswift.data.unpaired`)."""
     spec = match_schema(row) if isinstance(row, dict) else None
     if spec is not None:
         return spec.name, spec.converter
-    return detect_format(row)
+    return detect_unpaired_format(row) or detect_format(row)
 
 
 # ---------------------------------------------------------------- `--dataset` syntax
@@ -193,3 +196,9 @@ register_dataset(DatasetSpec(
     "demo", C.convert_demo, test_split="test", builtin_dir=_DEMO_DIR,
     local_files={"train": "demo.jsonl", "test": "demo_test.jsonl"},
     description="built-in toy set (400 pairs + 60 held-out): chosen answers open 'Sure!', rejected 'Whatever.'"))
+# trl-lib/kto-mix-14k (card: prompt and completion as [{role, content}] lists, label bool; splits train 13,500 and
+# test 1,500 at data/train-*, data/test-*): argilla/dpo-mix-7k unpaired for KTO
+register_dataset(DatasetSpec(
+    "kto-mix-14k", convert_unpaired_trl, hf_id="trl-lib/kto-mix-14k", test_split="test",
+    description="TRL's KTO mix: 13.5k unpaired rows (prompt, completion, label) + 1.5k test; for `prefswift kto`",
+    aliases=("kto_mix_14k",)))

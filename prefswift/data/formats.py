@@ -56,6 +56,19 @@ class RowFiltered(Exception):
         self.reason = reason
 
 
+def check_texts(ex: Any, names: Sequence[str]) -> None:
+    """Raise RowError unless every named field of a converted row is a non-empty string (and system one or None)."""
+    for name in names:
+        value = getattr(ex, name)
+        if not isinstance(value, str):
+            raise RowError(name, f"expected a string, got {type(value).__name__}", "fix the value's type",
+                           reason=f"wrong type in {name}")
+        if not value.strip():
+            raise RowError(name, "is empty", f"give every row a non-empty {name}", reason=f"empty {name}")
+    if ex.system is not None and not isinstance(ex.system, str):
+        raise RowError("system", "expected a string", "fix the value's type", reason="wrong type in system")
+
+
 def missing(field: str) -> RowError:
     return RowError(field, "is missing", f"add a '{field}' value or map your column with --columns",
                     reason=f"missing {field}")
@@ -342,6 +355,7 @@ def detect_format(row: Any) -> Tuple[str, Converter]:
 CANONICAL_COLUMNS = frozenset({
     "prompt", "chosen", "rejected", "system", "history", "instruction", "input", "query", "response",
     "rejected_response", "conversations", "messages",
+    "completion", "label", "kto_tag", "output",  # unpaired (KTO) rows: prefswift.data.unpaired
 })
 
 

@@ -22,8 +22,9 @@ from ..errors import ArgumentError, DataError, data_error
 from . import dataset_info
 from .datasets import DatasetRef, detect_source_format, get_dataset_spec, parse_dataset_arg
 from .example import PreferenceExample
-from .formats import RowError, RowFiltered, apply_columns
+from .formats import RowError, RowFiltered, apply_columns, check_texts
 from .loader import RawSource, load_registered, read_local_file
+from .unpaired import UnpairedDataError, UnpairedExample, check_unpaired, label_counts, unpair
 
 
 @dataclass
@@ -57,6 +58,8 @@ class DataSummary:
     max_prompt_length: int
     lengths: Dict[str, Dict[str, int]] = field(default_factory=dict)  # prompt|chosen|rejected -> percentiles
     duplicates: int = 0                     # training rows that repeat an earlier pair of the same dataset
+    unit: str = "pairs"                     # what one training row is: pairs, or (KTO) rows
+    labels: Dict[str, int] = field(default_factory=dict)  # KTO: desirable / undesirable training rows
 
     @property
     def dropped_total(self) -> int:
@@ -81,14 +84,17 @@ class DataSummary:
                 lines.append(f"    {n:>7}  {reason}")
         else:
             lines.append("  dropped: none")
-        lines.append(f"  train {self.train_size} pairs, eval {self.eval_size} pairs (eval from: {self.eval_from})")
+        lines.append(f"  train {self.train_size} {self.unit}, eval {self.eval_size} {self.unit} (eval from: "
+                     f"{self.eval_from})")
+        if self.labels:
+            lines.append("  train rows: " + ", ".join(f"{n} {name}" for name, n in self.labels.items()))
         if self.duplicates:
             lines.append(f"  duplicates: {self.duplicates} rows repeat an earlier pair (kept; all copies of a pair "
                          "are on the same side of the eval split)")
         lines.append(f"  truncation {self.truncation_strategy}: max_length {self.max_length}, max_prompt_length "
-                     f"{self.max_prompt_length}; {self.truncated} pairs truncated")
+                     f"{self.max_prompt_length}; {self.truncated} {self.unit} truncated")
         lines.append(f"  tokens before truncation {'p50':>7} {'p90':>7} {'p99':>7} {'max':>7}")
-        for key in ("prompt", "chosen", "rejected"):
+        for key in tuple(self.lengths) or ("prompt", "chosen", "rejected"):
             pct = self.lengths.get(key) or length_percentiles([])
             lines.append(f"    {key:<22} " + " ".join(f"{pct[q]:>7}" for q in ("p50", "p90", "p99", "max")))
         return "\n".join(lines)
@@ -156,37 +162,41 @@ def split_by_ratio(items: list, ratio: float, seed: int, key: Optional[Callable]
             [x for x, g in zip(items, group_of) if g in held])
 
 
-def example_key(ex: PreferenceExample) -> tuple:
-    """What makes two pairs the same pair."""
+def example_key(ex) -> tuple:
+    """What makes two pairs (or two unpaired rows) the same."""
+    if isinstance(ex, UnpairedExample):
+        return (ex.system, tuple(map(tuple, ex.history)), ex.prompt, ex.completion, ex.label)
     return (ex.system, tuple(map(tuple, ex.history)), ex.prompt, ex.chosen, ex.rejected)
 
 
 def check_example(ex: PreferenceExample) -> None:
     """Raise RowError when a converted pair cannot train anything."""
-    for name in ("prompt", "chosen", "rejected"):
-        value = getattr(ex, name)
-        if not isinstance(value, str):
-            raise RowError(name, f"expected a string, got {type(value).__name__}", "fix the value's type",
-                           reason=f"wrong type in {name}")
-        if not value.strip():
-            raise RowError(name, "is empty", f"give every row a non-empty {name}", reason=f"empty {name}")
+    check_texts(ex, ("prompt", "chosen", "rejected"))
     if ex.chosen.strip() == ex.rejected.strip():
         raise RowError("rejected", "is identical to chosen", "a pair must differ: fix or remove the row",
                        reason="chosen == rejected")
-    if ex.system is not None and not isinstance(ex.system, str):
-        raise RowError("system", "expected a string", "fix the value's type", reason="wrong type in system")
 
 
 # ---------------------------------------------------------------- row checking
 
 class RowChecker:
-    """Applies --check_dataset_strategy to bad rows and counts every drop by reason."""
+    """Checks converted rows, applies --check_dataset_strategy to bad ones and counts every drop by reason.
+    `unpaired`: unpaired (KTO) rows are welcome; else they stop the run with one line naming the source."""
 
-    def __init__(self, strategy: str, log: Callable[[str], None]):
+    def __init__(self, strategy: str, log: Callable[[str], None], unpaired: bool = False):
         self.strategy = strategy
         self.log = log
+        self.unpaired = unpaired
         self.dropped: Counter = Counter()
         self.first: Dict[str, str] = {}  # reason -> where its first dropped row is (file and line, when known)
+
+    def check(self, source: RawSource, ex) -> None:
+        if not isinstance(ex, UnpairedExample):
+            check_example(ex)
+        elif self.unpaired:
+            check_unpaired(ex)
+        else:
+            raise UnpairedDataError(source.label)
 
     def bad(self, source: RawSource, index: int, err: RowError) -> None:
         if self.strategy == "error":
@@ -220,7 +230,7 @@ def convert_source(source: RawSource, columns: Optional[dict], system: Optional[
                 raise RowError("", f"expected a JSON object, got {type(row).__name__}", "one object per row",
                                reason="row is not an object")
             ex = converter(row)
-            check_example(ex)
+            checker.check(source, ex)
         except RowFiltered as f:
             checker.drop(f.reason, source.locate(i))
             continue
@@ -285,11 +295,22 @@ def _load_ref(ref: DatasetRef, args: DataArguments, hub_and_token: tuple, checke
 
 # ---------------------------------------------------------------- encoding
 
+def _fit(prompt: list, chosen: list, rejected: list, args: DataArguments, checker: RowChecker, origin=None):
+    """(prompt, chosen, rejected, truncated?) within --max_length / --max_prompt_length, or None when the row is too
+    long under --truncation_strategy delete (counted, with where it came from)."""
+    max_length, max_prompt = args.max_length, prompt_budget(args)
+    if len(prompt) <= max_prompt and len(prompt) + max(len(chosen), len(rejected)) <= max_length:
+        return prompt, chosen, rejected, False
+    if args.truncation_strategy == "delete":
+        checker.drop("too long (truncation_strategy delete)", origin)
+        return None
+    return (*truncate_pair(prompt, chosen, rejected, max_length, max_prompt), True)
+
+
 def encode_examples(examples: List[PreferenceExample], template, tokenizer, args: DataArguments,
                     checker: RowChecker, lengths: Dict[str, List[int]]) -> Tuple[List[dict], int]:
     """(encoded rows, pairs truncated). Appends every example's prompt/chosen/rejected token count before truncation
     to `lengths` (dropped ones too, in order) and counts the pairs dropped here in `checker`."""
-    max_length, max_prompt = args.max_length, prompt_budget(args)
     rows, truncated = [], 0
     for ex in examples:
         ids = template.encode_example(tokenizer, ex)
@@ -297,18 +318,37 @@ def encode_examples(examples: List[PreferenceExample], template, tokenizer, args
                                                               "rejected_input_ids"))
         for key, seq in (("prompt", prompt), ("chosen", chosen), ("rejected", rejected)):
             lengths[key].append(len(seq))
-        too_long = len(prompt) > max_prompt or len(prompt) + max(len(chosen), len(rejected)) > max_length
-        if too_long and args.truncation_strategy == "delete":
-            checker.drop("too long (truncation_strategy delete)", ex.origin)
+        fitted = _fit(prompt, chosen, rejected, args, checker, ex.origin)
+        if fitted is None:
             continue
-        if too_long:
-            prompt, chosen, rejected = truncate_pair(prompt, chosen, rejected, max_length, max_prompt)
-            truncated += 1
+        prompt, chosen, rejected, too_long = fitted
+        truncated += too_long
         if chosen == rejected:
             checker.drop("chosen == rejected after truncation" if too_long else "chosen == rejected as tokens",
                          ex.origin)
             continue
         rows.append({"prompt_input_ids": prompt, "chosen_input_ids": chosen, "rejected_input_ids": rejected,
+                     "example": ex})
+    return rows, truncated
+
+
+def _encode_unpaired(examples: List[UnpairedExample], template, tokenizer, args: DataArguments,
+                     checker: RowChecker, lengths: Dict[str, List[int]]) -> Tuple[List[dict], int]:
+    """KTO rows {"prompt_input_ids", "completion_input_ids", "label"}: encoded and truncated like a pair whose two
+    responses are the same completion."""
+    rows, truncated = [], 0
+    for ex in examples:
+        prompt_text = template.render_prompt(ex.system, ex.history, ex.prompt)
+        prompt = template.encode_prompt(tokenizer, ex.system, ex.history, ex.prompt)
+        completion = template.encode_pair(tokenizer, prompt_text, prompt, ex.completion)
+        lengths["prompt"].append(len(prompt))
+        lengths["desirable" if ex.label else "undesirable"].append(len(completion))
+        fitted = _fit(prompt, completion, completion, args, checker)
+        if fitted is None:
+            continue
+        prompt, completion, _, too_long = fitted
+        truncated += too_long
+        rows.append({"prompt_input_ids": prompt, "completion_input_ids": completion, "label": bool(ex.label),
                      "example": ex})
     return rows, truncated
 
@@ -353,13 +393,14 @@ class CollectedExamples:
 
 
 def collect_examples(args: DataArguments, *, hub: Optional[str] = None, token: Optional[str] = None,
-                     log=print) -> CollectedExamples:
+                     log=print, unpaired: bool = False) -> CollectedExamples:
     """Load, convert, check and split the preference data (the steps of `build_preference_data` before encoding).
     `hub` / `token`: --hub and --hub_token for registered datasets that are downloaded (None = auto / the client's
-    own login)."""
+    own login). `unpaired` (KTO): rows are (prompt, completion, label); pairs are split into a desirable and an
+    undesirable row after the eval split (both halves of a pair stay on one side)."""
     _validate(args)
     seed, ratio = args.dataset_seed, args.eval_ratio
-    checker = RowChecker(args.check_dataset_strategy, log)
+    checker = RowChecker(args.check_dataset_strategy, log, unpaired=unpaired)
     val_refs = [parse_dataset_arg(t) for t in args.val_dataset]
     all_stats: List[SourceStats] = []
     train_exs: List[PreferenceExample] = []
@@ -399,21 +440,29 @@ def collect_examples(args: DataArguments, *, hub: Optional[str] = None, token: O
 
 
 def build_preference_data(args: DataArguments, template, tokenizer, *, hub: Optional[str] = None,
-                          token: Optional[str] = None, log=print) -> PreparedData:
+                          token: Optional[str] = None, log=print, unpaired: bool = False) -> PreparedData:
     """Load, convert, check, split, encode and truncate the preference data; log and return the summary.
-    `hub` / `token`: as for `collect_examples`."""
-    got = collect_examples(args, hub=hub, token=token, log=log)
+    `hub` / `token` / `unpaired`: as for `collect_examples`."""
+    got = collect_examples(args, hub=hub, token=token, log=log, unpaired=unpaired)
     checker = got.checker
-    lengths: Dict[str, List[int]] = {"prompt": [], "chosen": [], "rejected": []}
-    train_rows, cut_train = encode_examples(got.train, template, tokenizer, args, checker, lengths)
-    eval_rows, cut_eval = encode_examples(got.eval, template, tokenizer, args, checker, lengths)
+    if unpaired:
+        lengths: Dict[str, List[int]] = {"prompt": [], "desirable": [], "undesirable": []}
+        train_rows, cut_train = _encode_unpaired(unpair(got.train), template, tokenizer, args, checker, lengths)
+        eval_rows, cut_eval = _encode_unpaired(unpair(got.eval), template, tokenizer, args, checker, lengths)
+        desirable, undesirable = label_counts(train_rows)
+        kto = dict(unit="rows", labels={"desirable": desirable, "undesirable": undesirable})
+    else:
+        lengths = {"prompt": [], "chosen": [], "rejected": []}
+        train_rows, cut_train = encode_examples(got.train, template, tokenizer, args, checker, lengths)
+        eval_rows, cut_eval = encode_examples(got.eval, template, tokenizer, args, checker, lengths)
+        kto = {}
 
     summary = DataSummary(
         sources=got.sources, dropped=dict(checker.dropped), train_size=len(train_rows), eval_size=len(eval_rows),
         eval_from=", ".join(got.eval_from) or "none", truncated=cut_train + cut_eval,
         truncation_strategy=args.truncation_strategy, max_length=args.max_length,
         max_prompt_length=prompt_budget(args),
-        lengths={k: length_percentiles(v) for k, v in lengths.items()}, duplicates=got.duplicates)
+        lengths={k: length_percentiles(v) for k, v in lengths.items()}, duplicates=got.duplicates, **kto)
     if not train_rows:
         raise DataError(f"no training rows left: {summary.one_line()} — fix the data, check --columns, "
                         "or raise --max_length")

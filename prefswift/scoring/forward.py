@@ -7,7 +7,7 @@ the [rows, tokens, vocab] log-softmax is never materialised.
 """
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 
@@ -200,6 +200,17 @@ def _sequence_rows(seq_id, position_ids, real):
         return values.new_zeros(shape).index_put((sid, col), values[real.to(values.device)])
 
     return rows
+
+
+def completion_logps(model, input_ids, attention_mask, completion_mask, *,
+                     chunk_size: int = LOGPROB_CHUNK_SIZE) -> Tuple[torch.Tensor, torch.Tensor]:
+    """One forward over right-padded rows: ([B] sum of the completion tokens' log-probs, [B] their counts)."""
+    causal_lm, hidden, autocast = _backbone_hidden(model, input_ids=input_ids, attention_mask=attention_mask)
+    score_mask = completion_mask[:, 1:].bool()
+    labels = input_ids[:, 1:].masked_fill(~score_mask, IGNORE)
+    per_token = _head_logps(causal_lm, hidden[:, :-1], labels, chunk_size, autocast)
+    mask = score_mask.to(per_token.dtype)
+    return (per_token * mask).sum(-1), mask.sum(-1)
 
 
 def _prefix_shared_forward(model, batch, chunk_size: int, nll_all: bool, wpo: bool) -> PairLogps:

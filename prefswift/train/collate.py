@@ -1,13 +1,16 @@
-"""Which batch layout a training run uses (see `prefswift.scoring.collators`)."""
+"""Which batch layout a training run uses (see `prefswift.scoring.collators` and `prefswift.scoring.unpaired`)."""
 from ..arguments import RunArgs
 from ..errors import ArgumentError
 from ..scoring.collators import PairCollator, PrefixSharedCollator
+from ..scoring.unpaired import UnpairedCollator
 
 
 def make_collator(args: RunArgs, pad_token_id: int, attn_implementation: str = "sdpa"):
-    """Prefix-shared blocks (4D mask: SDPA/eager), several pairs per row unless --packing false. With
-    --prefix_sharing false: chosen rows and rejected rows, padding-free when packing (all sequences in one row for
-    flash_attention_2's varlen kernels, rows as long as the longest sequence for SDPA)."""
+    """KTO: unpaired rows (+ their KL rows). Pairs: prefix-shared blocks (4D mask: SDPA/eager), several pairs per row
+    unless --packing false. With --prefix_sharing false: chosen rows and rejected rows, padding-free when packing (all
+    sequences in one row for flash_attention_2's varlen kernels, rows as long as the longest sequence for SDPA)."""
+    if args.command == "kto":
+        return UnpairedCollator(pad_token_id=pad_token_id)
     if args.pref.prefix_sharing:
         return PrefixSharedCollator(pad_token_id=pad_token_id, packing=args.pref.packing)
     return PairCollator(pad_token_id=pad_token_id, packing=args.pref.packing,

@@ -4,9 +4,14 @@ The Trainer brings accelerate (DDP, DeepSpeed, FSDP), checkpointing, schedulers 
 the pair forward (`prefswift.scoring.forward.pair_forward`), the reference log-probs (adapter-disabled base, a reference
 adapter, a separate frozen model, or precomputed columns), the objective (`objectives.Objective`) and TRL-style metric
 averaging between log steps.
+
+The objective is a pair `Objective` (run by `pair_loss`), or a batch objective that scores its own batches (KTO's
+unpaired rows: `prefswift.train.kto.KTOObjective`): it has `needs_reference`, `batch_loss(trainer, model, batch) ->
+(loss, metrics)` and `reference_values(trainer, model, batch) -> {column: [B] tensor}`, and calls back
+`trainer.reference(model)` and `trainer.chunk_size`.
 """
 from collections import defaultdict
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import Dict, List, Optional
 
 import torch
@@ -58,16 +63,31 @@ class PreferenceTrainer(Trainer):
         chosen, rejected = self.objective.sequence_logps(self._reference_forward(model, batch))
         return chosen.detach(), rejected.detach()
 
-    @torch.no_grad()
+    @contextmanager
+    def reference(self, model):
+        """The model to score the reference with, without gradient: the separate reference model, else the policy
+        with its reference adapter (--ref_adapter_name_or_path) or with its LoRA adapter switched off (the base),
+        else the policy itself (full fine-tuning before training starts: precomputation)."""
+        with torch.no_grad():
+            if self.ref_model is not None:
+                yield self.ref_model
+                return
+            policy = unwrap_wrappers(model)
+            with reference_weights(policy):
+                yield policy
+
     def _reference_forward(self, model, batch) -> PairLogps:
-        """The separate reference model, else the policy with its reference adapter (--ref_adapter_name_or_path) or
-        with its LoRA adapter switched off (the base), else the policy itself (full fine-tuning before training
-        starts: precomputation)."""
-        if self.ref_model is not None:
-            return pair_forward(self.ref_model, batch, chunk_size=self.chunk_size)
-        policy = unwrap_wrappers(model)
-        with reference_weights(policy):
-            return pair_forward(policy, batch, chunk_size=self.chunk_size)
+        with self.reference(model) as ref:
+            return pair_forward(ref, batch, chunk_size=self.chunk_size)
+
+    def reference_values(self, model, batch) -> Dict[str, torch.Tensor]:
+        """The reference columns of one batch ({column: [B]}), for precomputation (pairs: the sequence log-probs
+        the loss compares, LD-weighted with --ld_alpha)."""
+        own = getattr(self.objective, "reference_values", None)
+        if own is not None:
+            return own(self, model, batch)
+        ref_c, ref_r = self.objective.sequence_logps(self._reference_forward(model, batch))
+        return {"ref_chosen_logps": ref_c, "ref_rejected_logps": ref_r}
 
     # ---- loss ------------------------------------------------------------------------------------------------
     def pair_loss(self, model, batch, mode: str):
@@ -81,24 +101,37 @@ class PreferenceTrainer(Trainer):
             pol.normalize_nll_over(total[0], total[1], world)
         ref = self.reference_logps(model, batch)
         loss, metrics = self.objective.compute(pol, ref)
+        self.record_metrics(metrics, mode)
+        return loss
+
+    def batch_loss(self, model, batch, mode: str):
+        """The loss of one batch: a pair objective through `pair_loss`, any other through its own `batch_loss`."""
+        own = getattr(self.objective, "batch_loss", None)
+        if own is None:
+            return self.pair_loss(model, batch, mode)
+        loss, metrics = own(self, model, batch)
+        self.record_metrics(metrics, mode)
+        return loss
+
+    def record_metrics(self, metrics: Dict[str, torch.Tensor], mode: str) -> None:
+        """Keep each metric's batch mean (over all ranks) for the next log line, where they are averaged."""
         for name, value in metrics.items():
             value = value.detach().float()
             if value.dim() == 0:
                 value = value.reshape(1)
             self._metrics[mode][name].append(self.accelerator.gather_for_metrics(value).mean().item())
-        return loss
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if model.training else "eval"
         if mode == "train" and "num_tokens" in inputs:  # tokens in the data, summed over ranks
             self.state.num_input_tokens_seen += int(self.accelerator.gather(inputs["num_tokens"].reshape(1)).sum())
-        loss = self.pair_loss(model, inputs, mode)
+        loss = self.batch_loss(model, inputs, mode)
         return (loss, {}) if return_outputs else loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = self._prepare_inputs(inputs)
         with torch.no_grad(), self.compute_loss_context_manager():
-            loss = self.pair_loss(model, inputs, "eval")
+            loss = self.batch_loss(model, inputs, "eval")
         return loss.detach(), None, None
 
     def log(self, logs: Dict[str, float], start_time: Optional[float] = None) -> None:
@@ -113,8 +146,9 @@ class PreferenceTrainer(Trainer):
     # ---- precomputed reference -------------------------------------------------------------------------------
     @torch.no_grad()
     def precompute_reference(self, rows: List[dict], collator, batch_size: int) -> None:
-        """Add ref_chosen_logps / ref_rejected_logps to every row (one pass, before training). Each rank computes
-        every world_size-th row on its training device; the results are exchanged so every rank has all of them."""
+        """Add the reference columns (pairs: ref_chosen_logps / ref_rejected_logps; KTO: ref_logps / ref_kl_logps)
+        to every row (one pass, before training). Each rank computes every world_size-th row on its training device;
+        the results are exchanged so every rank has all of them."""
         model = self.model
         source = self.ref_model if self.ref_model is not None else model
         partitioned = any(getattr(p, "ds_id", None) is not None for p in source.parameters())
@@ -134,19 +168,19 @@ class PreferenceTrainer(Trainer):
                     chunk = mine[start:start + batch_size]
                     batch = collator([{k: v for k, v in r.items() if not k.startswith("ref_")} for r in chunk])
                     batch = {k: v.to(device) for k, v in batch.items()}
-                    ref_c, ref_r = self.objective.sequence_logps(self._reference_forward(model, batch))
-                    for row, chosen, rejected in zip(chunk, ref_c.tolist(), ref_r.tolist()):
-                        row["ref_chosen_logps"], row["ref_rejected_logps"] = chosen, rejected
+                    for key, column in self.reference_values(model, batch).items():
+                        for row, value in zip(chunk, column.tolist()):
+                            row[key] = value
         finally:
             model.train(was_training)
         if world > 1:
             import torch.distributed as dist
 
             shards = [None] * world
-            dist.all_gather_object(shards, [(r["ref_chosen_logps"], r["ref_rejected_logps"]) for r in mine])
+            dist.all_gather_object(shards, [{k: v for k, v in r.items() if k.startswith("ref_")} for r in mine])
             for r, shard in enumerate(shards):
-                for row, (chosen, rejected) in zip(rows[r::world], shard):
-                    row["ref_chosen_logps"], row["ref_rejected_logps"] = chosen, rejected
+                for row, values in zip(rows[r::world], shard):
+                    row.update(values)
 
 
 def _gathered_model(model, partitioned: bool):
