@@ -15,8 +15,9 @@ LEGACY_COLUMNS = {"chosen": "ref_chosen_logps", "rejected": "ref_rejected_logps"
 def _fingerprint(rows, trainer) -> str:
     h = hashlib.sha256()
     h.update(str(trainer.objective.algo).encode())
-    if trainer.objective.ld_alpha is not None:  # LD-DPO weights the reference's log-probs too
-        h.update(f"ld_alpha={trainer.objective.ld_alpha}".encode())
+    ld_alpha = getattr(trainer.objective, "ld_alpha", None)  # pair objectives; KTO has none
+    if ld_alpha is not None:  # LD-DPO weights the reference's log-probs too
+        h.update(f"ld_alpha={ld_alpha}".encode())
     for r in rows:
         for key in ROW_KEYS:
             if key in r:
