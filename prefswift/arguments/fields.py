@@ -18,8 +18,9 @@ from .values import Section
 # Tokens per LM-head chunk when computing log-probs: the [chunk, vocab] logits are the only vocab-sized tensor.
 # CPU: 256, measured on this project's 2-core CPU (scripts/benchmark_child.py, DPO, 128K vocabulary, hidden 512,
 # UltraFeedback-like lengths, 4 pairs): 1024 was 5% faster at 1.66x the peak memory, 2048 the same at 2.4x, 4096
-# slower. GPU: a memory budget for one chunk's fp32 logits instead, because on an H200 (Qwen2.5-1.5B shapes, bf16) 256 tokens made DPO 0.86x TRL's speed while 1024
-# gave 1.56x and 4096 1.63x (issue 12); 1 GiB is ~1,700 tokens of a 152K vocabulary, ~2,000 of a 128K one.
+# slower. GPU: a memory budget for one chunk's fp32 logits instead, because on an H200 (Qwen2.5-1.5B shapes, bf16)
+# 256 tokens made DPO 0.86x TRL's speed while 1024 gave 1.56x and 4096 1.63x (issue 12); 1 GiB is ~1,700 tokens of a
+# 152K vocabulary, ~2,000 of a 128K one.
 LOGPROB_CHUNK_SIZE = 256
 GPU_LOGITS_BUDGET = 1 << 30
 
