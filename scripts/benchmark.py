@@ -191,7 +191,9 @@ def summarize(algo, vocab, rounds, roof, dtype="fp32"):
 
 
 def print_table(rows, args, roof):
-    print(f"\n{args.shape or 'Llama'} {args.layers}x{args.hidden} ({'tied' if args.tied else 'untied'} head), {args.lengths} lengths (cut at {args.seq_len}), "
+    head = "tied" if args.tied else "untied"
+    print(f"\n{args.shape or 'Llama'} {args.layers}x{args.hidden} ({head} head), {args.lengths} lengths (cut at "
+          f"{args.seq_len}), "
           f"{args.batch} pairs per step, {args.dtype}, LoRA r={args.lora_r} (all linear), {args.threads} threads"
           f"{', precomputed reference' if args.precompute_ref else ''}; prefswift layout {args.layout}, packing "
           f"{str(args.packing).lower()}, chunk {args.chunk_size or 'auto'}; median of {args.steps} timed steps after "
