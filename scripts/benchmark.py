@@ -191,8 +191,8 @@ def summarize(algo, vocab, rounds, roof, dtype="fp32"):
 
 
 def print_table(rows, args, roof):
-    head = "tied" if args.tied else "untied"
-    print(f"\n{args.shape or 'Llama'} {args.layers}x{args.hidden} ({head} head), {args.lengths} lengths (cut at "
+    tying = "tied" if args.tied else "untied"
+    print(f"\n{args.shape or 'Llama'} {args.layers}x{args.hidden} ({tying} head), {args.lengths} lengths (cut at "
           f"{args.seq_len}), "
           f"{args.batch} pairs per step, {args.dtype}, LoRA r={args.lora_r} (all linear), {args.threads} threads"
           f"{', precomputed reference' if args.precompute_ref else ''}; prefswift layout {args.layout}, packing "
