@@ -144,7 +144,8 @@ def spawn(args, impl, algo, vocab) -> dict:
     started = time.perf_counter()
     proc = subprocess.run(child_command(args, impl, algo, vocab), capture_output=True, text=True, env=env)
     lines = [l for l in proc.stdout.splitlines() if l.startswith(MARKER)]
-    if proc.returncode != 0 and "OutOfMemoryError" in proc.stderr:
+    # CUDA out of memory, or the kernel's OOM killer (SIGKILL) on host memory
+    if proc.returncode in (-9, 137) or (proc.returncode != 0 and "OutOfMemoryError" in proc.stderr):
         print(f"  vocab {vocab} {impl:9s} {algo:4s}: out of memory", flush=True)
         return {"oom": True}
     if proc.returncode != 0 or not lines:
