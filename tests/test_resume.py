@@ -46,7 +46,7 @@ def test_resume_takes_the_checkpoints_arguments_for_what_is_not_given(tmp_path):
 
 
 @pytest.mark.parametrize("flag,value", [("--lora_rank", "16"), ("--learning_rate", "1e-3"),
-                                        ("--lora_target_modules", "ALL")])
+                                        ("--lora_target_modules", "ALL"), ("--max_tokens_per_batch", "512")])
 def test_resume_refuses_an_explicit_contradiction_in_one_line(tmp_path, flag, value):
     out = tmp_path / "run"
     train(out, "--max_steps", "1")

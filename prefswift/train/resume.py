@@ -17,12 +17,14 @@ from ..errors import ArgumentError
 COMPLETE_FILE = "complete.json"
 # what the checkpoint is
 SHAPE = ("model_type", "model_id_or_path", "adapter_name_or_path", "quantization_bit", "sft_type", "lora_rank",
-         "lora_alpha", "lora_target_modules", "lora_modules_to_save", "use_rslora", "beta", "loss_type")
+         "lora_alpha", "lora_target_modules", "lora_modules_to_save", "use_rslora", "beta", "loss_type",
+         "loss_weights", "ld_alpha", "use_weighting", "f_divergence_type", "ref_adapter_name_or_path",
+         "desirable_weight", "undesirable_weight")
 # how it was trained so far: a different value would not continue the same run
 SCHEDULE = ("learning_rate", "lr_scheduler_type", "warmup_ratio", "warmup_steps", "gradient_accumulation_steps",
             "batch_size", "optim", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "seed", "dataset",
             "val_dataset", "dataset_seed", "eval_ratio", "train_dataset_sample", "max_length", "max_prompt_length",
-            "deepspeed")
+            "deepspeed", "max_tokens_per_batch")
 # taken from the checkpoint unless given again (their defaults today may differ from what the run used)
 ADOPTED_SECTIONS = ("model", "data", "tuning", "train", "pref")
 NOT_ADOPTED = {"output_dir", "resume_from_checkpoint", "overwrite_output_dir", "dry_run", "hub_token",
