@@ -9,7 +9,6 @@ Row selection (`select_pairs`):
 `--val_dataset_sample N` keeps N of them (drawn with --dataset_seed).
 """
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import List, Optional, Tuple
