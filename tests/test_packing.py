@@ -85,10 +85,16 @@ def test_token_budget_batches_cover_the_data_once_per_epoch(tmp_path):
                for r in data.train]
     sampler = TokenBudgetBatchSampler(lengths, 160, seed=42)
     assert steps == len(sampler) < len(lengths)
+    # chosen and rejected rows: the budget counts the tokens of the padding-free rows (the prompt twice per pair)
+    logs = _run(tmp_path, "dpo", ["--max_tokens_per_batch", "160", "--num_train_epochs", "1",
+                                  "--prefix_sharing", "false"], "budget_rows")
+    steps = max(r["step"] for r in logs if "loss" in r)
+    rows_lengths = [n + len(r["prompt_input_ids"]) for n, r in zip(lengths, data.train)]
+    assert steps == len(TokenBudgetBatchSampler(rows_lengths, 160, seed=42, padding_free=True)) < len(lengths)
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--prefix_sharing", "false", "--max_tokens_per_batch", "512"], "--max_tokens_per_batch needs prefix sharing"),
+    (["--prefix_sharing", "false", "--packing", "false", "--max_tokens_per_batch", "512"], "needs --packing true"),
     (["--max_tokens_per_batch", "512", "--per_device_train_batch_size", "4"], "replaces"),
 ])
 def test_layout_options_that_would_do_nothing_are_refused(tmp_path, argv, message):

@@ -47,12 +47,14 @@ class TokenBudgetBatchSampler(torch.utils.data.Sampler):
     gets a batch of its own). Each epoch: shuffle (seeded by seed + epoch), cut into megabatches of
     `megabatch_pairs`, sort each by length, fill batches greedily, then shuffle the batches — the scheme of
     transformers' LengthGroupedSampler with a token budget instead of a fixed count. Deterministic for a given
-    seed and epoch, so a resumed run sees the same batches."""
+    seed and epoch, so a resumed run sees the same batches. `padding_free`: the budget holds the tokens themselves
+    (padding-free rows, as flash-attn's varlen layout has them) instead of rows x the longest pair."""
 
     def __init__(self, lengths: Sequence[int], max_tokens: int, seed: int = 42, megabatch_pairs: int = 256,
-                 shuffle: bool = True):
+                 shuffle: bool = True, padding_free: bool = False):
         self.lengths = [int(n) for n in lengths]
         self.max_tokens = int(max_tokens)
+        self.padding_free = padding_free
         self.seed = seed
         self.megabatch_pairs = megabatch_pairs
         self.shuffle = shuffle
@@ -74,8 +76,16 @@ class TokenBudgetBatchSampler(torch.utils.data.Sampler):
             mega = sorted(order[start:start + self.megabatch_pairs], key=lambda i: -self.lengths[i])
             batch: List[int] = []
             free: List[int] = []  # room left in each packed row; longest first, so batch[0] sets the row length
+            total = 0             # padding-free: the tokens of the batch so far
             for i in mega:
                 n = self.lengths[i]
+                if self.padding_free:
+                    if batch and total + n > self.max_tokens:
+                        batches.append(batch)
+                        batch, total = [], 0
+                    batch.append(i)
+                    total += n
+                    continue
                 row = next((r for r, room in enumerate(free) if n <= room), None)
                 if row is None and batch and (len(free) + 1) * self.lengths[batch[0]] > self.max_tokens:
                     batches.append(batch)

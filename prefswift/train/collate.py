@@ -18,13 +18,13 @@ def make_collator(args: RunArgs, pad_token_id: int, attn_implementation: str = "
 
 
 def check_layout(args: RunArgs) -> None:
-    """Token budgets fill prefix-shared rows; refuse the combinations that would silently do nothing."""
+    """Refuse the token-budget combinations that would silently not do what they say."""
     pref, explicit = args.pref, args.explicit
+    if pref.max_tokens_per_batch and "batch_size" in explicit:
+        raise ArgumentError("--max_tokens_per_batch replaces --per_device_train_batch_size (batches are filled "
+                            "by tokens): pass only one of them")
     if pref.prefix_sharing:
-        if pref.max_tokens_per_batch and "batch_size" in explicit:
-            raise ArgumentError("--max_tokens_per_batch replaces --per_device_train_batch_size (batches are filled "
-                                "by tokens): pass only one of them")
         return
-    if pref.max_tokens_per_batch:
-        raise ArgumentError("--max_tokens_per_batch needs prefix sharing (it fills packed rows): drop "
-                            "--prefix_sharing false, or use --per_device_train_batch_size")
+    if pref.max_tokens_per_batch and not pref.packing:
+        raise ArgumentError("--max_tokens_per_batch with --prefix_sharing false needs --packing true (the budget "
+                            "counts the tokens of padding-free rows)")

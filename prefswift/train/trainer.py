@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from transformers import Trainer
 
 from ..arguments.fields import LOGPROB_CHUNK_SIZE
+from ..scoring.collators import PrefixSharedCollator
 from ..scoring.forward import PairLogps, pair_forward, unwrap_wrappers
 from ..scoring.packing import TokenBudgetBatchSampler
 from ..models.lora import reference_weights
@@ -42,14 +43,16 @@ class PreferenceTrainer(Trainer):
         self._metrics: Dict[str, Dict[str, List[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
 
     def get_train_dataloader(self):
-        """With --max_tokens_per_batch: batches filled to a token budget (`TokenBudgetBatchSampler`); accelerate
-        deals them out to the ranks (each rank the same number, cycling at the end) as with any batch sampler."""
+        """With --max_tokens_per_batch: batches filled to a token budget (`TokenBudgetBatchSampler`: packed
+        prefix-shared rows, or the tokens of padding-free chosen/rejected rows); accelerate deals them out to the ranks
+        (each rank the same number, cycling at the end) as with any batch sampler."""
         if not self.max_tokens_per_batch:
             return super().get_train_dataloader()
-        rows = self.train_dataset.rows
-        lengths = [len(r["prompt_input_ids"]) + len(r["chosen_input_ids"]) + len(r["rejected_input_ids"])
-                   for r in rows]
-        sampler = TokenBudgetBatchSampler(lengths, self.max_tokens_per_batch, seed=self.args.seed)
+        shared = isinstance(self.data_collator, PrefixSharedCollator)  # the prompt once per pair, rows x longest
+        lengths = [len(r["prompt_input_ids"]) * (1 if shared else 2) + len(r["chosen_input_ids"]) +
+                   len(r["rejected_input_ids"]) for r in self.train_dataset.rows]
+        sampler = TokenBudgetBatchSampler(lengths, self.max_tokens_per_batch, seed=self.args.seed,
+                                          padding_free=not shared)
         loader = DataLoader(self.train_dataset, batch_sampler=sampler, collate_fn=self.data_collator,
                             num_workers=self.args.dataloader_num_workers, pin_memory=self.args.dataloader_pin_memory)
         return self.accelerator.prepare(loader)
