@@ -86,7 +86,10 @@ def test_packing_puts_several_pairs_in_a_row_and_keeps_them_apart():
 
 
 def test_token_budget_sampler_fills_batches_and_covers_every_pair_once():
-    from prefswift.scoring.packing import TokenBudgetBatchSampler, packed_tokens
+    from prefswift.scoring.packing import TokenBudgetBatchSampler, pack_into_rows
+
+    def packed_tokens(lengths):  # the padded batch the packed layout builds: rows x the longest pair
+        return len(pack_into_rows(lengths, max(lengths))) * max(lengths)
 
     torch.manual_seed(0)
     lengths = (torch.distributions.LogNormal(5.5, 0.6).sample((500,)).clamp(8, 1500)).long().tolist()

@@ -35,13 +35,6 @@ def pack_into_rows(lengths: Sequence[int], capacity: int) -> List[List[int]]:
     return rows
 
 
-def packed_tokens(lengths: Sequence[int]) -> int:
-    """Tokens of the padded batch the packed layout builds: rows x the longest pair."""
-    if not lengths:
-        return 0
-    return len(pack_into_rows(lengths, max(lengths))) * max(lengths)
-
-
 class TokenBudgetBatchSampler(torch.utils.data.Sampler):
     """Batches of pair indices whose packed layout holds at most `max_tokens` tokens (a pair longer than the budget
     gets a batch of its own). Each epoch: shuffle (seeded by seed + epoch), cut into megabatches of
@@ -111,4 +104,4 @@ class TokenBudgetBatchSampler(torch.utils.data.Sampler):
         return len(self.lengths) / max(1, len(self._batches))
 
 
-__all__ = ["pack_into_rows", "packed_tokens", "TokenBudgetBatchSampler"]
+__all__ = ["pack_into_rows", "TokenBudgetBatchSampler"]
