@@ -36,11 +36,15 @@ def pad_right(seqs: List[List[int]], value: int, multiple_of: Optional[int] = No
     return out
 
 
+def pair_tokens(row: Dict) -> int:
+    """The tokens of one pair in the data: prompt + chosen + rejected (the prompt once, whatever the layout)."""
+    return len(row["prompt_input_ids"]) + len(row["chosen_input_ids"]) + len(row["rejected_input_ids"])
+
+
 def add_reference_logps(batch: Dict[str, torch.Tensor], rows: List[Dict]) -> Dict[str, torch.Tensor]:
     """Carry precomputed reference log-probs ([B] each) when every row has them, and `num_tokens`: the tokens in the
-    data (prompt + chosen + rejected of every pair, whatever the layout), for the console's tokens/s."""
-    batch["num_tokens"] = torch.tensor(sum(len(r["prompt_input_ids"]) + len(r["chosen_input_ids"]) +
-                                           len(r["rejected_input_ids"]) for r in rows), dtype=torch.long)
+    data (`pair_tokens` of every pair), for the console's tokens/s."""
+    batch["num_tokens"] = torch.tensor(sum(pair_tokens(r) for r in rows), dtype=torch.long)
     if all("ref_chosen_logps" in r for r in rows):
         for key in ("ref_chosen_logps", "ref_rejected_logps"):
             batch[key] = torch.tensor([float(r[key]) for r in rows], dtype=torch.float32)

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from transformers import Trainer
 
 from ..arguments.fields import LOGPROB_CHUNK_SIZE
-from ..scoring.collators import PrefixSharedCollator
+from ..scoring.collators import PrefixSharedCollator, pair_tokens
 from ..scoring.forward import PairLogps, pair_forward, unwrap_wrappers
 from ..scoring.packing import TokenBudgetBatchSampler
 from ..models.lora import reference_weights
@@ -49,8 +49,7 @@ class PreferenceTrainer(Trainer):
         if not self.max_tokens_per_batch:
             return super().get_train_dataloader()
         shared = isinstance(self.data_collator, PrefixSharedCollator)  # the prompt once per pair, rows x longest
-        lengths = [len(r["prompt_input_ids"]) * (1 if shared else 2) + len(r["chosen_input_ids"]) +
-                   len(r["rejected_input_ids"]) for r in self.train_dataset.rows]
+        lengths = [pair_tokens(r) + (0 if shared else len(r["prompt_input_ids"])) for r in self.train_dataset.rows]
         sampler = TokenBudgetBatchSampler(lengths, self.max_tokens_per_batch, seed=self.args.seed,
                                           padding_free=not shared)
         loader = DataLoader(self.train_dataset, batch_sampler=sampler, collate_fn=self.data_collator,
