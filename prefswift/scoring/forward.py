@@ -138,21 +138,23 @@ def _backbone_hidden(model, **inputs):
     return causal_lm, store.pop("hidden"), store.get("autocast")
 
 
-def _head_logps(causal_lm, hidden, labels, chunk_size: int, autocast) -> torch.Tensor:
-    """Chunked LM-head log-probs under the autocast the backbone ran in (so a head upcast to fp32, as QLoRA does,
+def _as_backbone(autocast):
+    """The autocast the backbone ran in, for LM-head work done after it (so a head upcast to fp32, as QLoRA does,
     still runs its GEMMs in the compute dtype)."""
-    head = causal_lm.get_output_embeddings()
-    context = torch.autocast(autocast[0], dtype=autocast[1]) if autocast else nullcontext()
-    with context:
-        return token_logps(hidden, head, labels, chunk_size=chunk_size)
+    return torch.autocast(autocast[0], dtype=autocast[1]) if autocast else nullcontext()
+
+
+def _head_logps(causal_lm, hidden, labels, chunk_size: int, autocast) -> torch.Tensor:
+    """Chunked LM-head log-probs under the backbone's autocast."""
+    with _as_backbone(autocast):
+        return token_logps(hidden, causal_lm.get_output_embeddings(), labels, chunk_size=chunk_size)
 
 
 def _head_wpo_aligned(causal_lm, hidden, labels, per_token, chunk_size: int, autocast) -> torch.Tensor:
     """log p(token) - log sum_v p(v)^2 per position (detached), for the WPO weights."""
-    head = causal_lm.get_output_embeddings()
-    context = torch.autocast(autocast[0], dtype=autocast[1]) if autocast else nullcontext()
-    with context:
-        return per_token.detach() - token_log_sum_sq_probs(hidden, head, labels, chunk_size=chunk_size)
+    with _as_backbone(autocast):
+        return per_token.detach() - token_log_sum_sq_probs(hidden, causal_lm.get_output_embeddings(), labels,
+                                                           chunk_size=chunk_size)
 
 
 def _concatenated_forward(model, batch, chunk_size: int, nll_all: bool, wpo: bool) -> PairLogps:
