@@ -27,10 +27,10 @@ from ..scoring.collators import ListDataset
 from ..scoring.logprobs import resolve_chunk_size
 from ..templates import get_template
 from ..train.callbacks import RunFilesCallback
-from ..train.collate import check_layout, make_collator
-from ..train.kto import KTOObjective, check_kto, objective_for, prepare_rows
+from ..train.collate import make_collator
+from ..train.kto import KTOObjective, prepare_rows
 from ..train.objectives import Objective
-from ..train.pref_checks import check_preference_options
+from ..train.pref_checks import checked_objective
 from ..train.ref_sync import SyncReferenceCallback
 from ..train.console import ConsoleCallback, format_summary, quiet_library_noise, use_console
 from ..train.resume import adopt_checkpoint_args, finished_message, mark_complete
@@ -142,15 +142,9 @@ def validate(args: RunArgs, algo: str) -> Union[Objective, KTOObjective]:
         if stage == 3 and m.quantization_bit:
             raise ArgumentError("--deepspeed zero3 with 4/8-bit loading (QLoRA) is not supported: use --deepspeed "
                                 "zero2 (each GPU holds the quantized base), or DDP without DeepSpeed")
-    check_layout(args)
     check_push(args.push.push_to_hub, args.push.hub_model_id, m.hub, m.hub_token)
     check_report_to(args.train.report_to)
-    objective = objective_for(algo, pref)
-    if algo == "kto":
-        check_kto(objective, args.train.batch_size)
-    else:
-        check_preference_options(args, algo, objective)
-    return objective
+    return checked_objective(args, algo)
 
 
 # pip package of each --report_to integration whose name differs from it

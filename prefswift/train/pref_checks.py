@@ -5,7 +5,21 @@ from ..arguments import RunArgs
 from ..arguments.algorithms import (DPO_SFT, F_DIVERGENCE_LOSS_TYPES, LABEL_SMOOTHING_TYPES, UNWEIGHTABLE_LOSS_TYPES,
                                     split_loss_types)
 from ..errors import ArgumentError
+from .collate import check_layout
+from .kto import KTOObjective, check_kto, objective_for
 from .objectives import Objective
+
+
+def checked_objective(args: RunArgs, algo: str):
+    """The objective the command trains with, after every check that needs several arguments at once: the batch
+    layout, then KTO's batch size or the DPO-family options. One function for the run and --dry_run alike."""
+    check_layout(args)
+    objective = objective_for(algo, args.pref)
+    if isinstance(objective, KTOObjective):
+        check_kto(objective, args.train.batch_size)
+    else:
+        check_preference_options(args, algo, objective)
+    return objective
 
 
 def check_preference_options(args: RunArgs, algo: str, objective: Objective) -> None:
