@@ -1,11 +1,11 @@
 """Arguments: one dataclass tree (fields.py) parsed from CLI/config (parser.py), saved as args.json."""
 import dataclasses
 import json
-import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from ..errors import ArgumentError
+from ..files import write_json_atomic
 from .algorithms import ALGORITHMS
 from .fields import (DataArguments, InferArguments, LintArguments, ModelArguments, PreferenceArguments,
                      PreviewArguments, PushArguments, SECTIONS, TrainArguments, TuningArguments)
@@ -52,12 +52,7 @@ class RunArgs:
         return absolute_paths(out)
 
     def save(self, directory) -> Path:
-        path = Path(directory) / ARGS_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_flat_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        return write_json_atomic(Path(directory) / ARGS_FILE, self.to_flat_dict(), indent=2)
 
 
 PATH_FIELDS = ("model_id_or_path", "ref_model_id_or_path", "adapter_name_or_path", "ref_adapter_name_or_path",

@@ -10,13 +10,13 @@ logs (see `prefswift.evaluate.rewards`). Pairs come from `prefswift.data.selecti
 `--dataset demo` = the demo's held-out pairs, `--load_dataset_config true` = the run's own eval split). Results: a
 table on stdout and a JSON file (<ckpt>/eval_result/<time>.json, or --infer_output).
 """
-import json
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
 from ..arguments.fields import LOGPROB_CHUNK_SIZE
+from ..files import write_json_atomic
 from ..scoring.collators import PairCollator
 from ..scoring.forward import PairLogps, pair_forward
 
@@ -92,11 +92,8 @@ def eval_record(metrics: Dict[str, float], pairs: List[Dict[str, float]], rows: 
 
 
 def write_json(path: Path, record: dict) -> Path:
-    """Write atomically (a temporary sibling renamed into place): never a half-written result."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
+    """Write atomically (`files.write_json_atomic`): never a half-written result."""
+    return write_json_atomic(path, record)
 
 
 __all__ = ["pair_logps", "preference_metrics", "eval_record", "write_json", "RewardFn"]

@@ -1,11 +1,10 @@
 """The lint report: every check's result, a console table, and lint_report.json (written atomically)."""
-import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from ..files import write_json_atomic
 from .checks import Check
 
 
@@ -77,9 +76,4 @@ def _finite(value):
 
 def write_report(report: LintReport, output_dir: str) -> Path:
     """<output_dir>/lint_report.json, replaced atomically (a reader never sees half a file)."""
-    path = Path(output_dir) / "lint_report.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(report.to_dict(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(Path(output_dir) / "lint_report.json", report.to_dict())
