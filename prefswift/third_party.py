@@ -4,6 +4,7 @@ load; each switch is one its library documents, and each leaves a value the user
 """
 import logging
 import os
+import sys
 
 # bitsandbytes >= 0.49 asks the hub for these kernel repositories at import (peft imports bitsandbytes), on CPUs with
 # AVX512-BF16 or on Apple MPS, whenever the `kernels` package is installed (transformers 5.25 requires it): a request to
@@ -27,3 +28,15 @@ def apply(environ=os.environ) -> None:
             logging.getLogger(name).setLevel(logging.ERROR)
     for key, value in OFF.items():
         environ.setdefault(key, value)
+    # transformers' "Loading weights" / "Writing model shards" and the hub clients' download bars redraw one line with
+    # carriage returns: in a log file or a pipe they are noise (huggingface_hub's documented switch, which transformers
+    # reads too). A terminal keeps them.
+    if not (_is_tty(sys.stdout) and _is_tty(sys.stderr)):
+        environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+def _is_tty(stream) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except ValueError:  # a closed stream
+        return False

@@ -1,21 +1,30 @@
 #!/usr/bin/env bash
-# Install prefswift (+ test extras) into a virtualenv: $PREFSWIFT_VENV, default ./.venv. Source-safe: it only
-# creates the venv and pip-installs. torch comes first: a CPU-only machine gets the CPU wheel torch==2.13.0; a
-# machine with an NVIDIA driver gets the default (CUDA) torch; an existing torch is kept as it is.
+# Install prefswift (+ test extras) into a virtualenv: $PREFSWIFT_VENV, default ./.venv. Source-safe: it only creates
+# the venv and pip-installs.
+#   default               exactly requirements/lock.txt (versions and hashes; refresh it with scripts/lock.sh)
+#   PREFSWIFT_LATEST=1    the newest versions the ranges in requirements/*.txt allow (scripts/test.sh --latest)
+# torch comes first: a CPU-only machine gets the CPU wheel torch==2.13.0, a machine with an NVIDIA driver the CUDA build
+# of the same version; a torch already in the venv is kept as it is (a GPU user's own build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${PREFSWIFT_VENV:-.venv}"
 PY="${PYTHON:-python3}"
+TORCH="torch==2.13.0"
 if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 PIP="$VENV/bin/python -m pip"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
-  if command -v nvidia-smi >/dev/null 2>&1; then
-    $PIP install -q "torch>=2.4,<2.15"
-  else
-    $PIP install -q "torch==2.13.0"
-  fi
+  $PIP install -q "$TORCH"
 fi
-$PIP install -q -e ".[${PREFSWIFT_EXTRAS:-test}]"
+if [ "${PREFSWIFT_LATEST:-0}" = "1" ]; then
+  $PIP install -q --upgrade --upgrade-strategy eager -e ".[${PREFSWIFT_EXTRAS:-test}]"
+else
+  $PIP install -q --require-hashes --no-deps -r requirements/lock.txt
+  $PIP install -q --no-deps --no-build-isolation -e .
+  if [ -n "${PREFSWIFT_EXTRAS:-}" ] && [ "$PREFSWIFT_EXTRAS" != "test" ]; then
+    $PIP install -q -e ".[$PREFSWIFT_EXTRAS]"   # extras beyond the lock (gpu): their ranges
+  fi
+  $PIP check >/dev/null || { $PIP check; echo "error: the installed set is inconsistent (pip check above); refresh the lock with scripts/lock.sh" >&2; exit 1; }
+fi
