@@ -20,10 +20,22 @@ TRAIN_COMMANDS = {
 }
 
 
+def precheck(command: str, argv) -> None:
+    """--help and argument errors answer before any heavy library loads (well under a second): the options are parsed
+    here once (plugins are not loaded yet: the recipe parses again with them)."""
+    from .commands.common import parse_or_help, run_user_command
+    from .arguments import parse_command
+
+    if "--help" in argv or "-h" in argv:
+        run_user_command(lambda: parse_or_help(command, argv))
+    run_user_command(lambda: parse_command(command, argv))
+
+
 def _train_command(algo: str, summary: str):
     @app.command(algo, context_settings=PASSTHROUGH, help=f"{summary} Options: `prefswift {algo} --help`.")
     def cmd(ctx: typer.Context):
-        from .commands import train
+        precheck(algo, list(ctx.args))
+        from .commands import train  # torch, transformers, peft: only once the arguments are known to be good
 
         train.main(algo, list(ctx.args))
 
@@ -46,6 +58,7 @@ def list_cmd(what: str = typer.Argument(..., help="models | templates | datasets
 @app.command("preview", context_settings=PASSTHROUGH,
              help="Show exactly what training sees: rendered pairs, trained tokens, counts (--json for ids).")
 def preview_cmd(ctx: typer.Context):
+    precheck("preview", list(ctx.args))
     from .commands import preview
 
     preview.main(list(ctx.args))
@@ -54,6 +67,7 @@ def preview_cmd(ctx: typer.Context):
 @app.command("merge-lora", context_settings=PASSTHROUGH,
              help="Merge a LoRA checkpoint into its base: --ckpt_dir X [--output_dir Y] (default X-merged).")
 def merge_lora_cmd(ctx: typer.Context):
+    precheck("merge-lora", list(ctx.args))
     from .commands import merge
 
     merge.main(list(ctx.args))
@@ -64,6 +78,7 @@ def merge_lora_cmd(ctx: typer.Context):
                   "continue it; stdin from a pipe: one prompt per line, one JSON line out per answer), or answer a "
                   "dataset's prompts into infer_result/<time>.jsonl (--dataset / --load_dataset_config true).")
 def infer_cmd(ctx: typer.Context):
+    precheck("infer", list(ctx.args))
     from .commands import infer
 
     infer.main(list(ctx.args))
@@ -73,6 +88,7 @@ def infer_cmd(ctx: typer.Context):
              help="Held-out pairs: implicit-reward accuracy against the run's reference, KL estimate, length bias, "
                   "log-prob accuracy (--compare_to: side by side); or --mode winrate: answers judged by a model.")
 def eval_cmd(ctx: typer.Context):
+    precheck("eval", list(ctx.args))
     from .commands import eval as eval_command
 
     eval_command.main(list(ctx.args))
@@ -83,6 +99,7 @@ def eval_cmd(ctx: typer.Context):
                   "duplicates, truncation, length bias, prompts and special tokens in answers, scripts per field; "
                   "--strict exits 1 when a check is over its limit.")
 def lint_cmd(ctx: typer.Context):
+    precheck("lint", list(ctx.args))
     from .commands import lint
 
     lint.main(list(ctx.args))

@@ -1,5 +1,7 @@
 """`prefswift --help`, `list`, `preview` (text and --json) through the real CLI."""
 import json
+import subprocess
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -68,3 +70,15 @@ def test_preview_json_ids_and_labels(tiny_qwen_dir):
 def test_preview_unknown_model_type_suggests():
     code, out = invoke("preview", "--dataset", "demo", "--model_type", "tiny-llama")
     assert code == 2 and "did you mean tiny-llama3" in out
+
+
+@pytest.mark.parametrize("argv", [["dpo", "--help"], ["orpo", "--beta", "abc"], ["kto", "--bogus", "1"],
+                                  ["infer", "--help"], ["eval", "--help"], ["merge-lora", "--help"],
+                                  ["preview", "--help"], ["lint", "--help"], ["list", "models"], ["--version"]])
+def test_help_list_version_and_argument_errors_load_no_heavy_library(argv):
+    """Fast start: these answer before torch, transformers or peft load (the benchmark script times them)."""
+    code = ("import sys\nfrom prefswift.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "sys.stderr.write('HEAVY ' + ' '.join(m for m in ('torch', 'transformers', 'peft', 'datasets') "
+            "if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
+    assert proc.stderr.strip().endswith("HEAVY"), proc.stderr[-2000:]

@@ -178,7 +178,7 @@ def test_drop_strategies_count_every_reason(tmp_path, strategy):
     assert data.summary.dropped == EXPECTED_DROPS
     assert [r["example"].prompt for r in data.train] == ["p0", "p6"]
     assert (data.summary.sources[0].rows, data.summary.sources[0].kept) == (7, 2)
-    warnings = [line for line in logs if line.startswith("[data] warning: ") and "dropping every row like" in line]
+    warnings = [line for line in logs if line.startswith("[prefswift] warning: ") and "dropping every row like" in line]
     assert len(warnings) == (5 if strategy == "warning" else 0)  # one line per reason, not per row
     text = data.summary.format()
     assert "dropped 5 rows" in text and "chosen == rejected" in text and "missing chosen" in text

@@ -36,8 +36,23 @@ def silence_import_noise() -> None:
             logger.addFilter(DropMessages(needles))
 
 
+class ConsoleFormatter(logging.Formatter):
+    """One warning style for every source: `[prefswift] warning: ...` (a library's own logger named after the colon);
+    information lines keep `[INFO:name]`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.levelno < logging.WARNING:
+            return f"[INFO:{record.name}] {record.getMessage()}"
+        level = "warning" if record.levelno == logging.WARNING else "error"
+        source = "" if record.name == "prefswift" or record.name.startswith("prefswift.") else f"{record.name}: "
+        return f"[prefswift] {level}: {source}{record.getMessage()}"
+
+
 def setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="[%(levelname)s:%(name)s] %(message)s")
+    logging.basicConfig(level=logging.INFO)
+    for handler in logging.getLogger().handlers:
+        if type(handler) is logging.StreamHandler:  # the console handler basicConfig made (not a test's capture)
+            handler.setFormatter(ConsoleFormatter())
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

@@ -37,7 +37,7 @@ def run_preview(args: RunArgs, n: int = 3, as_json: bool = False) -> str:
     lines.append(f"template: {template.name}   tokenizer: {resolved.path}")
     missing = template.missing_special_tokens(tokenizer)
     if missing:
-        lines.append(f"warning: the tokenizer has no single tokens for {', '.join(missing)}: check --template")
+        lines.append(f"[prefswift] warning: the tokenizer has no single tokens for {', '.join(missing)}: check --template")
     lines.append(f"{TRAINED_OPEN}...{TRAINED_CLOSE} marks the tokens the loss is computed on")
     for i, r in enumerate(rows):
         prompt = r["prompt_input_ids"]

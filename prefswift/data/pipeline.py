@@ -202,7 +202,7 @@ class RowChecker:
         if self.strategy == "error":
             raise data_error(source.where(index), index, err.field, err.problem, err.fix)
         if self.strategy == "warning" and err.reason not in self.dropped:
-            self.log(f"[data] warning: {data_error(source.where(index), index, err.field, err.problem, err.fix)} "
+            self.log(f"[prefswift] warning: {data_error(source.where(index), index, err.field, err.problem, err.fix)} "
                      f"(dropping every row like this; the summary counts them)")
         self.drop(err.reason, source.locate(index))
 
@@ -244,7 +244,7 @@ def convert_source(source: RawSource, columns: Optional[dict], system: Optional[
     stats = SourceStats(source.label, source.format_name or "?", len(rows), len(examples), role)
     lost = sum(checker.dropped.values()) - before
     if rows and lost * 2 > len(rows):
-        checker.log(f"[data] warning: {source.label}: {lost} of {len(rows)} rows dropped — is this the "
+        checker.log(f"[prefswift] warning: {source.label}: {lost} of {len(rows)} rows dropped — is this the "
                     f"format you meant ({stats.format})? map columns with --columns if not")
     return examples, stats
 
