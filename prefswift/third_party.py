@@ -17,6 +17,13 @@ NO_KERNEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "no-hub
 # Library telemetry: huggingface_hub and datasets (HF_HUB_DISABLE_TELEMETRY), and the cross-tool DO_NOT_TRACK.
 OFF = {"HF_HUB_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1"}
 
+# The hub clients' own documented per-request timeouts, set to PREFSWIFT_HUB_TIMEOUT (default 20 s) unless the user
+# set them: a hub that stops answering mid-way ends in a bounded time (prefswift.registry.hub_client checks first that
+# a hub answers at all).
+DEFAULT_HUB_TIMEOUT = 20.0
+CLIENT_TIMEOUTS = ("HF_HUB_ETAG_TIMEOUT", "HF_HUB_DOWNLOAD_TIMEOUT", "MODELSCOPE_API_TIMEOUT",
+                   "MODELSCOPE_API_CONNECT_TIMEOUT", "MODELSCOPE_DOWNLOAD_TIMEOUT")
+
 # Loggers whose warnings are about the switches above, not about the user's run.
 QUIET_LOGGERS = ("bitsandbytes.backends.cpu.ops", "bitsandbytes.backends.mps.ops", "kernels")
 
@@ -28,6 +35,12 @@ def apply(environ=os.environ) -> None:
             logging.getLogger(name).setLevel(logging.ERROR)
     for key, value in OFF.items():
         environ.setdefault(key, value)
+    try:
+        seconds = float(environ.get("PREFSWIFT_HUB_TIMEOUT", "") or DEFAULT_HUB_TIMEOUT)
+    except ValueError:
+        seconds = DEFAULT_HUB_TIMEOUT  # reported as an error when a hub is first asked
+    for key in CLIENT_TIMEOUTS:
+        environ.setdefault(key, str(max(1, int(seconds))))
     # transformers' "Loading weights" / "Writing model shards" and the hub clients' download bars redraw one line with
     # carriage returns: in a log file or a pipe they are noise (huggingface_hub's documented switch, which transformers
     # reads too). A terminal keeps them.

@@ -45,6 +45,11 @@ class MockHub:
         self.uploads: Dict[Tuple[str, str], Dict[str, bytes]] = {}
         self.blobs: Dict[str, bytes] = {}
         self.lock = threading.Lock()
+        # black-hole mode: connections are accepted and requests read, but never answered (a firewall that drops
+        # packets, a hub that hangs); `swallowed` counts the requests left waiting
+        self.black_hole = False
+        self.swallowed: List[str] = []
+        self.released = threading.Event()
         hub = self
 
         class Handler(_Handler):
@@ -67,6 +72,7 @@ class MockHub:
         return self
 
     def stop(self) -> None:
+        self.released.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -123,6 +129,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self):
         target = self.path
+        if self.mock.black_hole:
+            with self.mock.lock:
+                self.mock.swallowed.append(f"{self.command} {target}")
+            self.mock.released.wait()
+            self.close_connection = True
+            return None
         if self.command == "CONNECT" or not target.startswith("/"):
             with self.mock.lock:
                 self.mock.escaped.append(f"{self.command} {target}")

@@ -7,6 +7,7 @@ import typer
 
 from ..arguments import COMMAND_SECTIONS, RunArgs, help_text, parse_command
 from ..errors import PrefswiftError
+from ..registry.hub_client import use_cache_first
 from ..registry.plugins import load_plugins
 
 NOISY_LOGGERS = ("httpx", "urllib3", "modelscope", "datasets", "filelock")
@@ -66,6 +67,7 @@ def parse_or_help(command: str, argv: List[str]) -> RunArgs:
         raise typer.Exit(0)
     args = parse_command(command, argv)
     load_plugins(args.model.custom_register_path)
+    use_cache_first(not args.model.check_model_is_latest)
     return args
 
 

@@ -15,7 +15,7 @@ import os
 from typing import Callable, List, Optional, Tuple
 
 from ..errors import DataError
-from ..registry.hub_client import failure_kind, first_line, mark_unreachable, refusal_line, snapshot
+from ..registry.hub_client import cache_first, failure_kind, first_line, mark_unreachable, refusal_line, snapshot
 from ..registry.hubs import HUB_NAMES
 
 EXTS = ("jsonl", "json", "parquet", "jsonl.gz", "json.gz")  # Anthropic/hh-rlhf ships train.jsonl.gz
@@ -122,6 +122,17 @@ def split_files(dataset_id: str, subset: Optional[str], split: str, hub: str, *,
 
     Raises DataError for a gated/private repo (how to log in) and a missing repo; HubUnreachable when the hub
     cannot be reached and no earlier run cached the files."""
+    if cache_first():  # --check_model_is_latest false: files an earlier run fetched, with no request
+        try:
+            root = snapshot(hub, dataset_id, repo_type="dataset", allow_patterns=["README.md"], token=token,
+                            local_only=True)
+            patterns = config_patterns(read_card_configs(os.path.join(root, "README.md")), subset, split)
+            files = (match_files(root, patterns) if patterns is not None
+                     else match_files(root, layout_patterns(subset, split), first_only=True))
+            if files:
+                return root, files
+        except Exception:  # noqa: BLE001 - not cached: ask the hub as usual
+            pass
     local_only, offline_cause = False, None
     try:
         root = snapshot(hub, dataset_id, repo_type="dataset", allow_patterns=["README.md"], token=token)

@@ -11,6 +11,8 @@ into one clear line.
 import importlib
 from typing import Callable, List, Optional, Sequence
 
+from ..third_party import DEFAULT_HUB_TIMEOUT
+
 DEFAULT_REVISION = {"modelscope": "master", "hf": "main"}
 
 LOGIN_HINT = {
@@ -49,6 +51,67 @@ def mark_unreachable(hub: str) -> None:
     _UNREACHABLE.add(hub)
 
 
+# ---------------------------------------------------------------- a hub that never answers
+# A firewall that drops packets or a hub that hangs accepts the connection and never answers: the clients' own retries
+# and timeouts then add up to many minutes. Before the first request of a process to a hub, one small request with a
+# PREFSWIFT_HUB_TIMEOUT-second limit (default 20) asks whether it answers at all; one that does not counts as
+# unreachable (callers fall back to the cache with a warning, or fail with one line). The clients' documented timeout
+# settings get the same limit for the requests after it (prefswift.third_party, at start-up).
+_ANSWERED = set()
+_CACHE_FIRST = [False]
+
+
+def hub_timeout(environ=None) -> float:
+    import os
+
+    raw = (environ if environ is not None else os.environ).get("PREFSWIFT_HUB_TIMEOUT", "")
+    try:
+        value = float(raw) if raw.strip() else DEFAULT_HUB_TIMEOUT
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        from ..errors import ArgumentError
+
+        raise ArgumentError(f"PREFSWIFT_HUB_TIMEOUT={raw!r}: give the seconds to wait for a hub's answer, e.g. 20")
+    return value
+
+
+def endpoint(hub: str) -> str:
+    import os
+
+    if hub == "hf":
+        return os.environ.get("HF_ENDPOINT", "").rstrip("/") or "https://huggingface.co"
+    return os.environ.get("MODELSCOPE_ENDPOINT", "").rstrip("/") or "https://www.modelscope.cn"
+
+
+def check_answers(hub: str) -> None:
+    """Raise HubOffline when `hub` gives no answer (any HTTP status counts as one) within the hub timeout."""
+    if hub in _ANSWERED:
+        return
+    import urllib.error
+    import urllib.request
+
+    seconds = hub_timeout()
+    try:
+        urllib.request.urlopen(urllib.request.Request(endpoint(hub) + "/", method="HEAD"), timeout=seconds).close()
+    except urllib.error.HTTPError:
+        pass  # an answer
+    except Exception as e:  # noqa: BLE001 - timeout, refused, unresolvable: unreachable
+        mark_unreachable(hub)
+        raise HubOffline(f"{endpoint(hub)} did not answer within {seconds:g} s ({first_line(e, 80)}; "
+                         f"PREFSWIFT_HUB_TIMEOUT sets the limit)") from e
+    _ANSWERED.add(hub)
+
+
+def use_cache_first(on: bool = True) -> None:
+    """--check_model_is_latest false: what is cached is used without asking the hub (models and datasets)."""
+    _CACHE_FIRST[0] = on
+
+
+def cache_first() -> bool:
+    return _CACHE_FIRST[0]
+
+
 def snapshot(hub: str, repo_id: str, *, repo_type: str = "model", revision: Optional[str] = None,
              allow_patterns: Optional[Sequence[str]] = None, ignore_patterns: Optional[Sequence[str]] = None,
              token: Optional[str] = None, local_only: bool = False) -> str:
@@ -61,6 +124,8 @@ def snapshot(hub: str, repo_id: str, *, repo_type: str = "model", revision: Opti
             raise HubOffline(f"offline (HF_HUB_OFFLINE=1) and {repo_id} is not in the {hub} cache") from e
     if hub in _UNREACHABLE and not local_only:
         raise HubOffline(f"{hub} did not answer earlier in this run")
+    if not local_only:
+        check_answers(hub)
     rev = revision_for(hub, revision)
     kw = {}
     if allow_patterns:
