@@ -4,6 +4,7 @@
     .venv/bin/python scripts/benchmark.py --vocab 128256,151936 --repeat 3
     .venv/bin/python scripts/benchmark.py --lengths fixed --seq_len 384 --vocab 32000 --hidden 256
     .venv/bin/python scripts/benchmark.py --precompute_ref            # DPO with precomputed reference log-probs
+    .venv/bin/python scripts/benchmark.py --startup                   # --help / argument errors vs `trl dpo --help`
 
 The parent process runs one child process (`scripts/benchmark_child.py`) per (vocabulary, implementation,
 algorithm), strictly one after another (never two at once). With --repeat R the pairs run R times, alternating which
@@ -103,6 +104,8 @@ def parse_args(argv=None):
                    help="bf16: weights in bf16 and bf16 autocast on both sides (a GPU run); the first-step loss "
                         "check then allows bf16 rounding (2e-2)")
     p.add_argument("--json", default=None, help="also write every child's result to this file")
+    p.add_argument("--startup", action="store_true",
+                   help="instead: seconds until `--help` / an argument error answers, prefswift vs TRL's `trl` CLI")
     p.add_argument("--child", nargs=2, metavar=("IMPL", "ALGO"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     for key, value in SHAPES.get(args.shape, {}).items():
@@ -229,8 +232,40 @@ def measure_roof(args) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+STARTUP = (("prefswift --version", ["--version"]), ("prefswift dpo --help", ["dpo", "--help"]),
+           ("prefswift dpo --bogus 1", ["dpo", "--bogus", "1"]), ("prefswift infer --help", ["infer", "--help"]),
+           ("prefswift list models", ["list", "models"]))
+
+
+def startup(repeat: int) -> int:
+    """Median wall seconds of commands that must answer before any heavy import, one process after another, next to
+    `trl dpo --help` (TRL's CLI) run the same way; ratio = prefswift / TRL."""
+    import statistics
+    import subprocess
+    import time
+
+    def median_seconds(cmd):
+        times = []
+        for _ in range(max(3, repeat)):
+            start = time.perf_counter()
+            subprocess.run(cmd, capture_output=True, timeout=300)
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    trl = median_seconds([sys.executable, "-c", "import sys; from trl.cli import main; sys.argv[0] = 'trl'; sys.exit(main())",
+                          "dpo", "--help"])
+    print(f"{'command':32} {'seconds':>8} {'vs trl dpo --help':>18}")
+    print(f"{'trl dpo --help':32} {trl:8.2f} {1.0:18.2f}")
+    for name, argv in STARTUP:
+        ours = median_seconds([sys.executable, "-m", "prefswift", *argv])
+        print(f"{name:32} {ours:8.2f} {ours / trl:18.2f}")
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.startup:
+        return startup(args.repeat)
     started = time.perf_counter()
     roof = measure_roof(args)
     results = {(vocab, algo): [] for vocab in args.vocabs for algo in args.algos}
