@@ -50,3 +50,21 @@ def no_network(monkeypatch):
             continue
         for name in names:
             monkeypatch.setattr(f"{client}.{name}", refuse)
+
+
+# ---------------------------------------------------------------- long end-to-end runs
+# `@pytest.mark.slow` marks a long end-to-end run whose kind another test in the default run already covers (a second
+# DeepSpeed stage, a second hub...). `bash scripts/test.sh` (CI) leaves them out; `bash scripts/test.sh --all` (or
+# PREFSWIFT_SLOW_TESTS=1) runs them too.
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a long end-to-end run another default test covers in kind "
+                                       "(run with PREFSWIFT_SLOW_TESTS=1 or scripts/test.sh --all)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("PREFSWIFT_SLOW_TESTS") == "1":
+        return
+    skip = pytest.mark.skip(reason="long end-to-end run covered in kind by a default test (PREFSWIFT_SLOW_TESTS=1)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
