@@ -19,7 +19,11 @@ if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
   $PIP install -q "$TORCH"
 fi
 if [ "${PREFSWIFT_LATEST:-0}" = "1" ]; then
-  $PIP install -q --upgrade --upgrade-strategy eager -e ".[${PREFSWIFT_EXTRAS:-test}]"
+  # everything newest within the ranges, except torch: the build installed above stays (no CUDA build on a CPU box)
+  KEEP=$(mktemp)
+  "$VENV/bin/python" -c "import torch; print('torch==' + torch.__version__)" > "$KEEP"
+  $PIP install -q --upgrade --upgrade-strategy eager --constraint "$KEEP" -e ".[${PREFSWIFT_EXTRAS:-test}]"
+  rm -f "$KEEP"
 else
   $PIP install -q --require-hashes --no-deps -r requirements/lock.txt
   $PIP install -q --no-deps --no-build-isolation -e .
