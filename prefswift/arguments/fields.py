@@ -154,6 +154,8 @@ class TrainArguments(Section):
     eval_batch_size: Optional[int] = arg(None, "Pairs per device in eval (default: batch_size).",
                                          aliases=("per_device_eval_batch_size",), ge=1)
     gradient_accumulation_steps: int = arg(1, "Micro-batches per optimizer step.", ge=1)
+    skip_nonfinite_steps: int = arg(0, "Skip (not apply) up to N optimizer steps whose loss or gradients are nan/inf; "
+                                    "0: the first one stops the run with an error (nothing non-finite is saved).", ge=0)
     learning_rate: float = arg(5e-5, "Peak learning rate.", aliases=("lr",), ge=0)
     weight_decay: float = arg(0.0, "AdamW weight decay.", ge=0)
     adam_beta1: float = arg(0.9, "AdamW beta1.", ge=0, lt=1)

@@ -34,6 +34,7 @@ from ..train.ownership import check_adapter_dir, check_output_path
 from ..train.pref_checks import checked_objective
 from ..train.ref_sync import SyncReferenceCallback
 from ..train.console import ConsoleCallback, format_summary, quiet_library_noise, use_console
+from ..train.health import DivergenceWatch, NonFiniteGuard
 from ..train.resume import adopt_checkpoint_args, finished_message, mark_complete
 from ..train.run_dir import interrupted_message, prepare_run_dir, resolve_resume, restart_or_truncate_log
 from ..train.run_lock import claimed_run_dir
@@ -149,6 +150,9 @@ def validate(args: RunArgs, algo: str) -> Union[Objective, KTOObjective]:
         stage = zero_stage(resolve_deepspeed(args.train.deepspeed))
         check_deepspeed_with_reference(algo, stage, args.tuning.sft_type, pref.precompute_ref_log_probs,
                                        bool(m.ref_model_type or m.ref_model_id_or_path))
+        if args.train.skip_nonfinite_steps:
+            raise ArgumentError("--skip_nonfinite_steps does not apply with --deepspeed (DeepSpeed steps its own "
+                                "optimizer): drop it; a non-finite step then stops the run")
         if stage == 3 and m.quantization_bit:
             raise ArgumentError("--deepspeed zero3 with 4/8-bit loading (QLoRA) is not supported: use --deepspeed "
                                 "zero2 (each GPU holds the quantized base), or DDP without DeepSpeed")
@@ -259,6 +263,10 @@ def build_trainer(args: RunArgs, targs, objective: Union[Objective, KTOObjective
         trainer.add_callback(SyncReferenceCallback(trainer.ref_model, trainer.model, args.pref.ref_model_mixup_alpha,
                                                    args.pref.ref_model_sync_steps))
     use_console(trainer, console)
+    main = trainer.is_world_process_zero()
+    trainer.add_callback(NonFiniteGuard(trainer, args.train.skip_nonfinite_steps,
+                                        console.warn if main else (lambda line: None)))
+    trainer.add_callback(DivergenceWatch(console.warn))  # after the console: a warning follows its metric line
     return trainer, console
 
 
