@@ -12,6 +12,7 @@ from ..errors import ArgumentError, did_you_mean
 from . import choices as C
 from .algorithms import (ALGORITHMS, F_DIVERGENCE_SHORT, F_DIVERGENCES, PAIRED_ALGORITHMS, WITH_REFERENCE_MODEL,
                          loss_type_help)
+from .device_map import check_device_map
 from .values import Section
 
 
@@ -38,16 +39,16 @@ LINT_LIMITS = {
 
 
 def arg(default: Any = None, help: str = "", aliases=(), choices=None, value_aliases=None, list_type=False,
-        ge=None, gt=None, le=None, lt=None, commands=None, tokens=False):
+        ge=None, gt=None, le=None, lt=None, commands=None, tokens=False, check=None):
     """A field with CLI metadata. `list_type` fields take several values (space or comma separated); `choices` (a
     tuple, or a function returning one, evaluated when checked) and the bounds ge/gt/le/lt (>=, >, <=, <) are checked
     whenever a value is set (`values.check_value`; `tokens`: each space-separated word of the value). `commands`: the
     commands the field acts for (default: every command that has its section); the others refuse it and leave it out
-    of their --help."""
+    of their --help. `check(flag, value)`: a value check of the field's own that raises ArgumentError."""
     meta = {"help": help, "aliases": tuple(aliases),
             "choices": choices if callable(choices) or choices is None else tuple(choices),
             "value_aliases": dict(value_aliases or {}), "list": list_type, "ge": ge, "gt": gt, "le": le, "lt": lt,
-            "commands": tuple(commands) if commands else None, "tokens": tokens}
+            "commands": tuple(commands) if commands else None, "tokens": tokens, "check": check}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return field(default=default, metadata=meta)
@@ -96,8 +97,9 @@ class ModelArguments(Section):
         "as adapter \"ref\" (TRL's ref adapter, ms-swift's --ref_adapters).", aliases=("ref_adapters",),
         commands=("dpo",))
     custom_register_path: Optional[str] = arg(None, "A Python file that registers models/templates/datasets.")
-    device_map: Optional[str] = arg(None, "Model-parallel placement: auto, balanced, or a JSON dict.",
-                                    commands=WEIGHT_COMMANDS)
+    device_map: Optional[str] = arg(None, "Model placement: auto, balanced, balanced_low_0, sequential, cpu, cuda, "
+                                    "cuda:N, mps, xpu, or a JSON object {module: device}.", commands=WEIGHT_COMMANDS,
+                                    check=check_device_map)
     hub_token: Optional[str] = arg(None, "Hub access token for gated/private repos and --push_to_hub (default: the "
                                    "client's own login, HF_TOKEN or MODELSCOPE_API_TOKEN).")
 
@@ -262,7 +264,8 @@ class PreferenceArguments(Section):
 class InferArguments(Section):
     ckpt_dir: Optional[str] = arg(None, "A checkpoint / adapter dir / merged dir with args.json.")
     merge_lora: bool = arg(False, "infer: merge the adapter first.", commands=("infer",))
-    merge_device_map: str = arg("cpu", "Where to merge: cpu or auto.", commands=("infer", "merge-lora"))
+    merge_device_map: str = arg("cpu", "Where to merge: cpu or auto (any --device_map value).",
+                                commands=("infer", "merge-lora"), check=check_device_map)
     merge_output_dir: Optional[str] = arg(None, "merge-lora: where the merged model goes (default <ckpt_dir>-merged).",
                                           aliases=("output_dir",), commands=("merge-lora",))
     overwrite: bool = arg(False, "merge-lora: replace a non-empty output dir.", commands=("infer", "merge-lora"))
