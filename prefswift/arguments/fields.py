@@ -152,7 +152,8 @@ class TrainArguments(Section):
     resume_from_checkpoint: Optional[str] = arg(None, "`latest` or a checkpoint path.")
     num_train_epochs: float = arg(1.0, "Epochs.", gt=0)
     max_steps: int = arg(-1, "Stop after N optimizer steps (overrides epochs).", ge=-1)
-    batch_size: int = arg(1, "Pairs (KTO: rows) per device per step.", aliases=("per_device_train_batch_size",), ge=1)
+    batch_size: int = arg(1, "Pairs (KTO: rows, default 8) per device per step.",
+                          aliases=("per_device_train_batch_size",), ge=1)
     eval_batch_size: Optional[int] = arg(None, "Pairs per device in eval (default: batch_size).",
                                          aliases=("per_device_eval_batch_size",), ge=1)
     gradient_accumulation_steps: int = arg(1, "Micro-batches per optimizer step.", ge=1)
@@ -354,7 +355,14 @@ SECTIONS = {
 }
 
 
-def field_default(f):
+# a command's own defaults where the shared one does not suit it: KTO's KL baseline comes from the other rows of the
+# batch, so it needs 2 or more (TRL's KTOConfig: 8 per device)
+COMMAND_DEFAULTS: Dict[str, Dict[str, Any]] = {"kto": {"batch_size": 8}}
+
+
+def field_default(f, command: str = ""):
+    if f.name in COMMAND_DEFAULTS.get(command, {}):
+        return COMMAND_DEFAULTS[command][f.name]
     if f.default is not MISSING:
         return f.default
     return f.default_factory()
