@@ -101,3 +101,28 @@ def test_args_json_round_trip(tmp_path):
 def test_infer_rejects_training_flags():
     with pytest.raises(ArgumentError, match="unknown option --lora_rank for `prefswift infer`"):
         parse_command("infer", ["--lora_rank", "8"])
+
+
+@pytest.mark.parametrize("value", ["auto", "balanced", "balanced_low_0", "sequential", "cpu", "cuda", "cuda:1", "mps",
+                                   '{"": "cpu"}', '{"model.embed_tokens": 0, "lm_head": "disk"}'])
+def test_device_map_values_transformers_accepts_are_accepted(value):
+    from transformers.integrations.accelerate import check_and_set_device_map
+
+    from prefswift.models.loader import parse_device_map
+
+    args = parse_command("dpo", ["--model_type", "tiny-llama3", "--device_map", value])
+    check_and_set_device_map(parse_device_map(args.model.device_map))  # the oracle: raises on a bad placement
+
+
+@pytest.mark.parametrize("command,flag", [("dpo", "device_map"), ("infer", "device_map"), ("eval", "device_map"),
+                                          ("merge-lora", "merge_device_map")])
+@pytest.mark.parametrize("value", ["notadevice", "0", "cuda:x", '{"": "gpu"}', "{oops"])
+def test_a_device_map_that_is_no_placement_is_refused_when_parsed(command, flag, value):
+    from transformers.integrations.accelerate import check_and_set_device_map
+
+    if not value.startswith("{"):
+        with pytest.raises(ValueError):  # what the user got before: transformers' traceback when the model loaded
+            check_and_set_device_map(value)
+    with pytest.raises(ArgumentError) as err:
+        parse_command(command, ["--model_type", "tiny-llama3", f"--{flag}", value])
+    assert "\n" not in str(err.value) and "cuda:N" in str(err.value) or "not a device" in str(err.value)

@@ -220,3 +220,19 @@ def test_piped_lines_are_independent_prompts_by_default(run_dir):
     assert [r["turn"] for r in replies] == [1, 1, 1]
     assert len({r["prompt_tokens"] for r in replies}) == 1
     assert "--temperature 0.7 has no effect without --do_sample true" in proc.stderr
+
+
+@pytest.mark.parametrize("locale", ["C", "C.UTF-8"])  # stdin read with surrogateescape, and strict UTF-8
+def test_piped_bytes_that_are_not_utf8_are_replaced_and_every_line_answered(run_dir, locale):
+    """`printf 'What is 2?\\nhello \\xff world\\nWhat is 3?\\n' | prefswift infer ...`: three answers, one warning."""
+    ckpt = run_dir / "checkpoint-4"
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), LC_ALL=locale)
+    env.pop("PYTHONIOENCODING", None)
+    proc = subprocess.run([sys.executable, "-m", "prefswift", "infer", "--ckpt_dir", str(ckpt), "--max_new_tokens",
+                           "3"], input=b"What is 2?\nhello \xff world\nWhat is 3?\n", capture_output=True, env=env,
+                          timeout=300)
+    stderr = proc.stderr.decode("utf-8", "replace")
+    assert proc.returncode == 0 and "Traceback" not in stderr, stderr[-3000:]
+    replies = [json.loads(line) for line in proc.stdout.decode("utf-8").splitlines()]
+    assert [r["query"] for r in replies] == ["What is 2?", "hello \ufffd world", "What is 3?"]
+    assert stderr.count("warning: the input is not valid UTF-8") == 1

@@ -175,7 +175,7 @@ def test_kto_arguments(tmp_path):
     assert (objective.loss_type, objective.beta, objective.desirable_weight, objective.undesirable_weight) == (
         "kto", 0.1, 1.3, 0.7)
     with pytest.raises(ArgumentError, match="--batch_size 2 or more"):
-        validate(parse_command("kto", ["--dataset", "x.jsonl"]), "kto")
+        validate(parse_command("kto", ["--dataset", "x.jsonl", "--batch_size", "1"]), "kto")
     validate(parse_command("kto", ["--dataset", "x.jsonl", "--loss_type", "apo_zero_unpaired"]), "kto")
     with pytest.raises(ArgumentError, match="sigmoid.*does not apply to `prefswift kto`"):
         parse_command("kto", ["--loss_type", "sigmoid"])

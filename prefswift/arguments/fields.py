@@ -12,6 +12,7 @@ from ..errors import ArgumentError, did_you_mean
 from . import choices as C
 from .algorithms import (ALGORITHMS, F_DIVERGENCE_SHORT, F_DIVERGENCES, PAIRED_ALGORITHMS, WITH_REFERENCE_MODEL,
                          loss_type_help)
+from .device_map import check_device_map
 from .values import Section
 
 
@@ -38,16 +39,16 @@ LINT_LIMITS = {
 
 
 def arg(default: Any = None, help: str = "", aliases=(), choices=None, value_aliases=None, list_type=False,
-        ge=None, gt=None, le=None, lt=None, commands=None, tokens=False):
+        ge=None, gt=None, le=None, lt=None, commands=None, tokens=False, check=None):
     """A field with CLI metadata. `list_type` fields take several values (space or comma separated); `choices` (a
     tuple, or a function returning one, evaluated when checked) and the bounds ge/gt/le/lt (>=, >, <=, <) are checked
     whenever a value is set (`values.check_value`; `tokens`: each space-separated word of the value). `commands`: the
     commands the field acts for (default: every command that has its section); the others refuse it and leave it out
-    of their --help."""
+    of their --help. `check(flag, value)`: a value check of the field's own that raises ArgumentError."""
     meta = {"help": help, "aliases": tuple(aliases),
             "choices": choices if callable(choices) or choices is None else tuple(choices),
             "value_aliases": dict(value_aliases or {}), "list": list_type, "ge": ge, "gt": gt, "le": le, "lt": lt,
-            "commands": tuple(commands) if commands else None, "tokens": tokens}
+            "commands": tuple(commands) if commands else None, "tokens": tokens, "check": check}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return field(default=default, metadata=meta)
@@ -96,8 +97,9 @@ class ModelArguments(Section):
         "as adapter \"ref\" (TRL's ref adapter, ms-swift's --ref_adapters).", aliases=("ref_adapters",),
         commands=("dpo",))
     custom_register_path: Optional[str] = arg(None, "A Python file that registers models/templates/datasets.")
-    device_map: Optional[str] = arg(None, "Model-parallel placement: auto, balanced, or a JSON dict.",
-                                    commands=WEIGHT_COMMANDS)
+    device_map: Optional[str] = arg(None, "Model placement: auto, balanced, balanced_low_0, sequential, cpu, cuda, "
+                                    "cuda:N, mps, xpu, or a JSON object {module: device}.", commands=WEIGHT_COMMANDS,
+                                    check=check_device_map)
     hub_token: Optional[str] = arg(None, "Hub access token for gated/private repos and --push_to_hub (default: the "
                                    "client's own login, HF_TOKEN or MODELSCOPE_API_TOKEN).")
 
@@ -150,10 +152,13 @@ class TrainArguments(Section):
     resume_from_checkpoint: Optional[str] = arg(None, "`latest` or a checkpoint path.")
     num_train_epochs: float = arg(1.0, "Epochs.", gt=0)
     max_steps: int = arg(-1, "Stop after N optimizer steps (overrides epochs).", ge=-1)
-    batch_size: int = arg(1, "Pairs (KTO: rows) per device per step.", aliases=("per_device_train_batch_size",), ge=1)
+    batch_size: int = arg(1, "Pairs (KTO: rows, default 8) per device per step.",
+                          aliases=("per_device_train_batch_size",), ge=1)
     eval_batch_size: Optional[int] = arg(None, "Pairs per device in eval (default: batch_size).",
                                          aliases=("per_device_eval_batch_size",), ge=1)
     gradient_accumulation_steps: int = arg(1, "Micro-batches per optimizer step.", ge=1)
+    skip_nonfinite_steps: int = arg(0, "Skip (not apply) up to N optimizer steps whose loss or gradients are nan/inf; "
+                                    "0: the first one stops the run with an error (nothing non-finite is saved).", ge=0)
     learning_rate: float = arg(5e-5, "Peak learning rate.", aliases=("lr",), ge=0)
     weight_decay: float = arg(0.0, "AdamW weight decay.", ge=0)
     adam_beta1: float = arg(0.9, "AdamW beta1.", ge=0, lt=1)
@@ -260,7 +265,8 @@ class PreferenceArguments(Section):
 class InferArguments(Section):
     ckpt_dir: Optional[str] = arg(None, "A checkpoint / adapter dir / merged dir with args.json.")
     merge_lora: bool = arg(False, "infer: merge the adapter first.", commands=("infer",))
-    merge_device_map: str = arg("cpu", "Where to merge: cpu or auto.", commands=("infer", "merge-lora"))
+    merge_device_map: str = arg("cpu", "Where to merge: cpu or auto (any --device_map value).",
+                                commands=("infer", "merge-lora"), check=check_device_map)
     merge_output_dir: Optional[str] = arg(None, "merge-lora: where the merged model goes (default <ckpt_dir>-merged).",
                                           aliases=("output_dir",), commands=("merge-lora",))
     overwrite: bool = arg(False, "merge-lora: replace a non-empty output dir.", commands=("infer", "merge-lora"))
@@ -349,7 +355,14 @@ SECTIONS = {
 }
 
 
-def field_default(f):
+# a command's own defaults where the shared one does not suit it: KTO's KL baseline comes from the other rows of the
+# batch, so it needs 2 or more (TRL's KTOConfig: 8 per device)
+COMMAND_DEFAULTS: Dict[str, Dict[str, Any]] = {"kto": {"batch_size": 8}}
+
+
+def field_default(f, command: str = ""):
+    if f.name in COMMAND_DEFAULTS.get(command, {}):
+        return COMMAND_DEFAULTS[command][f.name]
     if f.default is not MISSING:
         return f.default
     return f.default_factory()

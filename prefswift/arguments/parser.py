@@ -12,7 +12,7 @@ from typing import Any, Dict, Iterable, List, Tuple
 
 from ..errors import ArgumentError, did_you_mean
 from .algorithms import LOSS_TYPES, split_loss_types
-from .fields import SECTIONS, field_default, iter_fields
+from .fields import COMMAND_DEFAULTS, SECTIONS, field_default, iter_fields
 from .values import base_type, convert_value, parse_bool
 
 
@@ -132,6 +132,7 @@ def parse_args(argv: List[str], sections: Iterable[str], *, defaults: Dict[str, 
     `defaults` are command-specific defaults (e.g. loss_type for simpo) applied before config and CLI.
     """
     sections = list(sections)
+    defaults = {**COMMAND_DEFAULTS.get(command, {}), **(defaults or {})}
     index = build_index(sections, command)
     everywhere = build_index(SECTIONS)  # every spelling of every command, to say "does not apply" instead of unknown
     values: Dict[str, Any] = {}
@@ -259,7 +260,7 @@ def help_text(sections: Iterable[str], command: str = "") -> str:
             extra = list(f.metadata.get("aliases", ())) + list(f.metadata.get("value_aliases", {}))
             if extra:
                 names += " (" + ", ".join("--" + a for a in extra) + ")"
-            default = field_default(f)
+            default = field_default(f, command)
             lines.append(f"  {names}  [default: {default}]")
             if f.metadata.get("help"):
                 lines.append(f"      {f.metadata['help']}")

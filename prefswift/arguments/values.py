@@ -45,6 +45,9 @@ def check_value(f: dataclasses.Field, flag: str, value: Any) -> Any:
     for item in items:
         if choices and item not in choices:
             raise ArgumentError(f"--{flag}: {item!r} is not one of {', '.join(map(str, choices))}")
+    own_check = f.metadata.get("check")
+    if own_check is not None:
+        own_check(flag, value)
     for key, (ok, words) in BOUNDS.items():
         bound = f.metadata.get(key)
         if bound is not None and not ok(value, bound):

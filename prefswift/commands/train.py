@@ -30,11 +30,14 @@ from ..train.callbacks import RunFilesCallback
 from ..train.collate import make_collator
 from ..train.kto import KTOObjective, prepare_rows
 from ..train.objectives import Objective
+from ..train.ownership import check_adapter_dir, check_output_path
 from ..train.pref_checks import checked_objective
 from ..train.ref_sync import SyncReferenceCallback
 from ..train.console import ConsoleCallback, format_summary, quiet_library_noise, use_console
+from ..train.health import DivergenceWatch, NonFiniteGuard
 from ..train.resume import adopt_checkpoint_args, finished_message, mark_complete
 from ..train.run_dir import interrupted_message, prepare_run_dir, resolve_resume, restart_or_truncate_log
+from ..train.run_lock import claimed_run_dir
 from ..train.saving import save_final
 from ..train.setup_model import Models, build_models
 from ..train.trainer import PreferenceTrainer
@@ -95,7 +98,15 @@ def run_training(args: RunArgs, algo: str, *, log=print, callbacks=()) -> Path:
     if resume_from is not None and args.pref.sync_ref_model:
         raise ArgumentError("--sync_ref_model runs cannot be resumed: checkpoints do not hold the mixed reference "
                             "model; start a new run (--overwrite_output_dir true or another --output_dir)")
-    prepare_run_dir(run_dir, resume_from, args.train.overwrite_output_dir, env.is_main)
+    with claimed_run_dir(run_dir, env.is_main):  # one run at a time in run_dir (its lock, rank 0)
+        prepare_run_dir(run_dir, resume_from, args.train.overwrite_output_dir, env.is_main,
+                        args.train.resume_from_checkpoint, say)
+        return train_in_run_dir(args, algo, objective, run_dir, resume_from, env, say, log, callbacks)
+
+
+def train_in_run_dir(args: RunArgs, algo: str, objective, run_dir: Path, resume_from, env: DistEnv, say, log,
+                     callbacks) -> Path:
+    """The run once its dir is claimed: data, models, trainer, training, the final adapter/model."""
     resolved, tokenizer, template = load_tokenizer_and_template(args)
     data = prepare_data(args, template, tokenizer, say, objective)
     # before any model is built: with a ZeRO-3 config this makes from_pretrained partition the weights as they load
@@ -139,10 +150,17 @@ def validate(args: RunArgs, algo: str) -> Union[Objective, KTOObjective]:
         stage = zero_stage(resolve_deepspeed(args.train.deepspeed))
         check_deepspeed_with_reference(algo, stage, args.tuning.sft_type, pref.precompute_ref_log_probs,
                                        bool(m.ref_model_type or m.ref_model_id_or_path))
+        if args.train.skip_nonfinite_steps:
+            raise ArgumentError("--skip_nonfinite_steps does not apply with --deepspeed (DeepSpeed steps its own "
+                                "optimizer): drop it; a non-finite step then stops the run")
         if stage == 3 and m.quantization_bit:
             raise ArgumentError("--deepspeed zero3 with 4/8-bit loading (QLoRA) is not supported: use --deepspeed "
                                 "zero2 (each GPU holds the quantized base), or DDP without DeepSpeed")
     check_push(args.push.push_to_hub, args.push.hub_model_id, m.hub, m.hub_token)
+    run_dir = Path(args.train.output_dir).expanduser().resolve()
+    check_output_path(run_dir)
+    if args.train.lora_adapter_dir and args.tuning.sft_type == "lora":
+        check_adapter_dir(Path(args.train.lora_adapter_dir), run_dir)
     check_report_to(args.train.report_to)
     return checked_objective(args, algo)
 
@@ -245,6 +263,10 @@ def build_trainer(args: RunArgs, targs, objective: Union[Objective, KTOObjective
         trainer.add_callback(SyncReferenceCallback(trainer.ref_model, trainer.model, args.pref.ref_model_mixup_alpha,
                                                    args.pref.ref_model_sync_steps))
     use_console(trainer, console)
+    main = trainer.is_world_process_zero()
+    trainer.add_callback(NonFiniteGuard(trainer, args.train.skip_nonfinite_steps,
+                                        console.warn if main else (lambda line: None)))
+    trainer.add_callback(DivergenceWatch(console.warn))  # after the console: a warning follows its metric line
     return trainer, console
 
 

@@ -108,6 +108,24 @@ def line_reader(inp: TextIO, out: Optional[TextIO]) -> Callable[[str], Optional[
     return read_stream
 
 
+def replacing_undecodable(read_line: Callable[[str], Optional[str]], warn: Callable[[str], None]):
+    """read_line whose lines hold U+FFFD where the input had bytes that are not UTF-8 (read as lone surrogates:
+    `surrogateescape`), with one warning the first time."""
+    warned = []
+
+    def read(prompt: str) -> Optional[str]:
+        line = read_line(prompt)
+        if line is None or not any("\ud800" <= ch <= "\udfff" for ch in line):
+            return line
+        if not warned:
+            warned.append(True)
+            warn("[prefswift] warning: the input is not valid UTF-8; the bytes that are not were replaced by U+FFFD "
+                 "— save the prompts as UTF-8 (warned once)")
+        return "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in line)
+
+    return read
+
+
 def read_message(read_line: Callable[[str], Optional[str]], prompt: str) -> Optional[str]:
     """One message: lines joined while they end with a backslash. None at end of input."""
     lines: List[str] = []
@@ -127,6 +145,8 @@ def run_chat(session: ChatSession, inp: TextIO = None, out: TextIO = None, err: 
     """The read-answer loop. Returns the number of answered turns. From a pipe every line is a conversation of its
     own unless `keep_history`; at a terminal the conversation goes on until `clear`."""
     inp = inp or sys.stdin
+    if inp is sys.stdin and hasattr(inp, "reconfigure"):
+        inp.reconfigure(errors="surrogateescape")  # bytes that are not UTF-8 reach `replacing_undecodable`
     out = out or sys.stdout
     err = err or sys.stderr
     if interactive is None:
@@ -137,7 +157,7 @@ def run_chat(session: ChatSession, inp: TextIO = None, out: TextIO = None, err: 
     if interactive:
         say("[prefswift] chat: `exit`/`quit` leaves, `clear` forgets the history, `reset-system` sets a new system "
             "prompt; end a line with \\ to continue it")
-    read_line = line_reader(inp, out if interactive else None)
+    read_line = replacing_undecodable(line_reader(inp, out if interactive else None), say)
     answered = 0
     while True:
         try:

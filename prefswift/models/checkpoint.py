@@ -161,6 +161,8 @@ def _base_from_adapter_config(adapter: Path) -> str:
 
 def load_base_with_adapter(source: ModelSource, *, device_map=None, dequantize: bool = False):
     """The base model (+ pre-adapter merged) with the adapter attached (a PeftModel), or the full model."""
+    if source.adapter_dir is not None:
+        check_finite_adapter(source.adapter_dir)
     margs = dataclasses.replace(source.model_args)
     if margs.quantization_bit and (dequantize or not torch.cuda.is_available()):
         margs.quantization_bit = 0
@@ -182,6 +184,23 @@ def load_base_with_adapter(source: ModelSource, *, device_map=None, dequantize: 
                                 f"({str(e).splitlines()[0][:200]}); check --model_type/--model_id_or_path") from None
     model.eval()
     return model
+
+
+def check_finite_adapter(adapter_dir: Path) -> None:
+    """An adapter whose weights hold nan/inf (saved by a broken run) is refused in one line: it would answer with
+    garbage (or merge it into the base) without a word."""
+    from safetensors import safe_open
+
+    path = Path(adapter_dir) / "adapter_model.safetensors"
+    if not path.is_file():
+        return
+    with safe_open(str(path), framework="pt") as f:
+        for name in f.keys():
+            tensor = f.get_tensor(name)
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise ArgumentError(f"{adapter_dir}: the adapter's weights are not finite (nan/inf in {name}): the run "
+                                    "that saved it broke down (learning rate, fp16 overflow, bad data rows); retrain "
+                                    "it or use an earlier checkpoint")
 
 
 def inference_device_map(source: ModelSource):

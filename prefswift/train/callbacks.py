@@ -20,7 +20,7 @@ class RunFilesCallback(TrainerCallback):
         row = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
         for k, v in logs.items():
             if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
-                v = None
+                v = str(v)  # "nan", "inf", "-inf": JSON has no such numbers, and null would hide them
             row[k] = v
         with self.log_path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -93,7 +93,11 @@ def format_metrics(logs: Dict[str, float], prefix: str = "") -> str:
     """The aligned columns (loss, acc, margin, lr) of `logs`; a missing metric keeps its place blank."""
     cells = []
     for key, label, fmt, width in COLUMNS:
-        value = _number(logs.get(prefix + key))
+        raw = logs.get(prefix + key)
+        value = _number(raw)
+        if value is None and isinstance(raw, float):  # nan / inf: shown as such, never as a number
+            cells.append(f"{label} {str(raw).rjust(width)}")
+            continue
         cell = fmt.format(value).rjust(width) if value is not None else " " * width
         cells.append(f"{label} {cell}" if value is not None else " " * (len(label) + 1 + width))
     return "  ".join(cells).rstrip()
@@ -127,6 +131,7 @@ class TrainSummary:
     final_train_step: int = 0
     best_eval: Dict[str, float] = field(default_factory=dict)
     best_eval_step: int = 0
+    warnings: List[str] = field(default_factory=list)
 
     @property
     def tokens_per_s(self) -> float:
@@ -263,6 +268,11 @@ class ConsoleCallback(TrainerCallback):
             self.bar.close()
             self.bar = None
 
+    def warn(self, line: str) -> None:
+        """A warning about the run (rank 0): printed now, and listed again in the summary."""
+        self.write(line)
+        self.run.warnings.append(line.replace("[prefswift] warning: ", ""))
+
     def summary(self) -> TrainSummary:
         return self.run
 
@@ -324,6 +334,7 @@ def format_summary(run: TrainSummary, run_dir: Path, model_dir: Optional[Path] =
         first = overview if overview in pngs else pngs[0]
         others = len(pngs) - 1
         rows.append(("plots", f"{first}" + (f" (+{others} more in {images})" if others else "")))
+    rows.extend(("warning", w) for w in run.warnings)
     width = max(len(k) for k, _ in rows)
     lines = ["==> training summary"] + [f"  {k:<{width}}  {v.rstrip()}" for k, v in rows]
     return "\n".join(lines)

@@ -1,7 +1,6 @@
 """The run directory: refuse to clobber an earlier run, find `latest` checkpoints."""
 import logging
 import re
-import shutil
 from pathlib import Path
 from typing import Optional
 
@@ -36,18 +35,33 @@ def resolve_resume(run_dir: Path, resume: Optional[str]) -> Optional[Path]:
     return path
 
 
-def prepare_run_dir(run_dir: Path, resume_from: Optional[Path], overwrite: bool, is_main: bool) -> None:
-    if resume_from is None and checkpoints(run_dir):
-        if not overwrite:
-            raise ArgumentError(f"--output_dir {run_dir} already holds a run ({checkpoints(run_dir)[-1].name}); "
-                                "pass --resume_from_checkpoint latest to continue it, --overwrite_output_dir true "
-                                "to start over, or another --output_dir")
-        if is_main:
-            for p in checkpoints(run_dir):
-                shutil.rmtree(p)  # (logging.jsonl is restarted by the workflow whenever it does not resume)
-            (run_dir / "complete.json").unlink(missing_ok=True)
+def prepare_run_dir(run_dir: Path, resume_from: Optional[Path], overwrite: bool, is_main: bool,
+                    resume: Optional[str] = None, log=None) -> None:
+    """Refuse to replace an earlier run's results (checkpoints, adapter/, final/, complete.json, logging.jsonl)
+    unless resuming it or --overwrite_output_dir true, and anything prefswift did not write in any case.
+    `--resume_from_checkpoint latest` on a run stopped before its first checkpoint starts it over."""
+    from .ownership import remove_run, run_results, written_by_prefswift
+
+    found = run_results(run_dir, checkpoints(run_dir))
+    ours = written_by_prefswift(run_dir / "args.json")
+    if (run_dir / "args.json").exists() and not ours:
+        raise ArgumentError(f"--output_dir {run_dir} holds an args.json that prefswift did not write; it is not "
+                            "replaced — give another --output_dir")
+    if resume_from is not None or not found:
+        return
+    if not ours:
+        raise ArgumentError(f"--output_dir {run_dir} holds {', '.join(found)} without the args.json of a prefswift "
+                            "run: prefswift replaces only what it wrote — give another --output_dir")
+    unfinished = not any((run_dir / n).exists() for n in ("adapter", "final", "complete.json"))
+    restart = unfinished and (resume or "").lower() == "latest"
+    if not (overwrite or restart):
+        raise ArgumentError(f"--output_dir {run_dir} already holds a run ({', '.join(found)}); pass "
+                            "--resume_from_checkpoint latest to continue it, --overwrite_output_dir true to start "
+                            "over, or another --output_dir")
+    if restart and log is not None:
+        log(f"[prefswift] {run_dir} holds a run stopped before its first checkpoint: starting it over")
     if is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        remove_run(run_dir, checkpoints(run_dir))
 
 
 def restart_or_truncate_log(run_dir: Path, resume_from: Optional[Path], log) -> None:

@@ -5,6 +5,7 @@ from pathlib import Path
 from ..arguments import RunArgs
 from ..models.lora import REF_ADAPTER
 from ..models.push import push_result
+from .ownership import check_adapter_dir, replace_dir
 
 
 def save_final(trainer, args: RunArgs, run_dir: Path, tokenizer, main: bool, log) -> None:
@@ -24,10 +25,9 @@ def save_final(trainer, args: RunArgs, run_dir: Path, tokenizer, main: bool, log
     tmp.rename(target)
     log(f"[prefswift] saved {'adapter' if lora else 'model'} to {target}")
     if lora and args.train.lora_adapter_dir:
-        extra = Path(args.train.lora_adapter_dir).expanduser()
-        if extra.exists():
-            shutil.rmtree(extra)
-        shutil.copytree(target, extra)
+        extra = Path(args.train.lora_adapter_dir).expanduser().resolve()
+        check_adapter_dir(extra, run_dir)  # again: checked before training, the folder may have changed since
+        replace_dir(target, extra)
         log(f"[prefswift] saved adapter to {extra}")
     push_result(args, target, log)
 

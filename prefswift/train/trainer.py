@@ -41,6 +41,7 @@ class PreferenceTrainer(Trainer):
         # our loss is a per-batch mean: let the Trainer scale it by gradient accumulation itself
         self.model_accepts_loss_kwargs = False
         self._metrics: Dict[str, Dict[str, List[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self._step_losses: List[torch.Tensor] = []  # this optimizer step's micro-batch losses (`take_step_losses`)
 
     def get_train_dataloader(self):
         """With --max_tokens_per_batch: batches filled to a token budget (`TokenBudgetBatchSampler`: packed
@@ -129,6 +130,16 @@ class PreferenceTrainer(Trainer):
             self.state.num_input_tokens_seen += int(self.accelerator.gather(inputs["num_tokens"].reshape(1)).sum())
         loss = self.batch_loss(model, inputs, mode)
         return (loss, {}) if return_outputs else loss
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        self._step_losses.append(loss.detach().reshape(-1)[:1])
+        return loss
+
+    def take_step_losses(self) -> List[float]:
+        """The losses of the micro-batches since the last call (one optimizer step), as floats: one device sync."""
+        losses, self._step_losses = self._step_losses, []
+        return torch.cat(losses).float().tolist() if losses else []
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = self._prepare_inputs(inputs)

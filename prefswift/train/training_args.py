@@ -32,7 +32,7 @@ def training_arguments(args: RunArgs, run_dir: Path, has_eval: bool):
         save_total_limit=t.save_total_limit, save_only_model=t.save_only_model, seed=t.seed, data_seed=t.seed,
         eval_strategy=eval_strategy, eval_steps=eval_steps if eval_strategy == "steps" else None,
         dataloader_num_workers=t.dataloader_num_workers, report_to=[r for r in t.report_to if r != "none"] or "none",
-        remove_unused_columns=False, bf16=bf16, fp16=fp16, ddp_backend=t.ddp_backend or (
+        remove_unused_columns=False, logging_nan_inf_filter=False, bf16=bf16, fp16=fp16, ddp_backend=t.ddp_backend or (
             "gloo" if not cuda and dist_env().is_distributed else None),
         ddp_timeout=t.ddp_timeout, ddp_find_unused_parameters=False,
         # the console is prefswift's ConsoleCallback (train/console.py): no Trainer tqdm; tokens/s from the tokens in
