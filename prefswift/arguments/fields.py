@@ -250,8 +250,8 @@ class PreferenceArguments(Section):
                         "--prefix_sharing false: padding-free rows (one row of all sequences on flash_attention_2's "
                         "varlen kernels). false = one pair (or sequence) per row.", commands=PAIRED_ALGORITHMS)
     max_tokens_per_batch: int = arg(0, "Batches by tokens instead of pairs: each batch takes as many pairs of similar "
-                                    "length as fit in N tokens once packed (prefix-shared rows x their length; with "
-                                    "--prefix_sharing false the tokens of the padding-free rows); a longer pair gets "
+                                    "length as fit in N tokens as the forward gets them (rows x row length, padding "
+                                    "included, in the layout --prefix_sharing/--packing choose); a longer pair gets "
                                     "a batch of its own; replaces --per_device_train_batch_size. 0 = off.", ge=0,
                                     commands=PAIRED_ALGORITHMS)
 
