@@ -113,9 +113,10 @@ class DataArguments(Section):
                             aliases=("dataset_test_ratio", "val_size"), ge=0, lt=1)
     dataset_seed: int = arg(42, "Seed for the eval split and dataset sampling.")
     max_length: int = arg(2048, "Max tokens of prompt + response.", aliases=("cutoff_len",), ge=2)
-    max_prompt_length: Optional[int] = arg(None, "Max prompt tokens, cut from the left (default: max_length / 2).",
-                                           ge=1)
-    truncation_strategy: str = arg("keep_end", "keep_end: cut the prompt's start / the responses' end; "
+    max_prompt_length: Optional[int] = arg(None, "Max prompt tokens (default: max_length / 2); a longer prompt loses "
+                                           "its oldest turns, then the start of its last message (the template's "
+                                           "headers stay).", ge=1)
+    truncation_strategy: str = arg("keep_end", "keep_end: cut the prompt's oldest content / the responses' end; "
                                    "delete: drop pairs that are too long (counted).", choices=("keep_end", "delete"))
     check_dataset_strategy: str = arg("none", "Bad rows: error stops; discard/warning/none drop and count them.",
                                       choices=("none", "discard", "error", "warning"))

@@ -132,7 +132,7 @@ class ListDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         row = self.rows[i]
-        return {k: v for k, v in row.items() if k != "example"}
+        return {k: v for k, v in row.items() if k not in ("example", "truncated")}
 
 
 @dataclass
