@@ -89,8 +89,9 @@ TINY_RUNS = {
     "single_gpu_lora_dpo": {},
     "qlora_orpo_llama3": {},                        # bitsandbytes' CPU backend, adamw_torch (see CPU_ARGS)
     "ddp_4gpu_orpo": {"NPROC_PER_NODE": "2"},       # DDP over gloo
-    "mp_ddp_4gpu_dpo": {"NPROC_PER_NODE": "2"},     # its DDP half (model parallel needs GPUs: see gpu_check.sh)
-    "deepspeed_zero2_dpo": {"NPROC_PER_NODE": "2"},
+    # one process: its options all act; DDP over gloo runs above, its model-parallel half needs GPUs (gpu_check.sh)
+    "mp_ddp_4gpu_dpo": {"NPROC_PER_NODE": "1"},
+    "deepspeed_zero2_dpo": {"NPROC_PER_NODE": "1"},  # two processes under ZeRO-2: the two-node run below
     "deepspeed_zero3_dpo": {"NPROC_PER_NODE": "2"},  # full fine-tuning: every parameter partitioned
 }
 
