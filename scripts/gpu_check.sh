@@ -13,15 +13,24 @@ cd "$(dirname "$0")/.."
 DRY=0
 [ "${1:-}" = "--dry-run" ] && DRY=1
 PY="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}"
+PY_BIN="$(dirname "$(command -v "$PY" || echo "$PY")")"  # its `prefswift` command, for the recipes
 WHEELS="${PREFSWIFT_WHEELS:-wheels}"
 OUT="${GPU_CHECK_OUT:-${OUT:-/tmp}/prefswift_gpu_check}"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export PREFSWIFT_HOME="${PREFSWIFT_HOME:-$OUT/home}"
 
+# Recipes in examples/ whose shape a CPU cannot run ("name:reason"). tests/test_examples.py runs every recipe for
+# real at tiny size on CPU (their CPU-compatible form: gloo DDP, DeepSpeed's CPU accelerator, bitsandbytes' CPU
+# backend) and checks that each one is covered there or named here.
+GPU_ONLY_EXAMPLES=(
+  "mp_ddp_4gpu_dpo:model parallel (device_map over 2 GPUs per replica) needs 4 GPUs; its DDP half runs on CPU"
+  "qlora_orpo_llama3:--optim paged_adamw_8bit needs CUDA (the CPU run uses adamw_torch); the qlora train step runs the recipe"
+)
+
 STEPS=(
   "install|$PY -m pip install -q --no-index --find-links $WHEELS -r requirements/core.txt -r requirements/test.txt bitsandbytes 2>/dev/null || $PY -m pip install -q -r requirements/core.txt -r requirements/test.txt; $PY -m pip install -q --no-deps -e ."
   "gpu tests|$PY -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_gpu_paths.py tests/test_prefix_sharing.py"
-  "qlora train|$PY -m prefswift orpo --model_type tiny-llama3 --dataset demo --use_4bit true --max_steps 20 --logging_steps 5 --lora_target_modules ALL --overwrite_output_dir true --output_dir $OUT/qlora"
+  "qlora train|PATH=\"$PY_BIN:\$PATH\" PREFSWIFT_EXAMPLE_MODEL=tiny-llama3 PREFSWIFT_EXAMPLE_DATASET=demo MAX_STEPS=20 CUDA_VISIBLE_DEVICES=0 bash examples/qlora_orpo_llama3.sh --logging_steps 5 --overwrite_output_dir true --output_dir $OUT/qlora"
   "qlora merge|$PY -m prefswift merge-lora --ckpt_dir $OUT/qlora/adapter --overwrite true"
   "bench 1.5B bf16|$PY scripts/benchmark.py --shape qwen2.5-1.5b --dtype bf16 --lengths realistic --seq_len 2048 --batch 8 --lora_r 16 --steps 4 --warmup 2 --threads 8 --json $OUT/bench.json"
 )
@@ -29,6 +38,8 @@ STEPS=(
 if [ "$DRY" = 1 ]; then
   echo "gpu_check would run (python: $PY, wheels: $WHEELS, output: $OUT):"
   for step in "${STEPS[@]}"; do echo "  [${step%%|*}] ${step#*|}"; done
+  echo "recipes only a GPU machine runs in full:"
+  for item in "${GPU_ONLY_EXAMPLES[@]}"; do echo "  examples/${item%%:*}.sh: ${item#*:}"; done
   exit 0
 fi
 

@@ -22,16 +22,30 @@ class CharTokenizer:
     def encode(self, text):
         return [ord(c) for c in text]
 
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": self.encode(text)}
+
+    def decode(self, ids, skip_special_tokens=False):
+        return "".join(map(chr, ids))
+
 
 class FakeTemplate:
     """prompt = '[system]' + 'Uq|Aa|' per history turn + 'U<prompt>|A'; responses = chars + EOS."""
 
+    def resolve_system(self, system):
+        return system or ""
+
+    def render_prompt(self, system, history, query):
+        return (f"[{system}]" if system else "") + "".join(f"U{u}|A{a}|" for u, a in history) + f"U{query}|A"
+
     def encode_prompt(self, tokenizer, system, history, query):
-        text = (f"[{system}]" if system else "") + "".join(f"U{u}|A{a}|" for u, a in history) + f"U{query}|A"
-        return tokenizer.encode(text)
+        return tokenizer.encode(self.render_prompt(system, history, query))
 
     def encode_response(self, tokenizer, response):
         return tokenizer.encode(response) + [EOS]
+
+    def encode_pair(self, tokenizer, prompt_text, prompt_ids, response):
+        return self.encode_response(tokenizer, response)
 
     def encode_example(self, tokenizer, ex):
         return {"prompt_input_ids": self.encode_prompt(tokenizer, ex.system, ex.history, ex.prompt),
@@ -238,6 +252,8 @@ def test_keep_end_truncation_and_delete_counts(tmp_path):
     assert len(long_row["prompt_input_ids"]) == 20  # min(33, 20, max(40-31, 40-20))
     assert len(long_row["chosen_input_ids"]) == 20 and long_row["chosen_input_ids"] == [ord("c")] * 20
     assert long_row["prompt_input_ids"][-2:] == [ord("|"), ord("A")]  # the prompt keeps its end
+    assert long_row["prompt_input_ids"] == [ord(c) for c in "U" + "p" * 17 + "|A"]  # and its head: content is cut
+    assert long_row["truncated"] == {"prompt": 13, "turns": 0, "chosen": 11, "rejected": 0}
     assert data.summary.truncated == 1
     assert data.summary.lengths["prompt"]["max"] == 33  # lengths are reported before truncation
 

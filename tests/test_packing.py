@@ -85,16 +85,19 @@ def test_token_budget_batches_cover_the_data_once_per_epoch(tmp_path):
                for r in data.train]
     sampler = TokenBudgetBatchSampler(lengths, 160, seed=42)
     assert steps == len(sampler) < len(lengths)
-    # chosen and rejected rows: the budget counts the tokens of the padding-free rows (the prompt twice per pair)
+    # chosen and rejected rows: the budget counts the rows x length the packed chosen/rejected rows have (the prompt
+    # twice per pair; tests/test_token_budget.py checks the bound on every layout's real tensors)
+    from prefswift.scoring.collators import PairCollator
+    from prefswift.train.collate import token_budget_sampler
+
     logs = _run(tmp_path, "dpo", ["--max_tokens_per_batch", "160", "--num_train_epochs", "1",
                                   "--prefix_sharing", "false"], "budget_rows")
     steps = max(r["step"] for r in logs if "loss" in r)
-    rows_lengths = [n + len(r["prompt_input_ids"]) for n, r in zip(lengths, data.train)]
-    assert steps == len(TokenBudgetBatchSampler(rows_lengths, 160, seed=42, padding_free=True)) < len(lengths)
+    sampler = token_budget_sampler(data.train, PairCollator(pad_token_id=tok.pad_token_id, packing=True), 160, 42)
+    assert steps == len(sampler) < len(lengths)
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--prefix_sharing", "false", "--packing", "false", "--max_tokens_per_batch", "512"], "needs --packing true"),
     (["--max_tokens_per_batch", "512", "--per_device_train_batch_size", "4"], "replaces"),
 ])
 def test_layout_options_that_would_do_nothing_are_refused(tmp_path, argv, message):

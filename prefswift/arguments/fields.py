@@ -115,9 +115,10 @@ class DataArguments(Section):
                             aliases=("dataset_test_ratio", "val_size"), ge=0, lt=1)
     dataset_seed: int = arg(42, "Seed for the eval split and dataset sampling.")
     max_length: int = arg(2048, "Max tokens of prompt + response.", aliases=("cutoff_len",), ge=2)
-    max_prompt_length: Optional[int] = arg(None, "Max prompt tokens, cut from the left (default: max_length / 2).",
-                                           ge=1)
-    truncation_strategy: str = arg("keep_end", "keep_end: cut the prompt's start / the responses' end; "
+    max_prompt_length: Optional[int] = arg(None, "Max prompt tokens (default: max_length / 2); a longer prompt loses "
+                                           "its oldest turns, then the start of its last message (the template's "
+                                           "headers stay).", ge=1)
+    truncation_strategy: str = arg("keep_end", "keep_end: cut the prompt's oldest content / the responses' end; "
                                    "delete: drop pairs that are too long (counted).", choices=("keep_end", "delete"))
     check_dataset_strategy: str = arg("none", "Bad rows: error stops; discard/warning/none drop and count them.",
                                       choices=("none", "discard", "error", "warning"))
@@ -255,8 +256,8 @@ class PreferenceArguments(Section):
                         "--prefix_sharing false: padding-free rows (one row of all sequences on flash_attention_2's "
                         "varlen kernels). false = one pair (or sequence) per row.", commands=PAIRED_ALGORITHMS)
     max_tokens_per_batch: int = arg(0, "Batches by tokens instead of pairs: each batch takes as many pairs of similar "
-                                    "length as fit in N tokens once packed (prefix-shared rows x their length; with "
-                                    "--prefix_sharing false the tokens of the padding-free rows); a longer pair gets "
+                                    "length as fit in N tokens as the forward gets them (rows x row length, padding "
+                                    "included, in the layout --prefix_sharing/--packing choose); a longer pair gets "
                                     "a batch of its own; replaces --per_device_train_batch_size. 0 = off.", ge=0,
                                     commands=PAIRED_ALGORITHMS)
 

@@ -44,16 +44,30 @@ def run_preview(args: RunArgs, n: int = 3, as_json: bool = False) -> str:
         if unpaired:
             completion = r["completion_input_ids"]
             lines.append(f"\n=== row {i} ({'desirable' if r['label'] else 'undesirable'}): prompt {len(prompt)} "
-                         f"tokens, completion {len(completion)} ===")
+                         f"tokens, completion {len(completion)}{_truncation_note(r)} ===")
             lines.append(_marked(tokenizer, prompt, completion))
             continue
         chosen, rejected = r["chosen_input_ids"], r["rejected_input_ids"]
-        lines.append(f"\n=== pair {i}: prompt {len(prompt)} tokens, chosen {len(chosen)}, rejected {len(rejected)} ===")
+        lines.append(f"\n=== pair {i}: prompt {len(prompt)} tokens, chosen {len(chosen)}, rejected {len(rejected)}"
+                     f"{_truncation_note(r)} ===")
         lines.append("--- chosen ---")
         lines.append(_marked(tokenizer, prompt, chosen))
         lines.append("--- rejected ---")
         lines.append(_marked(tokenizer, prompt, rejected))
     return "\n".join(lines)
+
+
+def _truncation_note(row: dict) -> str:
+    """' | TRUNCATED: prompt -120 tokens (2 earlier turns dropped), chosen -3' for a row truncation cut, else ''."""
+    cut = row.get("truncated")
+    if not cut:
+        return ""
+    parts = []
+    if cut["prompt"]:
+        turns = f" ({cut['turns']} earlier turn{'s' * (cut['turns'] != 1)} dropped)" if cut["turns"] else ""
+        parts.append(f"prompt -{cut['prompt']} tokens{turns}")
+    parts += [f"{k} -{v}" for k, v in cut.items() if k not in ("prompt", "turns") and v]
+    return " | TRUNCATED: " + ", ".join(parts)
 
 
 def _marked(tokenizer, prompt, response) -> str:
@@ -66,14 +80,14 @@ def _pair_json(r: dict, tokenizer) -> dict:
             "chosen_labels": [-100] * len(prompt) + list(chosen),
             "rejected_labels": [-100] * len(prompt) + list(rejected),
             "prompt_text": tokenizer.decode(prompt), "chosen_text": tokenizer.decode(chosen),
-            "rejected_text": tokenizer.decode(rejected)}
+            "rejected_text": tokenizer.decode(rejected), "truncated": r.get("truncated")}
 
 
 def _unpaired_json(r: dict, tokenizer) -> dict:
     prompt, completion = r["prompt_input_ids"], r["completion_input_ids"]
     return {"prompt_input_ids": prompt, "completion_input_ids": completion, "label": r["label"],
             "labels": [-100] * len(prompt) + list(completion), "prompt_text": tokenizer.decode(prompt),
-            "completion_text": tokenizer.decode(completion)}
+            "completion_text": tokenizer.decode(completion), "truncated": r.get("truncated")}
 
 
 def main(argv: List[str]) -> None:

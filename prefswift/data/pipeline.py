@@ -24,6 +24,7 @@ from .datasets import DatasetRef, detect_source_format, get_dataset_spec, parse_
 from .example import PreferenceExample
 from .formats import RowError, RowFiltered, apply_columns, check_texts
 from .loader import RawSource, load_registered, read_local_file
+from .prompt_fit import fit_prompt
 from .unpaired import UnpairedDataError, UnpairedExample, check_unpaired, label_counts, unpair
 
 
@@ -111,7 +112,8 @@ class PreparedData:
 
 def truncate_pair(prompt: Sequence[int], chosen: Sequence[int], rejected: Sequence[int], max_length: int,
                   max_prompt_length: int) -> Tuple[list, list, list]:
-    """keep_end truncation of one pair.
+    """keep_end truncation of one pair's token ids (the lengths it keeps are `kept_lengths`; the pipeline keeps that
+    many prompt tokens by shortening the prompt's content instead: `prompt_fit.fit_prompt`).
 
     The prompt loses tokens from the LEFT until it fits max_prompt_length and prompt + the longer response fits
     max_length — but it never shrinks below max_length - max_prompt_length tokens (the room TRL reserves for
@@ -295,22 +297,44 @@ def _load_ref(ref: DatasetRef, args: DataArguments, hub_and_token: tuple, checke
 
 # ---------------------------------------------------------------- encoding
 
-def _fit(prompt: list, chosen: list, rejected: list, args: DataArguments, checker: RowChecker, origin=None):
-    """(prompt, chosen, rejected, truncated?) within --max_length / --max_prompt_length, or None when the row is too
-    long under --truncation_strategy delete (counted, with where it came from)."""
+def _fit(template, tokenizer, ex, prompt: list, responses: List[list], texts: Sequence[str], args: DataArguments,
+         checker: RowChecker):
+    """(prompt, responses, what truncation cut or None) within --max_length / --max_prompt_length, or None when the
+    row is dropped (--truncation_strategy delete, or headers alone too long: counted, with where it came from).
+
+    keep_end: the prompt keeps `kept_lengths`' share, shortened in its content (`fit_prompt`: oldest turns first,
+    then the start of the last user message; the template's BOS and headers stay), and is encoded again with its
+    responses (`texts`); the responses lose their end to fit max_length."""
     max_length, max_prompt = args.max_length, prompt_budget(args)
-    if len(prompt) <= max_prompt and len(prompt) + max(len(chosen), len(rejected)) <= max_length:
-        return prompt, chosen, rejected, False
+    longest = max(len(r) for r in responses)
+    if len(prompt) <= max_prompt and len(prompt) + longest <= max_length:
+        return prompt, responses, None
+    origin = getattr(ex, "origin", None)
     if args.truncation_strategy == "delete":
         checker.drop("too long (truncation_strategy delete)", origin)
         return None
-    return (*truncate_pair(prompt, chosen, rejected, max_length, max_prompt), True)
+    keep = kept_lengths(len(prompt), longest, longest, max_length, max_prompt)[0]
+    turns = 0
+    if keep < len(prompt):
+        fitted = fit_prompt(template, tokenizer, ex.system, ex.history, ex.prompt, keep)
+        if fitted is None:
+            checker.drop("template headers alone longer than max_prompt_length", origin)
+            return None
+        text = template.render_prompt(fitted.system, fitted.history, fitted.query)
+        responses = [template.encode_pair(tokenizer, text, fitted.ids, r) for r in texts]
+        turns, cut_prompt, prompt = fitted.turns_dropped, len(prompt) - len(fitted.ids), fitted.ids
+    else:
+        cut_prompt = 0
+    room = max_length - len(prompt)
+    cut = {"prompt": cut_prompt, "turns": turns, "responses": [max(0, len(r) - room) for r in responses]}
+    return prompt, [r[:room] for r in responses], cut
 
 
 def encode_examples(examples: List[PreferenceExample], template, tokenizer, args: DataArguments,
                     checker: RowChecker, lengths: Dict[str, List[int]]) -> Tuple[List[dict], int]:
     """(encoded rows, pairs truncated). Appends every example's prompt/chosen/rejected token count before truncation
-    to `lengths` (dropped ones too, in order) and counts the pairs dropped here in `checker`."""
+    to `lengths` (dropped ones too, in order) and counts the pairs dropped here in `checker`. A truncated row carries
+    `truncated`: {"prompt": tokens cut, "turns": earlier turns dropped, "chosen"/"rejected": tokens cut}."""
     rows, truncated = [], 0
     for ex in examples:
         ids = template.encode_example(tokenizer, ex)
@@ -318,17 +342,20 @@ def encode_examples(examples: List[PreferenceExample], template, tokenizer, args
                                                               "rejected_input_ids"))
         for key, seq in (("prompt", prompt), ("chosen", chosen), ("rejected", rejected)):
             lengths[key].append(len(seq))
-        fitted = _fit(prompt, chosen, rejected, args, checker, ex.origin)
+        fitted = _fit(template, tokenizer, ex, prompt, [chosen, rejected], (ex.chosen, ex.rejected), args, checker)
         if fitted is None:
             continue
-        prompt, chosen, rejected, too_long = fitted
-        truncated += too_long
+        prompt, (chosen, rejected), cut = fitted
+        truncated += cut is not None
         if chosen == rejected:
-            checker.drop("chosen == rejected after truncation" if too_long else "chosen == rejected as tokens",
+            checker.drop("chosen == rejected after truncation" if cut else "chosen == rejected as tokens",
                          ex.origin)
             continue
-        rows.append({"prompt_input_ids": prompt, "chosen_input_ids": chosen, "rejected_input_ids": rejected,
-                     "example": ex})
+        row = {"prompt_input_ids": prompt, "chosen_input_ids": chosen, "rejected_input_ids": rejected, "example": ex}
+        if cut is not None:
+            row["truncated"] = {"prompt": cut["prompt"], "turns": cut["turns"], "chosen": cut["responses"][0],
+                                "rejected": cut["responses"][1]}
+        rows.append(row)
     return rows, truncated
 
 
@@ -343,13 +370,15 @@ def _encode_unpaired(examples: List[UnpairedExample], template, tokenizer, args:
         completion = template.encode_pair(tokenizer, prompt_text, prompt, ex.completion)
         lengths["prompt"].append(len(prompt))
         lengths["desirable" if ex.label else "undesirable"].append(len(completion))
-        fitted = _fit(prompt, completion, completion, args, checker)
+        fitted = _fit(template, tokenizer, ex, prompt, [completion], (ex.completion,), args, checker)
         if fitted is None:
             continue
-        prompt, completion, _, too_long = fitted
-        truncated += too_long
-        rows.append({"prompt_input_ids": prompt, "completion_input_ids": completion, "label": bool(ex.label),
-                     "example": ex})
+        prompt, (completion,), cut = fitted
+        truncated += cut is not None
+        row = {"prompt_input_ids": prompt, "completion_input_ids": completion, "label": bool(ex.label), "example": ex}
+        if cut is not None:
+            row["truncated"] = {"prompt": cut["prompt"], "turns": cut["turns"], "completion": cut["responses"][0]}
+        rows.append(row)
     return rows, truncated
 
 

@@ -106,9 +106,15 @@ def _active_adapter(peft_model, name: str):
         peft_model.set_adapter(previous)  # trainable again (peft re-enables the gradients of the active adapter)
 
 
+def parameter_size(param) -> int:
+    """Elements of a parameter; under ZeRO-3 `numel()` is this rank's empty placeholder (0) and DeepSpeed keeps
+    the full size in `ds_numel`."""
+    return getattr(param, "ds_numel", None) or param.numel()
+
+
 def count_parameters(model: nn.Module):
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(parameter_size(p) for p in model.parameters() if p.requires_grad)
+    total = sum(parameter_size(p) for p in model.parameters())
     return trainable, total
 
 

@@ -26,10 +26,12 @@ class Segment(IntEnum):
     PROMPT = 3
 
 
+def round_up(n: int, multiple_of: Optional[int]) -> int:
+    return -(-n // multiple_of) * multiple_of if multiple_of else n
+
+
 def pad_right(seqs: List[List[int]], value: int, multiple_of: Optional[int] = None) -> torch.Tensor:
-    length = max(len(s) for s in seqs)
-    if multiple_of:
-        length = -(-length // multiple_of) * multiple_of
+    length = round_up(max(len(s) for s in seqs), multiple_of)
     out = torch.full((len(seqs), length), value, dtype=torch.long)
     for i, s in enumerate(seqs):
         out[i, : len(s)] = torch.tensor(s, dtype=torch.long)
@@ -85,12 +87,22 @@ class PairCollator:
         }
         return add_reference_logps(batch, rows)
 
+    def _layout(self, lengths: List[int]):
+        """(rows, row length T): which sequences share each row (one per row unpacked) and the padded length."""
+        T = sum(lengths) if self.packing and self.one_row else max(lengths)
+        T = round_up(T, self.pad_to_multiple_of)
+        return (pack_into_rows(lengths, T) if self.packing else [[i] for i in range(len(lengths))]), T
+
+    def layout_tokens(self, rows: List[Dict]) -> int:
+        """Tokens of the [rows, T] tensors `__call__` returns for `rows` (padding included): what the forward sees."""
+        lengths = [len(r["prompt_input_ids"]) + len(r[key]) for key in ("chosen_input_ids", "rejected_input_ids")
+                   for r in rows]
+        layout, T = self._layout(lengths)
+        return len(layout) * T
+
     def _packed(self, seqs: List[List[int]], masks: List[List[int]]) -> Dict[str, torch.Tensor]:
         lengths = [len(s) for s in seqs]
-        T = sum(lengths) if self.one_row else max(lengths)
-        if self.pad_to_multiple_of:
-            T = -(-T // self.pad_to_multiple_of) * self.pad_to_multiple_of
-        layout = pack_into_rows(lengths, T)
+        layout, T = self._layout(lengths)
         R = len(layout)
         input_ids = torch.full((R, T), self.pad_token_id, dtype=torch.long)
         completion = torch.zeros((R, T), dtype=torch.long)
@@ -120,7 +132,7 @@ class ListDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         row = self.rows[i]
-        return {k: v for k, v in row.items() if k != "example"}
+        return {k: v for k, v in row.items() if k not in ("example", "truncated")}
 
 
 @dataclass
@@ -146,14 +158,20 @@ class PrefixSharedCollator:
     pad_to_multiple_of: Optional[int] = None
     packing: bool = False
 
+    def _layout(self, lengths: List[int]):
+        """(rows, row length T): which pairs share each row (one per row unpacked) and the padded length."""
+        T = round_up(max(lengths), self.pad_to_multiple_of)
+        return (pack_into_rows(lengths, T) if self.packing else [[i] for i in range(len(lengths))]), T
+
+    def layout_tokens(self, rows: List[Dict]) -> int:
+        """Tokens of the [rows, T] tensors `__call__` returns for `rows` (padding included): what the forward sees."""
+        layout, T = self._layout([pair_tokens(r) for r in rows])
+        return len(layout) * T
+
     def __call__(self, rows: List[Dict]) -> Dict[str, torch.Tensor]:
         pairs = [tuple(list(r[k]) for k in ("prompt_input_ids", "chosen_input_ids", "rejected_input_ids"))
                  for r in rows]
-        lengths = [len(p) + len(c) + len(j) for p, c, j in pairs]
-        T = max(lengths)
-        if self.pad_to_multiple_of:
-            T = -(-T // self.pad_to_multiple_of) * self.pad_to_multiple_of
-        layout = pack_into_rows(lengths, T) if self.packing else [[i] for i in range(len(pairs))]
+        layout, T = self._layout([len(p) + len(c) + len(j) for p, c, j in pairs])
         R = len(layout)
         input_ids = torch.full((R, T), self.pad_token_id, dtype=torch.long)
         position_ids = torch.zeros((R, T), dtype=torch.long)

@@ -5,12 +5,13 @@
   grow; the number of rows, and with it the padding, shrinks. The loss is unchanged: every pair is still scored on
   its own (`PrefixSharedCollator` gives each pair its own positions and a block-diagonal mask).
 * `TokenBudgetBatchSampler` (`--max_tokens_per_batch`): a variable number of pairs per batch, as many as fit in the
-  budget once packed, drawn from neighbourhoods of similar length so the packed rows are nearly full.
+  budget in the layout the forward gets (measured by the collator), drawn from neighbourhoods of similar length so
+  the rows are nearly full.
 """
 from __future__ import annotations
 
 import random
-from typing import Iterator, List, Sequence
+from typing import Callable, Iterator, List, Optional, Sequence
 
 import torch
 
@@ -35,24 +36,41 @@ def pack_into_rows(lengths: Sequence[int], capacity: int) -> List[List[int]]:
     return rows
 
 
+def packed_tokens(lengths: Sequence[int], padding_free: bool = False) -> int:
+    """Tokens of a batch laid out by `pack_into_rows` into rows as long as its longest item (rows x that length),
+    or, `padding_free`, the tokens themselves."""
+    if padding_free:
+        return sum(lengths)
+    longest = max(lengths)
+    return len(pack_into_rows(lengths, longest)) * longest
+
+
 class TokenBudgetBatchSampler(torch.utils.data.Sampler):
-    """Batches of pair indices whose packed layout holds at most `max_tokens` tokens (a pair longer than the budget
-    gets a batch of its own). Each epoch: shuffle (seeded by seed + epoch), cut into megabatches of
-    `megabatch_pairs`, sort each by length, fill batches greedily, then shuffle the batches — the scheme of
-    transformers' LengthGroupedSampler with a token budget instead of a fixed count. Deterministic for a given
-    seed and epoch, so a resumed run sees the same batches. `padding_free`: the budget holds the tokens themselves
-    (padding-free rows, as flash-attn's varlen layout has them) instead of rows x the longest pair."""
+    """Batches of pair indices whose layout holds at most `max_tokens` tokens (a pair longer than the budget gets a
+    batch of its own). Each epoch: shuffle (seeded by seed + epoch), cut into megabatches of `megabatch_pairs`, sort
+    each by length, cut each into the longest runs that fit the budget, then shuffle the batches — the scheme of
+    transformers' LengthGroupedSampler with a token budget instead of a fixed count. Deterministic for a given seed
+    and epoch, so a resumed run sees the same batches.
+
+    `batch_tokens(indices) -> int`: the tokens of the tensors the forward gets for those pairs (the collator's
+    `layout_tokens`: rows x row length, padding included). Without it, `packed_tokens` of `lengths` (`padding_free`:
+    their sum)."""
 
     def __init__(self, lengths: Sequence[int], max_tokens: int, seed: int = 42, megabatch_pairs: int = 256,
-                 shuffle: bool = True, padding_free: bool = False):
+                 shuffle: bool = True, padding_free: bool = False,
+                 batch_tokens: Optional[Callable[[List[int]], int]] = None):
         self.lengths = [int(n) for n in lengths]
         self.max_tokens = int(max_tokens)
         self.padding_free = padding_free
+        self.batch_tokens = batch_tokens or self._packed_tokens
         self.seed = seed
         self.megabatch_pairs = megabatch_pairs
         self.shuffle = shuffle
         self.epoch = 0
         self._batches = self._build(0)
+
+    def _packed_tokens(self, indices: List[int]) -> int:
+        return packed_tokens([self.lengths[i] for i in indices], self.padding_free)
 
     def set_epoch(self, epoch: int) -> None:
         if epoch != self.epoch:
@@ -67,31 +85,31 @@ class TokenBudgetBatchSampler(torch.utils.data.Sampler):
         batches: List[List[int]] = []
         for start in range(0, len(order), self.megabatch_pairs):
             mega = sorted(order[start:start + self.megabatch_pairs], key=lambda i: -self.lengths[i])
-            batch: List[int] = []
-            free: List[int] = []  # room left in each packed row; longest first, so batch[0] sets the row length
-            total = 0             # padding-free: the tokens of the batch so far
-            for i in mega:
-                n = self.lengths[i]
-                if self.padding_free:
-                    if batch and total + n > self.max_tokens:
-                        batches.append(batch)
-                        batch, total = [], 0
-                    batch.append(i)
-                    total += n
-                    continue
-                row = next((r for r, room in enumerate(free) if n <= room), None)
-                if row is None and batch and (len(free) + 1) * self.lengths[batch[0]] > self.max_tokens:
-                    batches.append(batch)
-                    batch, free = [], []
-                if row is None:
-                    free.append((self.lengths[batch[0]] if batch else n) - n)
-                else:
-                    free[row] -= n
-                batch.append(i)
-            if batch:
-                batches.append(batch)
+            batches += self._cut(mega)
         if self.shuffle:
             rng.shuffle(batches)
+        return batches
+
+    def _cut(self, mega: List[int]) -> List[List[int]]:
+        """`mega` (longest first) cut into batches: from each start, the longest run whose layout fits the budget
+        (found by doubling then bisecting, so a batch of k pairs costs O(log k) layouts); every batch returned was
+        measured to fit, or is a single pair."""
+        batches, start, n = [], 0, len(mega)
+        while start < n:
+            fits = lambda end: self.batch_tokens(mega[start:end]) <= self.max_tokens  # noqa: E731
+            good, bad, step = start + 1, None, 1
+            if fits(good):
+                while good < n:
+                    probe = min(good + step, n)
+                    if not fits(probe):
+                        bad = probe
+                        break
+                    good, step = probe, step * 2
+                while bad is not None and bad - good > 1:
+                    mid = (good + bad) // 2
+                    good, bad = (mid, bad) if fits(mid) else (good, mid)
+            batches.append(mega[start:good])
+            start = good
         return batches
 
     def __iter__(self) -> Iterator[List[int]]:
@@ -104,4 +122,4 @@ class TokenBudgetBatchSampler(torch.utils.data.Sampler):
         return len(self.lengths) / max(1, len(self._batches))
 
 
-__all__ = ["pack_into_rows", "TokenBudgetBatchSampler"]
+__all__ = ["pack_into_rows", "packed_tokens", "TokenBudgetBatchSampler"]

@@ -1,7 +1,8 @@
 """Which batch layout a training run uses (see `prefswift.scoring.collators` and `prefswift.scoring.unpaired`)."""
 from ..arguments import RunArgs
 from ..errors import ArgumentError
-from ..scoring.collators import PairCollator, PrefixSharedCollator
+from ..scoring.collators import PairCollator, PrefixSharedCollator, pair_tokens
+from ..scoring.packing import TokenBudgetBatchSampler
 from ..scoring.unpaired import UnpairedCollator
 
 
@@ -17,14 +18,16 @@ def make_collator(args: RunArgs, pad_token_id: int, attn_implementation: str = "
                         one_row=attn_implementation == "flash_attention_2")
 
 
+def token_budget_sampler(rows, collator, max_tokens: int, seed: int) -> TokenBudgetBatchSampler:
+    """--max_tokens_per_batch: batches of `rows` whose tensors, as `collator` lays them out (packed or not, prefix-
+    shared or chosen/rejected rows, padding included), hold at most `max_tokens` tokens."""
+    return TokenBudgetBatchSampler([pair_tokens(r) for r in rows], max_tokens, seed=seed,
+                                   batch_tokens=lambda indices: collator.layout_tokens([rows[i] for i in indices]))
+
+
 def check_layout(args: RunArgs) -> None:
     """Refuse the token-budget combinations that would silently not do what they say."""
     pref, explicit = args.pref, args.explicit
     if pref.max_tokens_per_batch and "batch_size" in explicit:
         raise ArgumentError("--max_tokens_per_batch replaces --per_device_train_batch_size (batches are filled "
                             "by tokens): pass only one of them")
-    if pref.prefix_sharing:
-        return
-    if pref.max_tokens_per_batch and not pref.packing:
-        raise ArgumentError("--max_tokens_per_batch with --prefix_sharing false needs --packing true (the budget "
-                            "counts the tokens of padding-free rows)")

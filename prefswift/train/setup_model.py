@@ -80,7 +80,8 @@ def build_models(args, resolved: ResolvedModel, *, needs_reference: bool, device
     if tuning.gradient_checkpointing:
         enable_gradient_checkpointing(policy, is_peft=tuning.sft_type == "lora")
     trainable, total = count_parameters(policy)
-    logger.info("trainable parameters: %s of %s (%.4f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
+    logger.info("trainable parameters: %s of %s (%.4f%%)", f"{trainable:,}", f"{total:,}",
+                100 * trainable / max(total, 1))
     return Models(policy, reference, resolved, note)
 
 

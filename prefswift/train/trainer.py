@@ -19,10 +19,9 @@ from torch.utils.data import DataLoader
 from transformers import Trainer
 
 from ..arguments.fields import LOGPROB_CHUNK_SIZE
-from ..scoring.collators import PrefixSharedCollator, pair_tokens
 from ..scoring.forward import PairLogps, pair_forward, unwrap_wrappers
-from ..scoring.packing import TokenBudgetBatchSampler
 from ..models.lora import reference_weights
+from .collate import token_budget_sampler
 from .objectives import Objective
 
 
@@ -44,15 +43,13 @@ class PreferenceTrainer(Trainer):
         self._step_losses: List[torch.Tensor] = []  # this optimizer step's micro-batch losses (`take_step_losses`)
 
     def get_train_dataloader(self):
-        """With --max_tokens_per_batch: batches filled to a token budget (`TokenBudgetBatchSampler`: packed
-        prefix-shared rows, or the tokens of padding-free chosen/rejected rows); accelerate deals them out to the ranks
-        (each rank the same number, cycling at the end) as with any batch sampler."""
+        """With --max_tokens_per_batch: batches whose tensors, as the collator lays them out, hold at most that many
+        tokens (`token_budget_sampler`); accelerate deals them out to the ranks (each rank the same number, cycling
+        at the end) as with any batch sampler."""
         if not self.max_tokens_per_batch:
             return super().get_train_dataloader()
-        shared = isinstance(self.data_collator, PrefixSharedCollator)  # the prompt once per pair, rows x longest
-        lengths = [pair_tokens(r) + (0 if shared else len(r["prompt_input_ids"])) for r in self.train_dataset.rows]
-        sampler = TokenBudgetBatchSampler(lengths, self.max_tokens_per_batch, seed=self.args.seed,
-                                          padding_free=not shared)
+        sampler = token_budget_sampler(self.train_dataset.rows, self.data_collator, self.max_tokens_per_batch,
+                                       seed=self.args.seed)
         loader = DataLoader(self.train_dataset, batch_sampler=sampler, collate_fn=self.data_collator,
                             num_workers=self.args.dataloader_num_workers, pin_memory=self.args.dataloader_pin_memory)
         return self.accelerator.prepare(loader)
@@ -117,12 +114,27 @@ class PreferenceTrainer(Trainer):
         return loss
 
     def record_metrics(self, metrics: Dict[str, torch.Tensor], mode: str) -> None:
-        """Keep each metric's batch mean (over all ranks) for the next log line, where they are averaged."""
-        for name, value in metrics.items():
-            value = value.detach().float()
-            if value.dim() == 0:
-                value = value.reshape(1)
-            self._metrics[mode][name].append(self.accelerator.gather_for_metrics(value).mean().item())
+        """Keep each metric's batch mean (over all ranks) for the next log line, where they are averaged.
+
+        Over ranks: the mean of the ranks' batch means, weighted like the loss (DDP averages the ranks' losses), so N
+        processes log what one process logs over the same batches with gradient accumulation. Ranks may hold batches
+        of different sizes (--max_tokens_per_batch): their sizes are exchanged first, and only equal-sized values
+        are gathered whole (`gather_for_metrics` drops the samples accelerate repeated to even out the last eval
+        batch); uneven ones are reduced as means — gathering tensors of different lengths breaks the collective."""
+        values = {name: value.detach().float().reshape(-1) for name, value in metrics.items()}
+        world = self.accelerator.num_processes
+        if world > 1 and values:
+            first = next(iter(values.values()))
+            sizes = torch.tensor([v.numel() for v in values.values()], device=first.device)
+            even = (self.accelerator.gather(sizes).reshape(world, -1) == sizes).all(dim=0).tolist()
+        else:
+            even = [True] * len(values)
+        for (name, value), same in zip(values.items(), even):
+            if world > 1 and not same:
+                mean = self.accelerator.reduce(value.mean().reshape(1), reduction="mean")
+            else:
+                mean = self.accelerator.gather_for_metrics(value).mean()
+            self._metrics[mode][name].append(mean.item())
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if model.training else "eval"
