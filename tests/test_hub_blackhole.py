@@ -41,3 +41,4 @@ def test_a_hub_that_never_answers_costs_a_bounded_wait_and_never_a_hang(hub, tmp
                                     "--max_steps", "1", "--output_dir", str(empty / "out")])
     line = error_line(proc)
     assert "qwen/Qwen2.5-7B-Instruct" in line and took < 120, (line, took)
+    assert not (empty / "out").exists(), "a refused run leaves no output dir behind"
