@@ -163,13 +163,18 @@ def test_a_lock_left_by_a_killed_run_is_stale(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- unusable output dirs
 
-def test_an_output_dir_that_is_a_file_or_below_one_is_one_error_line(tmp_path):
+def test_an_output_dir_that_is_a_file_or_below_one_is_one_error_line(tmp_path, capsys):
+    import typer
+
+    from prefswift.commands.train import main
+
     a_file = tmp_path / "results.txt"
     a_file.write_text("x")
     for out, words in ((a_file, "is a file"), (a_file / "run", "below the file")):
-        proc = prefswift("orpo", *BASE, "--output_dir", str(out))
-        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-        assert proc.stderr.strip().startswith("error: ") and words in proc.stderr
+        with pytest.raises(typer.Exit) as stop:  # the command's own exit (a raw OSError before)
+            main("orpo", [*BASE, "--output_dir", str(out)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert stop.value.exit_code == 2 and len(err) == 1 and err[0].startswith("error: ") and words in err[0]
     assert sorted(os.listdir(tmp_path)) == ["results.txt"] and a_file.read_text() == "x"
 
 

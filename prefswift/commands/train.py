@@ -6,8 +6,8 @@ adapter; a DPO/KTO reference that is the adapter-disabled base, a reference adap
 log-probs precomputed once; one CPU or GPU, DDP (NPROC_PER_NODE, torchrun, accelerate launch), device_map model
 parallel and MP+DDP, DeepSpeed ZeRO-2/3; `--resume_from_checkpoint latest`.
 
-Steps: resume point -> validate -> prepare run dir -> data -> trainer arguments -> device plan -> models -> trainer
--> train -> save.
+Steps: resume point -> validate -> claim the run dir (its lock) and prepare it -> data -> trainer arguments -> device
+plan -> models -> trainer (with the nan/inf guard) -> train -> save.
 """
 import importlib.util
 import logging
@@ -263,9 +263,9 @@ def build_trainer(args: RunArgs, targs, objective: Union[Objective, KTOObjective
         trainer.add_callback(SyncReferenceCallback(trainer.ref_model, trainer.model, args.pref.ref_model_mixup_alpha,
                                                    args.pref.ref_model_sync_steps))
     use_console(trainer, console)
-    main = trainer.is_world_process_zero()
+    on_rank0 = trainer.is_world_process_zero()
     trainer.add_callback(NonFiniteGuard(trainer, args.train.skip_nonfinite_steps,
-                                        console.warn if main else (lambda line: None)))
+                                        console.warn if on_rank0 else (lambda line: None)))
     trainer.add_callback(DivergenceWatch(console.warn))  # after the console: a warning follows its metric line
     return trainer, console
 

@@ -42,8 +42,9 @@ def prepare_run_dir(run_dir: Path, resume_from: Optional[Path], overwrite: bool,
     `--resume_from_checkpoint latest` on a run stopped before its first checkpoint starts it over."""
     from .ownership import remove_run, run_results, written_by_prefswift
 
-    found = run_results(run_dir, checkpoints(run_dir))
+    # args.json first: rank 0 removes it last when starting over, so the other ranks never see the results without it
     ours = written_by_prefswift(run_dir / "args.json")
+    found = run_results(run_dir, checkpoints(run_dir))
     if (run_dir / "args.json").exists() and not ours:
         raise ArgumentError(f"--output_dir {run_dir} holds an args.json that prefswift did not write; it is not "
                             "replaced — give another --output_dir")
