@@ -33,7 +33,8 @@ from ..train.objectives import Objective
 from ..train.pref_checks import checked_objective
 from ..train.ref_sync import SyncReferenceCallback
 from ..train.console import ConsoleCallback, format_summary, quiet_library_noise, use_console
-from ..train.resume import adopt_checkpoint_args, finished_message, mark_complete
+from ..train.checkpoint_files import checkpoints
+from ..train.resume import COMPLETE_FILE, adopt_checkpoint_args, finished_message, mark_complete
 from ..train.run_dir import interrupted_message, prepare_run_dir, resolve_resume, restart_or_truncate_log
 from ..train.saving import save_final
 from ..train.setup_model import Models, build_models
@@ -84,7 +85,7 @@ def run_training(args: RunArgs, algo: str, *, log=print, callbacks=()) -> Path:
     quiet_library_noise()  # before the models are built (peft warns while it wraps them)
     say = log if env.is_main else (lambda *a, **k: None)
     run_dir = Path(args.train.output_dir).expanduser().resolve()
-    resume_from = resolve_resume(run_dir, args.train.resume_from_checkpoint)
+    resume_from = resolve_resume(run_dir, args.train.resume_from_checkpoint, warn=say)
     if resume_from is not None:
         args = adopt_checkpoint_args(args, resume_from)
         finished = finished_message(args, run_dir, resume_from)
@@ -95,7 +96,8 @@ def run_training(args: RunArgs, algo: str, *, log=print, callbacks=()) -> Path:
     if resume_from is not None and args.pref.sync_ref_model:
         raise ArgumentError("--sync_ref_model runs cannot be resumed: checkpoints do not hold the mixed reference "
                             "model; start a new run (--overwrite_output_dir true or another --output_dir)")
-    prepare_run_dir(run_dir, resume_from, args.train.overwrite_output_dir, env.is_main)
+    prepare_run_dir(run_dir, resume_from, args.train.overwrite_output_dir or restarts(args, run_dir, resume_from, say),
+                    env.is_main)
     resolved, tokenizer, template = load_tokenizer_and_template(args)
     data = prepare_data(args, template, tokenizer, say, objective)
     # before any model is built: with a ZeRO-3 config this makes from_pretrained partition the weights as they load
@@ -124,6 +126,18 @@ def run_training(args: RunArgs, algo: str, *, log=print, callbacks=()) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------- the steps
+
+def restarts(args: RunArgs, run_dir: Path, resume_from, say) -> bool:
+    """`--resume_from_checkpoint latest` on an unfinished run without one whole checkpoint (a fresh dir, or a run
+    killed before its first save completed): the run starts from step 0, replacing its own cut-short checkpoints."""
+    if resume_from is not None or (args.train.resume_from_checkpoint or "").lower() != "latest":
+        return False
+    if (run_dir / COMPLETE_FILE).is_file():
+        return False  # a finished run (its checkpoints removed): not replaced without --overwrite_output_dir
+    if checkpoints(run_dir):
+        say(f"[prefswift] warning: {run_dir} holds no whole checkpoint yet: training starts again from step 0")
+    return True
+
 
 def validate(args: RunArgs, algo: str) -> Union[Objective, KTOObjective]:
     """Checks that need several arguments at once (each value's own range, and whether it applies to this algorithm,
