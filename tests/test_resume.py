@@ -123,3 +123,34 @@ def test_args_json_replays_a_plugin_run_from_another_directory(tmp_path, tiny_ll
         work / "plug.py")
     prefswift(elsewhere, "merge-lora", "--ckpt_dir", str(work / "run" / "adapter"))
     prefswift(elsewhere, "eval", "--ckpt_dir", str(work / "run" / "adapter"), "--dataset", "demo#4")
+
+
+def test_the_continue_command_ctrl_c_prints_runs_verbatim_with_relative_paths(tmp_path, tiny_llama3_dir, monkeypatch):
+    """Relative --dataset and --model_id_or_path (stored absolute in args.json) are the same values when the printed
+    command is run again from the same directory."""
+    import shlex
+    import shutil
+
+    from prefswift.cli import main
+
+    shutil.copytree(tiny_llama3_dir, tmp_path / "my_model")
+    (tmp_path / "data").mkdir()
+    demo = Path(__file__).parent.parent / "prefswift" / "data" / "demo_data" / "demo.jsonl"
+    (tmp_path / "data" / "uf.jsonl").write_text("".join(demo.read_text().splitlines(keepends=True)[:24]))
+    monkeypatch.chdir(tmp_path)
+    argv = ["orpo", "--model_type", "tiny-llama3", "--model_id_or_path", "my_model", "--dataset", "data/uf.jsonl",
+            "--output_dir", "out", "--eval_ratio", "0", "--save_steps", "1", "--max_steps", "3", "--logging_steps", "1",
+            "--lora_target_modules", "q_proj,v_proj"]
+    monkeypatch.setattr("sys.argv", ["prefswift", *argv])
+    logs = []
+    with pytest.raises(SystemExit):
+        run_training(parse_command("orpo", argv[1:]), "orpo", log=logs.append, callbacks=[Interrupt()])
+    printed = "\n".join(logs).split("Continue with:\n")[1].strip()
+    assert printed.startswith("prefswift orpo ") and "--dataset data/uf.jsonl" in printed
+    command = shlex.split(printed)
+    try:
+        main(command[1:])
+    except SystemExit as e:
+        assert e.code in (0, None)
+    assert (tmp_path / "out" / "complete.json").is_file()
+    assert [r["step"] for r in log_rows(tmp_path / "out") if "loss" in r] == [1, 2, 3]

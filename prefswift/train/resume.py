@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from ..arguments import ARGS_FILE, RunArgs
+from ..arguments import ARGS_FILE, RunArgs, absolute_paths
 from ..errors import ArgumentError
 
 COMPLETE_FILE = "complete.json"
@@ -42,7 +42,7 @@ def adopt_checkpoint_args(args: RunArgs, ckpt: Path) -> RunArgs:
     if saved is None:  # a checkpoint from before args.json was saved with every checkpoint: trust the command line
         return args
     for name in SHAPE + SCHEDULE:
-        if name in args.explicit and name in saved and _value(args, name) != saved[name]:
+        if name in args.explicit and name in saved and _resolved(name, _value(args, name)) != saved[name]:
             raise ArgumentError(f"--{name} {_show(_value(args, name))} contradicts the checkpoint {ckpt.name} "
                                 f"({_show(saved[name])}): resuming continues that run — drop --{name}, or start "
                                 "a new run (--overwrite_output_dir true or another --output_dir)")
@@ -63,6 +63,12 @@ def _value(args: RunArgs, name: str):
         if current is not None and hasattr(current, name):
             return getattr(current, name)
     return None
+
+
+def _resolved(name: str, value):
+    """The value as args.json stores it: a local path made absolute (`data/uf.jsonl` typed in the run's directory
+    is the /abs/data/uf.jsonl the checkpoint names)."""
+    return absolute_paths({name: value})[name]
 
 
 def _show(value) -> str:
