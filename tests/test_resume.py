@@ -154,3 +154,24 @@ def test_the_continue_command_ctrl_c_prints_runs_verbatim_with_relative_paths(tm
         assert e.code in (0, None)
     assert (tmp_path / "out" / "complete.json").is_file()
     assert [r["step"] for r in log_rows(tmp_path / "out") if "loss" in r] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("algo,same,different", [
+    ("orpo", ["--beta", "0.1"], ["--beta", "0.2"]),  # the seed ORPO guide's resume line on a run without --beta
+    ("simpo", ["--beta", "2.0"], ["--beta", "0.1"]),
+    ("dpo", ["--loss_type", "sigmoid", "--loss_weights", "1"], ["--loss_type", "ipo"]),
+    ("orpo", ["--max_prompt_length", "1024"], ["--max_prompt_length", "512"]),  # half of --max_length 2048
+])
+def test_a_value_equal_to_what_the_run_used_by_default_is_no_contradiction(tmp_path, algo, same, different):
+    """Defaults as documented (TRL's ORPO/DPO beta 0.1, SimPO's paper beta 2.0, DPO's sigmoid loss, the prompt limit
+    half of --max_length): repeating one is the same run; another value is still refused."""
+    from prefswift.train.resume import adopt_checkpoint_args
+
+    ckpt = tmp_path / "checkpoint-2"
+    first = [*BASE, "--output_dir", str(tmp_path)]
+    parse_command(algo, first).save(ckpt)
+    resume = [*first, "--resume_from_checkpoint", "latest"]
+    adopted = adopt_checkpoint_args(parse_command(algo, [*resume, *same]), ckpt)
+    assert adopted.pref.beta == parse_command(algo, [*resume, *same]).pref.beta
+    with pytest.raises(ArgumentError, match=f"{different[0]} {different[1]} contradicts the checkpoint"):
+        adopt_checkpoint_args(parse_command(algo, [*resume, *different]), ckpt)

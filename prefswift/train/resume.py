@@ -11,7 +11,10 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from ..arguments import ARGS_FILE, RunArgs, absolute_paths
+from ..arguments import ARGS_FILE, RunArgs, section_from_flat
+from ..arguments.algorithms import DEFAULT_BETA, default_loss_type, split_loss_types
+from ..arguments.fields import DataArguments
+from ..data.pipeline import prompt_budget
 from ..errors import ArgumentError
 
 COMPLETE_FILE = "complete.json"
@@ -41,10 +44,11 @@ def adopt_checkpoint_args(args: RunArgs, ckpt: Path) -> RunArgs:
     saved = checkpoint_args(ckpt)
     if saved is None:  # a checkpoint from before args.json was saved with every checkpoint: trust the command line
         return args
+    current = args.to_flat_dict()  # local paths absolute, as args.json stores them
     for name in SHAPE + SCHEDULE:
-        if name in args.explicit and name in saved and _resolved(name, _value(args, name)) != saved[name]:
+        if name in args.explicit and name in saved and effective(name, current) != effective(name, saved):
             raise ArgumentError(f"--{name} {_show(_value(args, name))} contradicts the checkpoint {ckpt.name} "
-                                f"({_show(saved[name])}): resuming continues that run — drop --{name}, or start "
+                                f"({_show(effective(name, saved))}): resuming continues that run — drop --{name}, or start "
                                 "a new run (--overwrite_output_dir true or another --output_dir)")
     sections = {}
     for section in ADOPTED_SECTIONS:
@@ -65,10 +69,20 @@ def _value(args: RunArgs, name: str):
     return None
 
 
-def _resolved(name: str, value):
-    """The value as args.json stores it: a local path made absolute (`data/uf.jsonl` typed in the run's directory
-    is the /abs/data/uf.jsonl the checkpoint names)."""
-    return absolute_paths({name: value})[name]
+def effective(name: str, flat: dict):
+    """The value a run uses for `name` given its flat arguments (args.json's form): an algorithm's or another
+    option's default resolved (ORPO with no --beta runs at beta 0.1, so `--beta 0.1` is the same run)."""
+    value = flat.get(name)
+    command = flat.get("command")
+    if name == "beta" and value is None:
+        return DEFAULT_BETA.get(command)
+    if name == "loss_type" and value is None and command in DEFAULT_BETA:
+        return default_loss_type(command)
+    if name == "loss_weights" and not value:
+        return [1.0] * len(split_loss_types(effective("loss_type", flat)))
+    if name == "max_prompt_length" and "max_length" in flat:
+        return prompt_budget(section_from_flat(DataArguments, flat))
+    return value
 
 
 def _show(value) -> str:
