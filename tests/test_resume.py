@@ -175,3 +175,44 @@ def test_a_value_equal_to_what_the_run_used_by_default_is_no_contradiction(tmp_p
     assert adopted.pref.beta == parse_command(algo, [*resume, *same]).pref.beta
     with pytest.raises(ArgumentError, match=f"{different[0]} {different[1]} contradicts the checkpoint"):
         adopt_checkpoint_args(parse_command(algo, [*resume, *different]), ckpt)
+
+
+class InterruptAt(TrainerCallback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt
+
+
+def cosine_with_warmup(step: int, total: int, warmup: int) -> float:
+    """transformers' cosine schedule, written out: the factor of the peak rate for optimizer step `step` (0-based)."""
+    import math
+
+    if step < warmup:
+        return step / max(1, warmup)
+    progress = (step - warmup) / max(1, total - warmup)
+    return max(0.0, 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def test_a_resume_with_another_max_steps_follows_the_new_schedule_from_its_step(tmp_path):
+    """Killed at step 3 of 6 (checkpoint-2), resumed to 4 steps, then extended to 7: each step runs at the rate of
+    the schedule of the total it ran under, at its own step, and every step changes the weights."""
+    import hashlib
+
+    out = tmp_path / "run"
+    lr = 1e-3
+    with pytest.raises(SystemExit):
+        train(out, "--max_steps", "6", "--learning_rate", str(lr), "--lr_scheduler_type", "cosine", "--warmup_steps",
+              "1", callbacks=[InterruptAt(3)])
+    train(out, "--max_steps", "4", "--resume_from_checkpoint", "latest")
+    train(out, "--max_steps", "7", "--resume_from_checkpoint", "latest")
+    logged = {r["step"]: r["learning_rate"] for r in log_rows(out) if "loss" in r}
+    totals = {1: 6, 2: 6, 3: 4, 4: 4, 5: 7, 6: 7, 7: 7}
+    assert sorted(logged) == list(totals)
+    for step, total in totals.items():
+        assert logged[step] == pytest.approx(lr * cosine_with_warmup(step - 1, total, 1), rel=1e-6, abs=1e-12), step
+    digests = [hashlib.sha256((out / f"checkpoint-{s}" / "adapter_model.safetensors").read_bytes()).hexdigest()
+               for s in range(2, 8)]
+    assert len(set(digests)) == len(digests)  # no step after the warm-up step ran at rate 0

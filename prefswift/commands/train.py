@@ -34,6 +34,7 @@ from ..train.pref_checks import checked_objective
 from ..train.ref_sync import SyncReferenceCallback
 from ..train.console import ConsoleCallback, format_summary, quiet_library_noise, use_console
 from ..train.checkpoint_files import checkpoints
+from ..train.resume_schedule import ResumedScheduleCallback
 from ..train.resume import COMPLETE_FILE, adopt_checkpoint_args, finished_message, mark_complete
 from ..train.run_dir import interrupted_message, prepare_run_dir, resolve_resume, restart_or_truncate_log
 from ..train.saving import save_final
@@ -254,7 +255,7 @@ def build_trainer(args: RunArgs, targs, objective: Union[Objective, KTOObjective
                                     getattr(models.policy.config, "_attn_implementation", None) or "sdpa"),
         processing_class=tokenizer,
         max_tokens_per_batch=args.pref.max_tokens_per_batch,
-        callbacks=[RunFilesCallback(run_dir, args), *callbacks])
+        callbacks=[RunFilesCallback(run_dir, args), ResumedScheduleCallback(), *callbacks])
     if args.pref.sync_ref_model:
         trainer.add_callback(SyncReferenceCallback(trainer.ref_model, trainer.model, args.pref.ref_model_mixup_alpha,
                                                    args.pref.ref_model_sync_steps))
