@@ -34,7 +34,7 @@ from ..train.pref_checks import checked_objective
 from ..train.ref_sync import SyncReferenceCallback
 from ..train.console import ConsoleCallback, format_summary, quiet_library_noise, use_console
 from ..train.checkpoint_files import checkpoints
-from ..train.resume_schedule import ResumedScheduleCallback
+from ..train.resume_schedule import NothingLeftCallback, NothingLeftToTrain, ResumedScheduleCallback
 from ..train.resume import COMPLETE_FILE, adopt_checkpoint_args, finished_message, mark_complete
 from ..train.run_dir import interrupted_message, prepare_run_dir, resolve_resume, restart_or_truncate_log
 from ..train.saving import save_final
@@ -236,6 +236,10 @@ def train(trainer: PreferenceTrainer, run_dir: Path, resume_from, say) -> None:
     """trainer.train(); Ctrl-C ends with where the run stopped and the command that continues it (exit code 130)."""
     try:
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    except NothingLeftToTrain:  # killed after the last checkpoint, before the final save: only that is left to do
+        say(f"[prefswift] {resume_from.name} is the run's last step ({trainer.state.global_step} of "
+            f"{trainer.state.max_steps}): nothing left to train")
+        trainer.callback_handler.on_train_end(trainer.args, trainer.state, trainer.control)
     except KeyboardInterrupt:
         say(interrupted_message(run_dir, trainer.state.global_step))
         raise SystemExit(130) from None
@@ -255,7 +259,7 @@ def build_trainer(args: RunArgs, targs, objective: Union[Objective, KTOObjective
                                     getattr(models.policy.config, "_attn_implementation", None) or "sdpa"),
         processing_class=tokenizer,
         max_tokens_per_batch=args.pref.max_tokens_per_batch,
-        callbacks=[RunFilesCallback(run_dir, args), ResumedScheduleCallback(), *callbacks])
+        callbacks=[RunFilesCallback(run_dir, args), ResumedScheduleCallback(), NothingLeftCallback(), *callbacks])
     if args.pref.sync_ref_model:
         trainer.add_callback(SyncReferenceCallback(trainer.ref_model, trainer.model, args.pref.ref_model_mixup_alpha,
                                                    args.pref.ref_model_sync_steps))
