@@ -40,6 +40,10 @@ class RunFilesCallback(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         """After the Trainer's files: args.json, then the marker (last), then --save_total_limit's rotation."""
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()  # every rank has written its own files (rng_state_N.pth) before the marker lists them
         if state.is_world_process_zero:
             ckpt = self.run_dir / f"checkpoint-{state.global_step}"
             if ckpt.is_dir():
