@@ -4,11 +4,11 @@
     python scripts/fault_injection.py --kills 10 --seed 0
 
 An uninterrupted run is trained first (`ref/`). Then the same command with `--resume_from_checkpoint latest` is started
-into `run/` and killed `--kills` times, each time at a moment drawn from `--seed`: either up to 0.5 s after the process
-wrote a checkpoint's trainer_state.json (mid-training, or the end of that save), or up to 10 ms after it began writing a checkpoint
-(mid-save: "cut short" in the report when the kill left it unmarked). After the last kill the command runs to its end. The final adapter must be
-byte-identical to the uninterrupted run's, and the logged losses and learning rates of every step equal. Exit code 0
-when they are, 1 when not (with what differs). tests/test_fault_injection.py runs a short version in the test suite.
+into `run/` and killed `--kills` times, each time at a moment drawn from `--seed` (see `killer`): mid-training, mid-save
+or just after the last step's checkpoint ("cut short" in the report when a kill left a checkpoint unmarked). After the
+last kill the command runs to its end. The final adapter must be byte-identical to the uninterrupted run's, and the
+logged losses and learning rates of every step equal. Exit code 0 when they are, 1 when not (with what differs).
+tests/test_fault_injection.py runs a short version in the test suite.
 """
 import argparse
 import json
@@ -157,7 +157,8 @@ def main(argv=None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     result = fault_injection(workdir, a.kills, a.seed, a.model_type, a.max_steps, a.save_steps)
     ok = result["same_adapter"] and result["same_steps"]
-    print(f"{len(result['kills'])} kills, {sum('cut short' in k for k in result['kills'])} cutting a save short; final adapter "
+    short = sum("cut short" in k for k in result["kills"])
+    print(f"{len(result['kills'])} kills, {short} cutting a save short; final adapter "
           f"{'identical' if result['same_adapter'] else 'DIFFERENT'}, logged steps "
           f"{'identical' if result['same_steps'] else 'DIFFERENT'} ({workdir})")
     if not result["same_steps"]:

@@ -65,7 +65,8 @@ def test_latest_skips_a_broken_newest_checkpoint_naming_the_file(three_steps, tm
     assert resolve_resume(run, "latest", warn=warnings.append) == run / "checkpoint-2"
     assert len(warnings) == 1 and warnings[0].startswith("[prefswift] warning: skipping checkpoint-3:")
     assert file in warnings[0]
-    with pytest.raises(ArgumentError, match=f"--resume_from_checkpoint .*checkpoint-3: not a whole checkpoint .*{file}"):
+    named = f"--resume_from_checkpoint .*checkpoint-3: not a whole checkpoint .*{file}"
+    with pytest.raises(ArgumentError, match=named):
         resolve_resume(run, str(run / "checkpoint-3"))
 
 
@@ -91,7 +92,8 @@ def test_a_named_broken_checkpoint_is_one_error_line_with_exit_code_2(three_step
               "--resume_from_checkpoint", str(run / "checkpoint-2")])
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: --resume_from_checkpoint") and "optimizer.pt is missing" in err[0]
+    assert len(err) == 1 and err[0].startswith("error: --resume_from_checkpoint")
+    assert "optimizer.pt is missing" in err[0]
 
 
 def test_every_checkpoint_is_marked_whole_listing_its_files(three_steps):

@@ -48,8 +48,8 @@ def adopt_checkpoint_args(args: RunArgs, ckpt: Path) -> RunArgs:
     for name in SHAPE + SCHEDULE:
         if name in args.explicit and name in saved and effective(name, current) != effective(name, saved):
             raise ArgumentError(f"--{name} {_show(_value(args, name))} contradicts the checkpoint {ckpt.name} "
-                                f"({_show(effective(name, saved))}): resuming continues that run — drop --{name}, or start "
-                                "a new run (--overwrite_output_dir true or another --output_dir)")
+                                f"({_show(effective(name, saved))}): resuming continues that run — drop --{name}, "
+                                "or start a new run (--overwrite_output_dir true or another --output_dir)")
     sections = {}
     for section in ADOPTED_SECTIONS:
         current = getattr(args, section)
