@@ -178,15 +178,3 @@ def test_8bit_optimizer_without_cuda_is_a_clear_error(tmp_path):
         pytest.skip("checks the no-CUDA error")
     with pytest.raises(ArgumentError, match="paged_adamw_8bit needs a CUDA GPU"):
         _train(tmp_path, "orpo", ["--optim", "paged_adamw_8bit", "--max_steps", "1"])
-
-
-def test_latest_skips_a_checkpoint_cut_short_while_saving(tmp_path):
-    from prefswift.train.run_dir import resolve_resume
-
-    run = tmp_path / "run"
-    for step, complete in ((3, True), (6, True), (9, False)):
-        (run / f"checkpoint-{step}").mkdir(parents=True)
-        if complete:
-            (run / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
-    assert resolve_resume(run, "latest") == run / "checkpoint-6"
-    assert resolve_resume(tmp_path / "fresh", "latest") is None

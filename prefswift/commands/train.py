@@ -35,6 +35,7 @@ from ..train.pref_checks import checked_objective
 from ..train.ref_sync import SyncReferenceCallback
 from ..train.console import ConsoleCallback, format_summary, quiet_library_noise, use_console
 from ..train.health import DivergenceWatch, NonFiniteGuard
+from ..train.resume_schedule import NothingLeftCallback, NothingLeftToTrain, ResumedScheduleCallback
 from ..train.resume import adopt_checkpoint_args, finished_message, mark_complete
 from ..train.run_dir import interrupted_message, prepare_run_dir, resolve_resume, restart_or_truncate_log
 from ..train.run_lock import claimed_run_dir
@@ -87,7 +88,7 @@ def run_training(args: RunArgs, algo: str, *, log=print, callbacks=()) -> Path:
     quiet_library_noise()  # before the models are built (peft warns while it wraps them)
     say = log if env.is_main else (lambda *a, **k: None)
     run_dir = Path(args.train.output_dir).expanduser().resolve()
-    resume_from = resolve_resume(run_dir, args.train.resume_from_checkpoint)
+    resume_from = resolve_resume(run_dir, args.train.resume_from_checkpoint, warn=say)
     if resume_from is not None:
         args = adopt_checkpoint_args(args, resume_from)
         finished = finished_message(args, run_dir, resume_from)
@@ -99,6 +100,7 @@ def run_training(args: RunArgs, algo: str, *, log=print, callbacks=()) -> Path:
         raise ArgumentError("--sync_ref_model runs cannot be resumed: checkpoints do not hold the mixed reference "
                             "model; start a new run (--overwrite_output_dir true or another --output_dir)")
     with claimed_run_dir(run_dir, env.is_main):  # one run at a time in run_dir (its lock, rank 0)
+        # `latest` on an unfinished run without one whole checkpoint starts it over (prepare_run_dir says so)
         prepare_run_dir(run_dir, resume_from, args.train.overwrite_output_dir, env.is_main,
                         args.train.resume_from_checkpoint, say)
         return train_in_run_dir(args, algo, objective, run_dir, resume_from, env, say, log, callbacks)
@@ -239,6 +241,10 @@ def train(trainer: PreferenceTrainer, run_dir: Path, resume_from, say) -> None:
     """trainer.train(); Ctrl-C ends with where the run stopped and the command that continues it (exit code 130)."""
     try:
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    except NothingLeftToTrain:  # killed after the last checkpoint, before the final save: only that is left to do
+        say(f"[prefswift] {resume_from.name} is the run's last step ({trainer.state.global_step} of "
+            f"{trainer.state.max_steps}): nothing left to train")
+        trainer.callback_handler.on_train_end(trainer.args, trainer.state, trainer.control)
     except KeyboardInterrupt:
         say(interrupted_message(run_dir, trainer.state.global_step))
         raise SystemExit(130) from None
@@ -258,7 +264,7 @@ def build_trainer(args: RunArgs, targs, objective: Union[Objective, KTOObjective
                                     getattr(models.policy.config, "_attn_implementation", None) or "sdpa"),
         processing_class=tokenizer,
         max_tokens_per_batch=args.pref.max_tokens_per_batch,
-        callbacks=[RunFilesCallback(run_dir, args), *callbacks])
+        callbacks=[RunFilesCallback(run_dir, args), ResumedScheduleCallback(), NothingLeftCallback(), *callbacks])
     if args.pref.sync_ref_model:
         trainer.add_callback(SyncReferenceCallback(trainer.ref_model, trainer.model, args.pref.ref_model_mixup_alpha,
                                                    args.pref.ref_model_sync_steps))

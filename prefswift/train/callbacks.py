@@ -1,10 +1,12 @@
-"""Trainer callbacks: logging.jsonl, args.json in every checkpoint, plots at the end (rank 0 only)."""
+"""Trainer callbacks: logging.jsonl, args.json and the completion marker in every checkpoint (checkpoint_files.py),
+plots at the end (rank 0 only)."""
 import json
 import math
 from pathlib import Path
 
 from transformers import TrainerCallback
 
+from .checkpoint_files import checkpoints, mark_complete_checkpoint, rotate, unmark_checkpoint
 from .plots import write_plots
 
 
@@ -25,11 +27,29 @@ class RunFilesCallback(TrainerCallback):
         with self.log_path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
+    def on_step_end(self, args, state, control, **kwargs):
+        self._before_save(state, control)
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self._before_save(state, control)
+
+    def _before_save(self, state, control) -> None:
+        """A checkpoint dir about to be written again (an earlier attempt at this step) is not whole until marked."""
+        if control.should_save and state.is_world_process_zero:
+            unmark_checkpoint(self.run_dir / f"checkpoint-{state.global_step}")
+
     def on_save(self, args, state, control, **kwargs):
+        """After the Trainer's files: args.json, then the marker (last), then --save_total_limit's rotation."""
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()  # every rank has written its own files (rng_state_N.pth) before the marker lists them
         if state.is_world_process_zero:
             ckpt = self.run_dir / f"checkpoint-{state.global_step}"
             if ckpt.is_dir():
                 self.run_args.save(ckpt)
+                mark_complete_checkpoint(ckpt)
+                rotate(ckpt, self.run_args.train.save_total_limit, checkpoints(self.run_dir))
 
     def on_train_end(self, args, state, control, **kwargs):
         if state.is_world_process_zero and self.log_path.is_file():

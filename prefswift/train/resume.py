@@ -11,7 +11,10 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from ..arguments import ARGS_FILE, RunArgs
+from ..arguments import ARGS_FILE, RunArgs, section_from_flat
+from ..arguments.algorithms import DEFAULT_BETA, default_loss_type, split_loss_types
+from ..arguments.fields import DataArguments
+from ..data.pipeline import prompt_budget
 from ..errors import ArgumentError
 
 COMPLETE_FILE = "complete.json"
@@ -41,11 +44,12 @@ def adopt_checkpoint_args(args: RunArgs, ckpt: Path) -> RunArgs:
     saved = checkpoint_args(ckpt)
     if saved is None:  # a checkpoint from before args.json was saved with every checkpoint: trust the command line
         return args
+    current = args.to_flat_dict()  # local paths absolute, as args.json stores them
     for name in SHAPE + SCHEDULE:
-        if name in args.explicit and name in saved and _value(args, name) != saved[name]:
+        if name in args.explicit and name in saved and effective(name, current) != effective(name, saved):
             raise ArgumentError(f"--{name} {_show(_value(args, name))} contradicts the checkpoint {ckpt.name} "
-                                f"({_show(saved[name])}): resuming continues that run — drop --{name}, or start "
-                                "a new run (--overwrite_output_dir true or another --output_dir)")
+                                f"({_show(effective(name, saved))}): resuming continues that run — drop --{name}, "
+                                "or start a new run (--overwrite_output_dir true or another --output_dir)")
     sections = {}
     for section in ADOPTED_SECTIONS:
         current = getattr(args, section)
@@ -63,6 +67,22 @@ def _value(args: RunArgs, name: str):
         if current is not None and hasattr(current, name):
             return getattr(current, name)
     return None
+
+
+def effective(name: str, flat: dict):
+    """The value a run uses for `name` given its flat arguments (args.json's form): an algorithm's or another
+    option's default resolved (ORPO with no --beta runs at beta 0.1, so `--beta 0.1` is the same run)."""
+    value = flat.get(name)
+    command = flat.get("command")
+    if name == "beta" and value is None:
+        return DEFAULT_BETA.get(command)
+    if name == "loss_type" and value is None and command in DEFAULT_BETA:
+        return default_loss_type(command)
+    if name == "loss_weights" and not value:
+        return [1.0] * len(split_loss_types(effective("loss_type", flat)))
+    if name == "max_prompt_length" and "max_length" in flat:
+        return prompt_budget(section_from_flat(DataArguments, flat))
+    return value
 
 
 def _show(value) -> str:

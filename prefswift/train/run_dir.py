@@ -1,38 +1,31 @@
 """The run directory: refuse to clobber an earlier run, find `latest` checkpoints."""
 import logging
-import re
 from pathlib import Path
 from typing import Optional
 
 from ..errors import ArgumentError
+from .checkpoint_files import checkpoint_problem, checkpoints
 
 logger = logging.getLogger("prefswift")
-CKPT = re.compile(r"^checkpoint-(\d+)$")
 
 
-def checkpoints(run_dir: Path):
-    """checkpoint-N dirs of a run, oldest first."""
-    if not run_dir.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in run_dir.iterdir() if p.is_dir() and (m := CKPT.match(p.name))]
-    return [p for _, p in sorted(found)]
-
-
-def resolve_resume(run_dir: Path, resume: Optional[str]) -> Optional[Path]:
+def resolve_resume(run_dir: Path, resume: Optional[str], warn=print) -> Optional[Path]:
+    """The checkpoint to resume from: `latest` is the newest whole one (checkpoint_files.checkpoint_problem), each
+    newer one that is not whole skipped with a warning; a named one that is not whole is refused in one line."""
     if not resume:
         return None
     if resume.lower() == "latest":
-        # the Trainer writes trainer_state.json last: a checkpoint without it was cut short (killed mid-save)
         for ckpt in reversed(checkpoints(run_dir)):
-            if (ckpt / "trainer_state.json").is_file():
+            problem = checkpoint_problem(ckpt)
+            if problem is None:
                 return ckpt
-            logger.warning("skipping %s: incomplete (no trainer_state.json), probably killed while saving", ckpt)
+            warn(f"[prefswift] warning: skipping {ckpt.name}: {problem}")
         return None  # the ORPO script's convention: `latest` on a fresh output dir just starts training
-    path = Path(resume)
-    if not (path / "trainer_state.json").is_file():
-        raise ArgumentError(f"--resume_from_checkpoint {resume}: not a checkpoint dir (no trainer_state.json); "
-                            "pass `latest` or a checkpoint-N dir")
-    return path
+    problem = checkpoint_problem(Path(resume))
+    if problem:
+        raise ArgumentError(f"--resume_from_checkpoint {resume}: not a whole checkpoint ({problem}); pass `latest` "
+                            "(the newest whole checkpoint) or another checkpoint-N dir")
+    return Path(resume)
 
 
 def prepare_run_dir(run_dir: Path, resume_from: Optional[Path], overwrite: bool, is_main: bool,
@@ -81,7 +74,7 @@ def interrupted_message(run_dir: Path, step: int) -> str:
     import shlex
     import sys
 
-    done = [c for c in checkpoints(run_dir) if (c / "trainer_state.json").is_file()]
+    done = [c for c in checkpoints(run_dir) if checkpoint_problem(c) is None]
     argv = [a for a in sys.argv[1:]]
     if "--resume_from_checkpoint" not in argv:
         argv += ["--resume_from_checkpoint", "latest"]

@@ -29,8 +29,10 @@ def training_arguments(args: RunArgs, run_dir: Path, has_eval: bool):
         # transformers 5: a float warmup_steps < 1 is a ratio of the total steps
         warmup_steps=t.warmup_steps or t.warmup_ratio, optim=t.optim, logging_steps=t.logging_steps,
         save_strategy=t.save_strategy, save_steps=steps_or_ratio(t.save_steps),
-        save_total_limit=t.save_total_limit, save_only_model=t.save_only_model, seed=t.seed, data_seed=t.seed,
+        save_total_limit=None, save_only_model=t.save_only_model, seed=t.seed, data_seed=t.seed,
         eval_strategy=eval_strategy, eval_steps=eval_steps if eval_strategy == "steps" else None,
+        # --save_total_limit is applied by RunFilesCallback once the new checkpoint is marked whole (the Trainer's
+        # own rotation runs before that: a kill in between could leave no whole checkpoint)
         dataloader_num_workers=t.dataloader_num_workers, report_to=[r for r in t.report_to if r != "none"] or "none",
         remove_unused_columns=False, logging_nan_inf_filter=False, bf16=bf16, fp16=fp16, ddp_backend=t.ddp_backend or (
             "gloo" if not cuda and dist_env().is_distributed else None),
