@@ -110,18 +110,20 @@ def test_every_checkpoint_is_marked_whole_listing_its_files(three_steps):
 def test_latest_without_a_whole_checkpoint_starts_the_run_again(three_steps, tmp_path):
     """Killed during its first save: `latest` has nothing whole to continue, so the run starts from step 0 (its own
     cut-short checkpoints are replaced); a finished run is never restarted this way."""
-    from prefswift.commands.train import restarts
+    from prefswift.train.run_dir import prepare_run_dir
 
     run = unfinished_copy(three_steps, tmp_path / "run")
     for ckpt in run.glob("checkpoint-*"):
         cut(ckpt / "optimizer.pt", 500)
-    args = parse_command("orpo", [*BASE, "--output_dir", str(run), "--resume_from_checkpoint", "latest"])
     said = []
     assert resolve_resume(run, "latest", warn=said.append) is None and len(said) == 2
-    assert restarts(args, run, None, said.append)
-    assert "holds no whole checkpoint yet: training starts again from step 0" in said[-1]
-    (run / "complete.json").write_text("{}")
-    assert not restarts(args, run, None, said.append)
+    finished = tmp_path / "finished"
+    shutil.copytree(run, finished)
+    (finished / "complete.json").write_text("{}")
+    with pytest.raises(ArgumentError, match="already holds a run"):
+        prepare_run_dir(finished, None, False, True, "latest", said.append)
+    prepare_run_dir(run, None, False, True, "latest", said.append)
+    assert "starting it over" in said[-1] and not list(run.glob("checkpoint-*"))
 
 
 def test_save_total_limit_keeps_the_newest_whole_checkpoints(three_steps):
