@@ -46,6 +46,10 @@ def prepare_run_dir(run_dir: Path, resume_from: Optional[Path], overwrite: bool,
             for p in checkpoints(run_dir):
                 shutil.rmtree(p)  # (logging.jsonl is restarted by the workflow whenever it does not resume)
             (run_dir / "complete.json").unlink(missing_ok=True)
+    if is_main and overwrite and resume_from is None:  # a new run: an earlier run's reference log-probs go too
+        from .reference_cache import remove_caches
+
+        remove_caches(run_dir)
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
 
