@@ -75,15 +75,16 @@ def run_objective(source: ModelSource, cli: ModelArguments) -> Optional[Objectiv
     return None
 
 
-def reference_logps(reference: Reference, loaded: LoadedModel, rows, chunk: int):
-    """The reference's summed log-probs of every pair: the loaded policy with its adapter disabled, or the separate
-    reference model (loaded for this and released)."""
+def reference_logps(reference: Reference, loaded: LoadedModel, rows, chunk: int, reduce=None):
+    """The reference's log-probs of every pair (summed, and as `reduce` — the objective's sequence log-probs — gives
+    them): the loaded policy with its adapter disabled, or the separate reference model (loaded for this and
+    released)."""
     pad = loaded.tokenizer.pad_token_id
     if reference.adapter_disabled:
         with loaded.model.disable_adapter():
-            return pair_logps(loaded.model, rows, pad, chunk_size=chunk)
+            return pair_logps(loaded.model, rows, pad, chunk_size=chunk, reduce=reduce)
     check_same_tokenizer(loaded.source.tokenizer_dir, reference.source.tokenizer_dir)
-    return pair_logps(load_for_inference(reference.source).model, rows, pad, chunk_size=chunk)
+    return pair_logps(load_for_inference(reference.source).model, rows, pad, chunk_size=chunk, reduce=reduce)
 
 
 def run_pairs(args: RunArgs, *, log=print) -> Path:
@@ -102,9 +103,11 @@ def run_pairs(args: RunArgs, *, log=print) -> Path:
     start = time.time()
     chunk = resolve_chunk_size(args.pref.logprob_chunk_size, loaded.model.config.vocab_size,
                                next(loaded.model.parameters()).device.type)
-    ref = reference_logps(reference, loaded, rows, chunk) if reference is not None else None
+    # the reduction training applies to policy and reference alike (sums, LD-weighted with --ld_alpha)
+    reduce = objective.sequence_logps if objective else None
+    ref = reference_logps(reference, loaded, rows, chunk, reduce) if reference is not None else None
     score = dict(chunk_size=chunk, reference=ref, rewards=objective.rewards if objective else None,
-                 nll_all=bool(objective and objective.nll_all))
+                 nll_all=bool(objective and objective.nll_all), reduce=reduce)
     pad = loaded.tokenizer.pad_token_id
     pairs = pair_logps(loaded.model, rows, pad, **score)
     metrics = evaluation_metrics(pairs)
