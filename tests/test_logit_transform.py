@@ -125,3 +125,16 @@ def test_gemma2_trains_from_the_cli(tmp_path, tiny_llama3_dir):
     run_training(args, "dpo", log=lambda *a, **k: None)
     logged = [json.loads(line) for line in (tmp_path / "run" / "logging.jsonl").read_text().splitlines()]
     assert next(r for r in logged if "loss" in r)["loss"] == pytest.approx(0.693147, abs=1e-5)
+
+
+def test_prefix_sharing_refuses_sequences_past_a_sliding_window(tmp_path):
+    """Gemma 2's sliding layers: a 4D mask is applied as given, so past the window prefix sharing is refused; below
+    it the numbers are the model's own (test above)."""
+    from prefswift.errors import PrefswiftError
+
+    config_cls, model_cls, extra = MODELS["gemma2"]
+    model = model_cls(config_cls(**SIZES, **extra, sliding_window=8, pad_token_id=0))
+    short = [{"prompt_input_ids": [5, 6], "chosen_input_ids": [7, 8], "rejected_input_ids": [9]}]
+    pair_forward(model, PrefixSharedCollator(0)(short))
+    with pytest.raises(PrefswiftError, match="sliding attention window"):
+        pair_forward(model, PrefixSharedCollator(0)(rows()))

@@ -13,7 +13,8 @@ import torch
 
 from ..arguments.fields import LOGPROB_CHUNK_SIZE
 from .collators import Segment
-from .head_transform import logit_transform
+from ..errors import PrefswiftError
+from .head_transform import logit_transform, text_config
 from .logprobs import token_log_sum_sq_probs, token_logps
 
 IGNORE = -100
@@ -138,6 +139,19 @@ def check_mask_support(model) -> str:
     return impl
 
 
+def check_sliding_window(model, position_ids: torch.Tensor) -> None:
+    """A 4D mask is applied as given, so sliding-window layers (Gemma 2/3, Mistral v0.1) would see past their window:
+    exact while every sequence is shorter than the window, refused beyond it."""
+    cfg = text_config(unwrap(model).config)
+    window = getattr(cfg, "sliding_window", None)
+    layer_types = getattr(cfg, "layer_types", None)
+    slides = window is not None and (layer_types is None or "sliding_attention" in layer_types)
+    if slides and int(position_ids.max()) >= window:
+        raise PrefswiftError(f"prefix sharing: a sequence of {int(position_ids.max()) + 1} tokens is longer than "
+                             f"the model's sliding attention window ({window}), which a 4D mask does not apply; "
+                             "use --prefix_sharing false")
+
+
 def mask_for(impl: str, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """The 4D boolean mask (True = may attend) in the form `impl` applies. SDPA takes it as is; transformers' eager
     attention *adds* a 4D mask to the scores as given, so a boolean one would add 1/0 instead of masking: it gets
@@ -238,6 +252,7 @@ def completion_logps(model, input_ids, attention_mask, completion_mask, *,
 def _prefix_shared_forward(model, batch, chunk_size: int, nll_all: bool, wpo: bool) -> PairLogps:
     """Prompt, chosen, rejected blocks with a 4D mask, one or several pairs per row (PrefixSharedCollator)."""
     impl = check_mask_support(model)
+    check_sliding_window(model, batch["position_ids"])
     mask = mask_for(impl, batch["attention_mask"], _scores_dtype(model))
     causal_lm, hidden, autocast = _backbone_hidden(model, input_ids=batch["input_ids"], attention_mask=mask,
                                                    position_ids=batch["position_ids"])
