@@ -12,7 +12,7 @@ model (and --compare_to) -> report.
 """
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Union
 
 from ..arguments import RunArgs, section_from_flat
 from ..arguments.algorithms import ALGORITHMS, needs_reference
@@ -25,9 +25,11 @@ from ..evaluate.rewards import margin_kind
 from ..models.checkpoint import LoadedModel, ModelSource, load_for_inference, resolve_source
 from ..models.reference import Reference, resolve_named, resolve_reference
 from ..scoring.logprobs import resolve_chunk_size
+from ..train.kto import KTOObjective, objective_for
 from ..train.objectives import Objective
 from ..train.setup_model import check_same_tokenizer
 from .common import run_command
+from .eval_kto import run_kto
 from .eval_winrate import GENERATION_OPTIONS, run_winrate
 
 
@@ -60,7 +62,7 @@ def check_mode_options(args: RunArgs) -> None:
                             "pairs), --val_dataset FILE, or --load_dataset_config true with a training --ckpt_dir")
 
 
-def run_objective(source: ModelSource, cli: ModelArguments) -> Optional[Objective]:
+def run_objective(source: ModelSource, cli: ModelArguments) -> Optional[Union[Objective, KTOObjective]]:
     """The objective the run trained with (args.json), whose rewards eval reports; DPO's (default beta) for a model
     given a reference with --ref_model_*; None for a plain model (log-prob accuracy only)."""
     algo = source.saved.get("command")
@@ -69,21 +71,22 @@ def run_objective(source: ModelSource, cli: ModelArguments) -> Optional[Objectiv
         if explicit_ref and not needs_reference(algo):
             raise ArgumentError(f"--ref_model_*: {source.ckpt_dir} was trained with {algo}, which is reference-free "
                                 "(its rewards use no reference); drop --ref_model_*")
-        return Objective.from_args(algo, section_from_flat(PreferenceArguments, source.saved))
+        return objective_for(algo, section_from_flat(PreferenceArguments, source.saved))
     if explicit_ref:
         return Objective.from_args("dpo", PreferenceArguments())
     return None
 
 
-def reference_logps(reference: Reference, loaded: LoadedModel, rows, chunk: int):
-    """The reference's summed log-probs of every pair: the loaded policy with its adapter disabled, or the separate
-    reference model (loaded for this and released)."""
+def reference_logps(reference: Reference, loaded: LoadedModel, rows, chunk: int, reduce=None):
+    """The reference's log-probs of every pair (summed, and as `reduce` — the objective's sequence log-probs — gives
+    them): the loaded policy with its adapter disabled, or the separate reference model (loaded for this and
+    released)."""
     pad = loaded.tokenizer.pad_token_id
     if reference.adapter_disabled:
         with loaded.model.disable_adapter():
-            return pair_logps(loaded.model, rows, pad, chunk_size=chunk)
+            return pair_logps(loaded.model, rows, pad, chunk_size=chunk, reduce=reduce)
     check_same_tokenizer(loaded.source.tokenizer_dir, reference.source.tokenizer_dir)
-    return pair_logps(load_for_inference(reference.source).model, rows, pad, chunk_size=chunk)
+    return pair_logps(load_for_inference(reference.source).model, rows, pad, chunk_size=chunk, reduce=reduce)
 
 
 def run_pairs(args: RunArgs, *, log=print) -> Path:
@@ -95,6 +98,8 @@ def run_pairs(args: RunArgs, *, log=print) -> Path:
         if reference is None:
             raise ArgumentError(f"{source.describe()}: no reference to measure {objective.algo} rewards against is "
                                 "recorded; pass --ref_model_id_or_path / --ref_model_type")
+    if isinstance(objective, KTOObjective):  # unpaired rows, KTO's rewards and KL estimate
+        return run_kto(args, source, objective, reference, log=log)
     other_source = resolve_named(args, args.infer.compare_to, "--compare_to") if args.infer.compare_to else None
     loaded = load_for_inference(source)
     rows, origin = select_pairs(args, loaded.template, loaded.tokenizer, saved=source.saved,
@@ -102,9 +107,11 @@ def run_pairs(args: RunArgs, *, log=print) -> Path:
     start = time.time()
     chunk = resolve_chunk_size(args.pref.logprob_chunk_size, loaded.model.config.vocab_size,
                                next(loaded.model.parameters()).device.type)
-    ref = reference_logps(reference, loaded, rows, chunk) if reference is not None else None
+    # the reduction training applies to policy and reference alike (sums, LD-weighted with --ld_alpha)
+    reduce = objective.sequence_logps if objective else None
+    ref = reference_logps(reference, loaded, rows, chunk, reduce) if reference is not None else None
     score = dict(chunk_size=chunk, reference=ref, rewards=objective.rewards if objective else None,
-                 nll_all=bool(objective and objective.nll_all))
+                 nll_all=bool(objective and objective.nll_all), reduce=reduce)
     pad = loaded.tokenizer.pad_token_id
     pairs = pair_logps(loaded.model, rows, pad, **score)
     metrics = evaluation_metrics(pairs)

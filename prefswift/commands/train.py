@@ -120,10 +120,10 @@ def train_in_run_dir(args: RunArgs, algo: str, objective, run_dir: Path, resume_
     announce(args, algo, resolved, template, plan, models, run_dir, env, say)
     trainer, console = build_trainer(args, targs, objective, models, data, tokenizer, run_dir, callbacks)
     if objective.needs_reference and args.pref.precompute_ref_log_probs:
-        from ..train.reference_cache import precompute_or_load
+        from ..train.reference_cache import precompute_or_load, reference_identity
 
         precompute_or_load(trainer, data, trainer.data_collator, run_dir, trainer.args.per_device_eval_batch_size,
-                           say if env.is_main else None)
+                           reference_identity(args, models, trainer), say if env.is_main else None)
     if env.is_main:
         restart_or_truncate_log(run_dir, resume_from, say)
     train(trainer, run_dir, resume_from, say)

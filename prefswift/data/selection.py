@@ -59,10 +59,11 @@ def effective_data_args(args: RunArgs, saved: dict, ckpt_dir: Optional[Path]) ->
     return DataArguments(**values), use_eval
 
 
-def select_pairs(args: RunArgs, template, tokenizer, *, saved: dict, ckpt_dir: Optional[Path], log=print
-                 ) -> Tuple[List[dict], str]:
+def select_pairs(args: RunArgs, template, tokenizer, *, saved: dict, ckpt_dir: Optional[Path], log=print,
+                 unpaired: bool = False) -> Tuple[List[dict], str]:
     """Encoded pairs ({prompt_input_ids, chosen_input_ids, rejected_input_ids, example}) and where they came from.
-    `saved` / `ckpt_dir`: the loaded checkpoint's args.json and directory (for --load_dataset_config)."""
+    `saved` / `ckpt_dir`: the loaded checkpoint's args.json and directory (for --load_dataset_config). `unpaired`
+    (a KTO run): KTO's rows ({prompt_input_ids, completion_input_ids, label, example}), pairs split into both."""
     data_args, use_eval = effective_data_args(args, saved, ckpt_dir)
 
     def quiet_summary(msg="", *a, **k):
@@ -70,7 +71,7 @@ def select_pairs(args: RunArgs, template, tokenizer, *, saved: dict, ckpt_dir: O
             log(msg)
 
     data = build_preference_data(data_args, template, tokenizer, hub=args.model.hub, token=args.model.hub_token,
-                                 log=quiet_summary)
+                                 log=quiet_summary, unpaired=unpaired)
     s = data.summary
     if use_eval or data.eval:
         rows, origin = data.eval, s.eval_from
@@ -85,7 +86,7 @@ def select_pairs(args: RunArgs, template, tokenizer, *, saved: dict, ckpt_dir: O
     if n is not None and n > 0:
         rows = rows[:n]
     dropped = f"; {s.one_line()}" if s.dropped_total else ""
-    log(f"[prefswift] {len(rows)} pairs from {origin}{dropped}")
+    log(f"[prefswift] {len(rows)} {'rows' if unpaired else 'pairs'} from {origin}{dropped}")
     return rows, origin
 
 

@@ -25,14 +25,20 @@ EVAL_BATCH_SIZE = 4
 
 # (policy log-probs of a batch, its reference log-probs or None) -> implicit rewards ([B] chosen, [B] rejected)
 RewardFn = Callable[[PairLogps, Optional[Tuple[torch.Tensor, torch.Tensor]]], Tuple[torch.Tensor, torch.Tensor]]
+# a batch's log-probs -> the ([B] chosen, [B] rejected) sequence log-probs the objective compares with the reference
+ReduceFn = Callable[[PairLogps], Tuple[torch.Tensor, torch.Tensor]]
 
 
 @torch.no_grad()
 def pair_logps(model, rows: List[dict], pad_token_id: int, *, batch_size: int = EVAL_BATCH_SIZE,
                chunk_size: int = LOGPROB_CHUNK_SIZE, rewards: Optional[RewardFn] = None,
-               reference: Optional[List[Dict[str, float]]] = None, nll_all: bool = False) -> List[Dict[str, float]]:
-    """Per pair: chosen/rejected summed log-probs and response token counts. `reference`: the reference's
-    pair_logps of the same rows (added as ref_chosen_logp / ref_rejected_logp); `rewards`: the run's implicit rewards
+               reference: Optional[List[Dict[str, float]]] = None, nll_all: bool = False,
+               reduce: Optional[ReduceFn] = None) -> List[Dict[str, float]]:
+    """Per pair: chosen/rejected summed log-probs and response token counts. `reduce`: the objective's sequence
+    log-probs (`Objective.sequence_logps`: LD-weighted with --ld_alpha), added as chosen_seq_logp / rejected_seq_logp
+    — what a reward compares, for the policy and the reference alike, exactly as in training. `reference`: the
+    reference's pair_logps of the same rows (its summed log-probs added as ref_chosen_logp / ref_rejected_logp; the
+    rewards use its chosen_seq_logp / rejected_seq_logp when it has them); `rewards`: the run's implicit rewards
     (added as reward_chosen / reward_rejected); `nll_all`: the forward ORPO with --orpo_nll_scope all trained with."""
     collate = PairCollator(pad_token_id=pad_token_id)
     device = next(model.parameters()).device
@@ -41,17 +47,26 @@ def pair_logps(model, rows: List[dict], pad_token_id: int, *, batch_size: int = 
         batch = collate(rows[start:start + batch_size])
         batch = {k: v.to(device) for k, v in batch.items()}
         res = pair_forward(model, batch, chunk_size=chunk_size, nll_all=nll_all)
-        ref = None
+        seq = reduce(res) if reduce is not None else None
+        ref = ref_sums = None
         if reference is not None:
             refs = reference[start:start + batch_size]
-            ref = tuple(torch.tensor([r[key] for r in refs], dtype=res.chosen_logps.dtype,
-                                     device=res.chosen_logps.device) for key in ("chosen_logp", "rejected_logp"))
+
+            def column(key):
+                return torch.tensor([r[key] for r in refs], dtype=res.chosen_logps.dtype,
+                                    device=res.chosen_logps.device)
+
+            ref_sums = column("chosen_logp"), column("rejected_logp")
+            ref = ((column("chosen_seq_logp"), column("rejected_seq_logp")) if "chosen_seq_logp" in refs[0]
+                   else ref_sums)
         reward_c, reward_r = rewards(res, ref) if rewards is not None else (None, None)
         for i in range(res.chosen_logps.shape[0]):
             rec = {"chosen_logp": float(res.chosen_logps[i]), "rejected_logp": float(res.rejected_logps[i]),
                    "chosen_tokens": int(res.chosen_tokens[i]), "rejected_tokens": int(res.rejected_tokens[i])}
+            if seq is not None:
+                rec.update(chosen_seq_logp=float(seq[0][i]), rejected_seq_logp=float(seq[1][i]))
             if ref is not None:
-                rec.update(ref_chosen_logp=float(ref[0][i]), ref_rejected_logp=float(ref[1][i]))
+                rec.update(ref_chosen_logp=float(ref_sums[0][i]), ref_rejected_logp=float(ref_sums[1][i]))
             if reward_c is not None:
                 rec.update(reward_chosen=float(reward_c[i]), reward_rejected=float(reward_r[i]))
             out.append(rec)
@@ -96,4 +111,4 @@ def write_json(path: Path, record: dict) -> Path:
     return write_json_atomic(path, record)
 
 
-__all__ = ["pair_logps", "preference_metrics", "eval_record", "write_json", "RewardFn"]
+__all__ = ["pair_logps", "preference_metrics", "eval_record", "write_json", "RewardFn", "ReduceFn"]

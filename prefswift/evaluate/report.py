@@ -7,6 +7,7 @@ ROWS = (
     ("reward_margin", "reward margin, mean"),
     ("reward_chosen", "reward of chosen, mean"),
     ("reward_rejected", "reward of rejected, mean"),
+    ("kl", "KL estimate z (KTO: KL rows, clamped at 0)"),
     ("kl_chosen_token", "log pi - log pi_ref on chosen, per token (KL est.)"),
     ("kl_chosen_seq", "log pi - log pi_ref on chosen, per response"),
     ("accuracy_avg", "accuracy (chosen > rejected), avg log-prob"),
@@ -34,7 +35,7 @@ def _num(value, signed: bool = False) -> str:
 def format_table(metrics: Dict[str, float], title: str = "", other: Optional[Dict[str, float]] = None,
                  names: Sequence[str] = ("this model", "compare_to"), notes: Sequence[str] = ()) -> str:
     """`metrics` (and `other`, with a delta column this - other) as aligned rows; `notes`: lines under the title."""
-    if not metrics.get("pairs"):
+    if not metrics.get("pairs") and not metrics.get("rows"):  # rows: KTO's unpaired rows
         return "no pairs evaluated"
     header = ("", names[0]) if other is None else ("", names[0], names[1], "delta")
     rows = [header]
@@ -50,7 +51,8 @@ def format_table(metrics: Dict[str, float], title: str = "", other: Optional[Dic
         rows.append(tuple(row))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = [title] if title else []
-    lines.append(f"pairs: {metrics['pairs']}")
+    if "rows" not in metrics:
+        lines.append(f"pairs: {metrics['pairs']}")
     lines += list(notes)
     for i, row in enumerate(rows):
         cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]

@@ -284,6 +284,9 @@ def load_tokenizer(path: Path):
     return tok
 
 
+_SAID_EAGER = set()
+
+
 def load_model(path: Path, model_args, *, spec: Optional[ModelSpec] = None, device_map=None, max_memory=None,
                trainable: bool = True, dtype: Optional[torch.dtype] = None):
     """Load a causal LM with the dtype / attention / quantization the arguments ask for (`dtype` overrides
@@ -295,8 +298,10 @@ def load_model(path: Path, model_args, *, spec: Optional[ModelSpec] = None, devi
     dtype = dtype or compute_dtype
     compute = compute_dtype if model_args.bnb_4bit_compute_dtype.upper() == "AUTO" else resolve_dtype(
         model_args.bnb_4bit_compute_dtype, device)
-    kwargs = dict(dtype=dtype, attn_implementation=resolve_attention(model_args.use_flash_attention, compute_dtype,
-                                                                        device, spec))
+    attention = resolve_attention(model_args.use_flash_attention, compute_dtype, device, spec)
+    # sdpa: left to transformers, which picks SDPA where the architecture has it and eager attention where it does
+    # not (Gemma 2 refuses an explicit sdpa); both apply prefswift's 4D masks (scoring.forward.mask_for)
+    kwargs = dict(dtype=dtype, attn_implementation=None if attention == "sdpa" else attention)
     qcfg = quantization_config(model_args.quantization_bit, compute, model_args.bnb_4bit_quant_type,
                                model_args.bnb_4bit_use_double_quant)
     if qcfg is not None:
@@ -308,6 +313,11 @@ def load_model(path: Path, model_args, *, spec: Optional[ModelSpec] = None, devi
     if max_memory is not None:
         kwargs["max_memory"] = max_memory
     model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+    if attention == "sdpa" and getattr(model.config, "_attn_implementation", None) == "eager" \
+            and type(model).__name__ not in _SAID_EAGER:  # once per architecture (policy and reference)
+        _SAID_EAGER.add(type(model).__name__)
+        logger.warning("%s has no SDPA attention in this transformers; using eager attention (slower, same numbers)",
+                       type(model).__name__)
     if not trainable:
         model.eval()
         model.requires_grad_(False)

@@ -13,6 +13,8 @@ import torch
 
 from ..arguments.fields import LOGPROB_CHUNK_SIZE
 from .collators import Segment
+from ..errors import PrefswiftError
+from .head_transform import logit_transform, text_config
 from .logprobs import token_log_sum_sq_probs, token_logps
 
 IGNORE = -100
@@ -123,12 +125,40 @@ def pair_forward(model, batch, *, chunk_size: int = LOGPROB_CHUNK_SIZE, nll_all:
 MASK_IMPLEMENTATIONS = ("sdpa", "eager")
 
 
-def check_mask_support(model) -> None:
-    """Refuse to run the prefix-shared layout (a 4D tensor mask) on an attention that would not apply it."""
-    impl = getattr(unwrap(model).config, "_attn_implementation", None) or "sdpa"
+def attention_implementation(model) -> str:
+    return getattr(unwrap(model).config, "_attn_implementation", None) or "sdpa"
+
+
+def check_mask_support(model) -> str:
+    """Refuse to run the prefix-shared layout (a 4D tensor mask) on an attention that would not apply it; the
+    attention the model runs otherwise."""
+    impl = attention_implementation(model)
     if impl not in MASK_IMPLEMENTATIONS:
         raise ValueError(f"prefix sharing needs sdpa or eager attention (a 4D tensor mask), the model runs {impl}: "
                          "load it with attn_implementation='sdpa', or use --prefix_sharing false")
+    return impl
+
+
+def check_sliding_window(model, position_ids: torch.Tensor) -> None:
+    """A 4D mask is applied as given, so sliding-window layers (Gemma 2/3, Mistral v0.1) would see past their window:
+    exact while every sequence is shorter than the window, refused beyond it."""
+    cfg = text_config(unwrap(model).config)
+    window = getattr(cfg, "sliding_window", None)
+    layer_types = getattr(cfg, "layer_types", None)
+    slides = window is not None and (layer_types is None or "sliding_attention" in layer_types)
+    if slides and int(position_ids.max()) >= window:
+        raise PrefswiftError(f"prefix sharing: a sequence of {int(position_ids.max()) + 1} tokens is longer than "
+                             f"the model's sliding attention window ({window}), which a 4D mask does not apply; "
+                             "use --prefix_sharing false")
+
+
+def mask_for(impl: str, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The 4D boolean mask (True = may attend) in the form `impl` applies. SDPA takes it as is; transformers' eager
+    attention *adds* a 4D mask to the scores as given, so a boolean one would add 1/0 instead of masking: it gets
+    0 / the dtype's minimum (what transformers' own eager mask holds)."""
+    if impl != "eager" or mask.dtype != torch.bool:
+        return mask
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
 
 
 def _backbone_hidden(model, **inputs):
@@ -145,16 +175,20 @@ def _as_backbone(autocast):
 
 
 def _head_logps(causal_lm, hidden, labels, chunk_size: int, autocast) -> torch.Tensor:
-    """Chunked LM-head log-probs under the backbone's autocast."""
+    """Chunked LM-head log-probs under the backbone's autocast, with the model's own logit scale / soft-cap."""
+    scale, cap = logit_transform(causal_lm.config)
     with _as_backbone(autocast):
-        return token_logps(hidden, causal_lm.get_output_embeddings(), labels, chunk_size=chunk_size)
+        return token_logps(hidden, causal_lm.get_output_embeddings(), labels, chunk_size=chunk_size,
+                           logit_scale=scale, logit_softcap=cap)
 
 
 def _head_wpo_aligned(causal_lm, hidden, labels, per_token, chunk_size: int, autocast) -> torch.Tensor:
     """log p(token) - log sum_v p(v)^2 per position (detached), for the WPO weights."""
+    scale, cap = logit_transform(causal_lm.config)
     with _as_backbone(autocast):
         return per_token.detach() - token_log_sum_sq_probs(hidden, causal_lm.get_output_embeddings(), labels,
-                                                           chunk_size=chunk_size)
+                                                           chunk_size=chunk_size, logit_scale=scale,
+                                                           logit_softcap=cap)
 
 
 def _concatenated_forward(model, batch, chunk_size: int, nll_all: bool, wpo: bool) -> PairLogps:
@@ -217,9 +251,10 @@ def completion_logps(model, input_ids, attention_mask, completion_mask, *,
 
 def _prefix_shared_forward(model, batch, chunk_size: int, nll_all: bool, wpo: bool) -> PairLogps:
     """Prompt, chosen, rejected blocks with a 4D mask, one or several pairs per row (PrefixSharedCollator)."""
-    check_mask_support(model)
-    causal_lm, hidden, autocast = _backbone_hidden(model, input_ids=batch["input_ids"],
-                                                   attention_mask=batch["attention_mask"],
+    impl = check_mask_support(model)
+    check_sliding_window(model, batch["position_ids"])
+    mask = mask_for(impl, batch["attention_mask"], _scores_dtype(model))
+    causal_lm, hidden, autocast = _backbone_hidden(model, input_ids=batch["input_ids"], attention_mask=mask,
                                                    position_ids=batch["position_ids"])
     # model parallel: the last hidden state lives where the final norm is, the batch where the embeddings are.
     # pred_index is flat over rows x positions (packed rows hold several pairs): [B pairs, K] -> [B, K, H]
@@ -237,6 +272,15 @@ def _prefix_shared_forward(model, batch, chunk_size: int, nll_all: bool, wpo: bo
         aligned = _head_wpo_aligned(causal_lm, gathered, labels, per_token, chunk_size, autocast)
         out.chosen_wpo_mean, out.rejected_wpo_mean = _masked_mean(aligned, chosen), _masked_mean(aligned, rejected)
     return out
+
+
+def _scores_dtype(model) -> torch.dtype:
+    """The dtype eager attention's scores have: autocast's when it is on, else the model's floating weights'."""
+    for device_type in ("cuda", "cpu"):
+        if torch.is_autocast_enabled(device_type):
+            return torch.get_autocast_dtype(device_type)
+    causal_lm = unwrap(model)
+    return next((p.dtype for p in causal_lm.parameters() if p.is_floating_point()), torch.float32)
 
 
 def _reduce(chosen_tok, rejected_tok, chosen_mask, rejected_mask, chosen_full_mask=None) -> PairLogps:

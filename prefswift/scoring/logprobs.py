@@ -84,14 +84,15 @@ def _scatter_back(values: Tensor, positions: Tensor, flat_labels: Tensor, labels
 
 @torch.no_grad()
 def token_log_sum_sq_probs(hidden: Tensor, lm_head: nn.Module, labels: Tensor, chunk_size: int = LOGPROB_CHUNK_SIZE,
-                           ignore_index: int = -100) -> Tensor:
+                           ignore_index: int = -100, *, logit_scale: float = 1.0,
+                           logit_softcap: float | None = None) -> Tensor:
     """log sum_v p(v)^2 of the next-token distribution at every labelled position (0 elsewhere), without gradient:
-    the WPO weights' normaliser (TRL's `log_sum_sq_probs`). Same chunking and alignment as `token_logps`; one extra
-    LM-head pass over the labelled positions."""
+    the WPO weights' normaliser (TRL's `log_sum_sq_probs`). Same chunking, alignment and logit scale / soft-cap as
+    `token_logps`; one extra LM-head pass over the labelled positions."""
     selected, _, positions, flat_labels = _labelled_positions(hidden, lm_head, labels, ignore_index)
     pieces = []
     for start in range(0, max(selected.size(0), 1), chunk_size):
-        logits = _chunk_logits(lm_head, selected[start:start + chunk_size], 1.0, None)
+        logits = _chunk_logits(lm_head, selected[start:start + chunk_size], logit_scale, logit_softcap)
         pieces.append(torch.logsumexp(2 * logits, dim=-1) - 2 * torch.logsumexp(logits, dim=-1))
     return _scatter_back(torch.cat(pieces), positions, flat_labels, labels)
 

@@ -56,6 +56,9 @@ def prepare_run_dir(run_dir: Path, resume_from: Optional[Path], overwrite: bool,
         log(f"[prefswift] {run_dir} holds a run stopped before its first checkpoint: starting it over")
     if is_main:
         remove_run(run_dir, checkpoints(run_dir))
+        from .reference_cache import remove_caches
+
+        remove_caches(run_dir)  # a new run: an earlier run's reference log-probs go too
 
 
 def restart_or_truncate_log(run_dir: Path, resume_from: Optional[Path], log) -> None:

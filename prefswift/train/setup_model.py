@@ -2,6 +2,7 @@
 import dataclasses
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 from ..errors import ArgumentError
@@ -21,6 +22,7 @@ class Models:
     reference: Optional[object]   # None: adapter-disabled policy (LoRA), policy itself (precomputed) or not needed
     resolved: ResolvedModel
     note: str                     # one line describing the reference, for the run summary
+    reference_dir: Optional[Path] = None  # the separate reference's weights (None: the policy's starting point)
 
 
 def build_models(args, resolved: ResolvedModel, *, needs_reference: bool, device_map=None, max_memory=None) -> Models:
@@ -48,7 +50,7 @@ def build_models(args, resolved: ResolvedModel, *, needs_reference: bool, device
         logger.info("merged the adapter %s into the base model; it is the reference and the start point",
                     m.adapter_name_or_path)
     separate_ref = bool(m.ref_model_type or m.ref_model_id_or_path)
-    reference, note = None, "none (reference-free objective)"
+    reference, note, reference_dir = None, "none (reference-free objective)", None
     if needs_reference:
         if separate_ref and not names_other_weights(m) and tuning.sft_type == "lora":
             note = "the base model with the LoRA adapter disabled (= --ref_model_*, no second copy)"
@@ -58,7 +60,7 @@ def build_models(args, resolved: ResolvedModel, *, needs_reference: bool, device
             check_same_tokenizer(resolved.path, ref_resolved.path)
             reference = load_model(ref_resolved.path, m, spec=ref_resolved.spec, device_map=device_map,
                                    max_memory=max_memory, trainable=False)
-            note = f"separate model {ref_resolved.path}"
+            note, reference_dir = f"separate model {ref_resolved.path}", ref_resolved.path
         elif tuning.sft_type == "lora":
             note = "the base model with the LoRA adapter disabled (no second copy)"
         elif pref.precompute_ref_log_probs:
@@ -82,7 +84,7 @@ def build_models(args, resolved: ResolvedModel, *, needs_reference: bool, device
     trainable, total = count_parameters(policy)
     logger.info("trainable parameters: %s of %s (%.4f%%)", f"{trainable:,}", f"{total:,}",
                 100 * trainable / max(total, 1))
-    return Models(policy, reference, resolved, note)
+    return Models(policy, reference, resolved, note, reference_dir)
 
 
 def check_same_tokenizer(policy_dir, reference_dir, what: str = "the reference model") -> None:
