@@ -41,8 +41,10 @@ def _train_losses(algo, out, nproc, *extra):
 
 @pytest.mark.parametrize("nproc,extra", [
     (1, ["--deepspeed", "zero3"]),                                             # LoRA, partitioned frozen head
-    (2, ["--deepspeed", "zero3", "--precompute_ref_log_probs", "true"]),       # + precompute from gathered weights
-    (2, ["--deepspeed", "zero2", "--sft_type", "full"]),                       # full fine-tuning, frozen-copy ref
+    # long two-process runs: ZeRO-2/3 across ranks run by default in test_examples (the DeepSpeed recipes)
+    pytest.param(2, ["--deepspeed", "zero3", "--precompute_ref_log_probs", "true"],  # + precompute, gathered weights
+                 marks=pytest.mark.slow),
+    pytest.param(2, ["--deepspeed", "zero2", "--sft_type", "full"], marks=pytest.mark.slow),  # full FT, frozen copy
 ])
 def test_deepspeed_on_cpu_matches_the_run_without_it(tmp_path, nproc, extra):
     plain_extra = [x for x in extra if x not in ("--deepspeed", "zero2", "zero3")]

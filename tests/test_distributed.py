@@ -56,7 +56,7 @@ def assert_same_run(a, b):
         torch.testing.assert_close(wa[k], wb[k], atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("algo", ["dpo", "orpo"])
+@pytest.mark.parametrize("algo", ["dpo", pytest.param("orpo", marks=pytest.mark.slow)])  # one DDP path
 def test_two_process_ddp_equals_one_process(algo, pairs, tmp_path):
     single = tmp_path / "single"
     train(algo, pairs, single, nproc=1, batch_size=4)

@@ -39,6 +39,7 @@ def test_there_are_recipes_for_every_launch_shape():
             "deepspeed_zero3_dpo", "two_node_dpo"} <= names
 
 
+@pytest.mark.slow  # every recipe runs for real below (test_recipe_runs_for_real_at_tiny_size, the two-node test)
 @pytest.mark.parametrize("recipe", EXAMPLES, ids=lambda p: p.stem)
 def test_recipe_dry_run(recipe):
     proc = run_recipe(recipe)

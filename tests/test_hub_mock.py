@@ -8,6 +8,7 @@ import gzip
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -121,6 +122,7 @@ def fetched(hub: MockHub, needle: str) -> list:
 
 # ---------------------------------------------------------------- ModelScope (the default hub)
 
+@pytest.mark.slow  # ModelScope end to end, then the cache: test_hub_blackhole runs the same command by default
 def test_dpo_seed_command_end_to_end_on_modelscope_then_from_the_cache_with_the_hub_gone(hub, tmp_path):
     proc = run(hub, tmp_path, train_args(tmp_path / "out", "--dataset", "hh-rlhf-cn:harmless_base_cn"))
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -325,6 +327,8 @@ def _example_argv(name: str) -> list:
 
     text = open(os.path.join(ROOT, "examples", f"{name}.sh"), encoding="utf-8").read()
     text = text.replace("$(expr 16 / $nproc_per_node)", "8")  # the 2-process recipe's 16 / 2
+    text = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", text)  # the tiny-size overrides unset: their defaults
+    text = re.sub(r"\$\{MAX_STEPS:\+[^}]*\}", "", text)
     return shlex.split(text.split("prefswift ", 1)[1].replace("\\\n", " ").split('"$@"')[0])
 
 

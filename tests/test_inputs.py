@@ -163,6 +163,7 @@ def test_report_to_without_its_package_is_refused_before_anything_is_written(tmp
     assert code == 2 and "pip install swanlab" in text and not out.exists()
 
 
+@pytest.mark.slow  # a failing rank under DDP: test_distributed::test_failing_rank_makes_every_rank_exit_nonzero
 def test_a_ddp_data_error_is_one_line_and_exit_code_2(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "a", "chosen": "b", "rejected": "c"}\nnot json\n')
