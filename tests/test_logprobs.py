@@ -216,22 +216,38 @@ def test_frozen_head_backward_equals_autograd(bias, scale, cap):
     torch.testing.assert_close(g_ours, g_want, atol=1e-12, rtol=1e-10)
 
 
-def test_frozen_head_under_bf16_autocast_matches_the_checkpointed_path():
+@pytest.mark.parametrize("frozen", [True, False], ids=["frozen-head", "trainable-head-checkpointed"])
+def test_head_under_bf16_autocast_matches_plain_autograd(frozen):
+    """Under bf16 autocast both head paths (the frozen head's written-out backward, the trainable head's checkpointed
+    chunks) give the numbers of plain autograd through the same bf16 matmul, log-softmax in fp32: values to 1e-6,
+    gradient to 1e-4 relative (measured: <= 1e-5; only summation order differs). Against full fp32 the gradient's
+    relative error is bf16's rounding of the logits and of the backward matmul: measured 0.27-0.30% over five seeds
+    (bf16's unit roundoff is 0.39%), bound 0.6%; a gradient scaled by 1.5% is 1.5% off and fails both checks."""
     torch.manual_seed(0)
-    head = nn.Linear(32, 64, bias=False).requires_grad_(False)
+    head = nn.Linear(32, 64, bias=False)
+    head.requires_grad_(not frozen)
     hidden = torch.randn(2, 9, 32, requires_grad=True)
     labels = torch.randint(0, 64, (2, 9))
+    weights = torch.linspace(0.5, 2, 9)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         ours = token_logps(hidden, head, labels, chunk_size=5)
-    (g_ours,) = torch.autograd.grad(ours.sum(), hidden)
-    trainable = nn.Linear(32, 64, bias=False)
-    trainable.weight.data.copy_(head.weight)  # the module-call path (checkpointed), same weights
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        ref = token_logps(hidden, trainable, labels, chunk_size=5)
-    (g_ref,) = torch.autograd.grad(ref.sum(), hidden)
+    (g_ours,) = torch.autograd.grad((ours * weights).sum(), hidden)
+
+    def plain(dtype):
+        logits = nn.functional.linear(hidden.to(dtype), head.weight.detach().to(dtype)).float()
+        values = logits.log_softmax(-1).gather(-1, labels[..., None]).squeeze(-1)
+        return values, torch.autograd.grad((values * weights).sum(), hidden)[0]
+
+    def rel(a, b):
+        return ((a - b).norm() / b.norm()).item()
+
+    bf16, g_bf16 = plain(torch.bfloat16)
+    fp32, g_fp32 = plain(torch.float32)
     assert ours.dtype == torch.float32
-    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(g_ours, g_ref, atol=2e-2, rtol=2e-2)  # bf16 matmuls in both backward passes
+    torch.testing.assert_close(ours, bf16, atol=1e-6, rtol=0)
+    assert rel(g_ours, g_bf16) <= 1e-4
+    assert (ours - fp32).abs().max() <= 1e-2                      # |logit| ~ 1: bf16 rounding of the logits
+    assert rel(g_ours, g_fp32) <= 6e-3
 
 
 def test_chunk_size_default_suits_the_device():
