@@ -64,17 +64,55 @@ def test_flat_input_and_no_grad_path():
     assert torch.equal(nograd, flat.view(labels.shape).detach())
 
 
-def test_backward_recomputes_chunk_logits_instead_of_saving_them():
+class _WrappedHead(nn.Module):
+    """A head that is not a plain nn.Linear (as a LoRA-wrapped one): called as a module, never the frozen-head path."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x)
+
+
+@pytest.mark.parametrize("case", ["head-trains", "frozen-wrapped-head", "head-trains-hidden-frozen", "no-grad"])
+def test_backward_recomputes_chunk_logits_instead_of_saving_them(case):
+    """Whenever a gradient flows (into the hidden states or the head), each chunk's logits are recomputed in backward
+    instead of kept: one extra head call per chunk; under no_grad one call per chunk."""
     hidden, head, labels = _setup(torch.float32)
+    if case == "frozen-wrapped-head":
+        head = _WrappedHead(head.requires_grad_(False))
     calls = []
     head.register_forward_hook(lambda mod, inp, out: calls.append(inp[0].shape[0]))
     n_valid = int((labels != -100).sum())
     chunk = 4
     n_chunks = -(-n_valid // chunk)
-    out = token_logps(hidden.requires_grad_(True), head, labels, chunk_size=chunk)
+    with torch.set_grad_enabled(case != "no-grad"):
+        out = token_logps(hidden.requires_grad_(case != "head-trains-hidden-frozen"), head, labels, chunk_size=chunk)
     assert len(calls) == n_chunks and sum(calls) == n_valid  # only labelled positions are projected
+    if case == "no-grad":
+        assert not out.requires_grad
+        return
     out.sum().backward()
     assert len(calls) == 2 * n_chunks  # each chunk's logits recomputed once in backward
+
+
+def test_log_sum_sq_probs_match_naive():
+    """WPO's normaliser log sum_v p_v^2 at every labelled position, 0 elsewhere. Hand-worked: a head of zeros gives
+    uniform p = 1/V, so log(V * V^-2) = -log V (V = 37: -3.6109)."""
+    from prefswift.scoring.logprobs import token_log_sum_sq_probs
+
+    hidden, head, labels = _setup(torch.float64)
+    got = token_log_sum_sq_probs(hidden, head, labels, chunk_size=4)
+    p = head(hidden).softmax(-1)
+    want = torch.log((p ** 2).sum(-1)) * (labels != -100)
+    torch.testing.assert_close(got, want.detach(), atol=1e-12, rtol=1e-12)
+    assert (got[labels == -100] == 0).all() and (got[labels != -100] < 0).all()
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+    uniform = token_log_sum_sq_probs(hidden, head, labels, chunk_size=5)
+    assert uniform[labels != -100].sub(-3.6109).abs().max() < 1e-4
 
 
 def test_bf16_hidden_gives_float32_logps():
@@ -261,3 +299,4 @@ def test_chunk_size_default_suits_the_device():
     assert resolve_chunk_size(0, 152064, "cuda") == 1728 and resolve_chunk_size(0, 128256, "cuda") == 2048
     assert resolve_chunk_size(0, 32, "cuda") > 256 and resolve_chunk_size(0, 10**9, "cuda") == 256
     assert resolve_chunk_size(512, 152064, "cuda") == 512
+    assert all(type(resolve_chunk_size(0, v, d)) is int for v in (32, 152064) for d in ("cpu", "cuda"))
