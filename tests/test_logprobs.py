@@ -300,3 +300,17 @@ def test_chunk_size_default_suits_the_device():
     assert resolve_chunk_size(0, 32, "cuda") > 256 and resolve_chunk_size(0, 10**9, "cuda") == 256
     assert resolve_chunk_size(512, 152064, "cuda") == 512
     assert all(type(resolve_chunk_size(0, v, d)) is int for v in (32, 152064) for d in ("cpu", "cuda"))
+
+
+def test_only_partitioned_parameters_are_gathered():
+    """The frozen head gathers a DeepSpeed ZeRO-3 weight only while it is partitioned: an ordinary parameter, or a
+    ZeRO-3 one an outer context already made available, needs no gathering (no deepspeed call at all)."""
+    from contextlib import nullcontext
+    from types import SimpleNamespace
+
+    from prefswift.scoring.frozen_head import _gathered
+
+    plain = nn.Parameter(torch.zeros(2))
+    available = nn.Parameter(torch.zeros(2))
+    available.ds_id, available.ds_status = 7, SimpleNamespace(name="AVAILABLE")
+    assert type(_gathered([plain])) is nullcontext and type(_gathered([plain, available])) is nullcontext

@@ -418,3 +418,23 @@ def test_cpo_matches_trl(env, tmp_path, loss_type, label_smoothing, cpo_alpha):
     mine, theirs, ours_m, trl_m = _run_reference_free(env, tmp_path, objective, CPOTrainer, CPOConfig, dict(
         beta=beta, loss_type=loss_type, cpo_alpha=cpo_alpha, label_smoothing=label_smoothing))
     _compare(mine, theirs, ours_m, trl_m, DPO_BASE + ("nll_loss",))
+
+
+# ------------------------------------------------------------------------------------------------ objective, by hand
+
+
+def test_objective_defaults_and_ties_by_hand():
+    """The loss type a run gets when it names none (TRL's defaults: sigmoid for DPO and CPO, simpo for SimPO), and
+    rewards/accuracies counts a tie as wrong, as TRL's `chosen_rewards > rejected_rewards` does. CPO sigmoid, beta
+    0.1: pair 0 ties (-4 vs -4: rewards -0.4 each), pair 1 wins (-2 vs -6: 0.4 margin) -> accuracy [0, 1]."""
+    from prefswift.arguments import parse_command
+    from prefswift.scoring.forward import PairLogps
+
+    for algo, default in (("dpo", "sigmoid"), ("cpo", "sigmoid"), ("simpo", "simpo"), ("orpo", "orpo")):
+        assert Objective.from_args(algo, parse_command(algo, []).pref).loss_type == default
+    pol = PairLogps(chosen_logps=torch.tensor([-4.0, -2.0]), rejected_logps=torch.tensor([-4.0, -6.0]),
+                    chosen_tokens=torch.tensor([2.0, 2.0]), rejected_tokens=torch.tensor([2.0, 3.0]),
+                    chosen_nll_sum=torch.tensor(6.0), chosen_nll_count=torch.tensor(4.0))
+    _, m = Objective("cpo", beta=0.1, loss_type="sigmoid", cpo_alpha=1.0).compute(pol)
+    assert m["rewards/accuracies"].tolist() == [0.0, 1.0]
+    assert m["rewards/margins"].tolist() == pytest.approx([0.0, 0.4])

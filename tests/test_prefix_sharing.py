@@ -129,6 +129,24 @@ def test_pack_into_rows_is_a_valid_near_optimal_packing():
     assert optimal >= 290                                          # FFD is optimal on almost all small batches
 
 
+@pytest.mark.parametrize("padding_free,budget,expected", [
+    # packed rows as long as the longest pair: 10 | 6+4 in rows of 10 = 20 tokens; the next 4 would need a third row
+    # (30 > 20), so it opens the next batch: 4 | 2 -> 2 rows of 4 = 8 tokens
+    (False, 20, [[0, 1, 2], [3, 4]]),
+    # padding-free, the tokens themselves: 8+6 = 14 exactly fills the budget; 5+5+4 = 14; 2
+    (True, 14, [[0, 1], [2, 3, 4], [5]]),
+])
+def test_token_budget_sampler_fills_each_batch_to_the_budget_by_hand(padding_free, budget, expected):
+    """Unshuffled, the batches are the pairs longest first, each batch filled until the next pair would overrun
+    the budget (hand-worked in the cases' comments)."""
+    from prefswift.scoring.packing import TokenBudgetBatchSampler
+
+    lengths = [8, 6, 5, 5, 4, 2] if padding_free else [10, 6, 4, 4, 2]
+    sampler = TokenBudgetBatchSampler(lengths, max_tokens=budget, shuffle=False, padding_free=padding_free)
+    assert list(sampler) == expected and len(sampler) == len(expected)
+    assert sampler.mean_pairs_per_batch() == pytest.approx(len(lengths) / len(expected))
+
+
 def test_token_budget_sampler_fills_batches_and_covers_every_pair_once():
     """The sampler's batches, collated by the packed prefix-shared collator training uses: every pair in exactly one
     batch, every batch's input_ids tensor (rows x row length) within the budget, little padding."""
