@@ -300,6 +300,7 @@ def test_chunk_size_default_suits_the_device():
     assert resolve_chunk_size(0, 32, "cuda") > 256 and resolve_chunk_size(0, 10**9, "cuda") == 256
     assert resolve_chunk_size(512, 152064, "cuda") == 512
     assert all(type(resolve_chunk_size(0, v, d)) is int for v in (32, 152064) for d in ("cpu", "cuda"))
+    assert resolve_chunk_size(0, 1, "cuda") == resolve_chunk_size(0, 0, "cuda") == 2 ** 30 // 4  # 1 GiB of fp32
 
 
 def test_only_partitioned_parameters_are_gathered():
