@@ -315,3 +315,38 @@ def test_only_partitioned_parameters_are_gathered():
     available = nn.Parameter(torch.zeros(2))
     available.ds_id, available.ds_status = 7, SimpleNamespace(name="AVAILABLE")
     assert type(_gathered([plain])) is nullcontext and type(_gathered([plain, available])) is nullcontext
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_a_partitioned_frozen_head_is_gathered_in_forward_and_backward(monkeypatch, bias):
+    """ZeRO-3 contract of the frozen head, without DeepSpeed: a weight marked partitioned (ds_id, status not
+    AVAILABLE) is handed to deepspeed.zero.GatheredParameters once in forward and once in backward, with the head's
+    real parameters only (no None for a missing bias), and the numbers are still autograd's."""
+    import sys
+    from contextlib import contextmanager
+    from types import SimpleNamespace
+
+    gathered = []
+
+    @contextmanager
+    def gathered_parameters(params, modifier_rank=None):
+        gathered.append(list(params))
+        yield
+
+    monkeypatch.setitem(sys.modules, "deepspeed", SimpleNamespace(zero=SimpleNamespace(
+        GatheredParameters=gathered_parameters)))
+    torch.manual_seed(0)
+    head = nn.Linear(8, 16, bias=bias).double().requires_grad_(False)
+    for p in head.parameters():
+        p.ds_id, p.ds_status = 1, SimpleNamespace(name="NOT_AVAILABLE")
+    hidden = torch.randn(5, 8, dtype=torch.float64, requires_grad=True)
+    labels = torch.randint(0, 16, (5,))
+    out = token_logps(hidden, head, labels, chunk_size=8)
+    out.sum().backward()
+    params = [head.weight] + ([head.bias] if bias else [])
+    assert len(gathered) == 2 and all(len(g) == len(params) and all(a is b for a, b in zip(g, params))
+                                      for g in gathered)
+    want = torch.log_softmax(head(hidden), -1).gather(-1, labels[:, None]).squeeze(-1)
+    (g_want,) = torch.autograd.grad(want.sum(), hidden)
+    torch.testing.assert_close(out, want.detach(), atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(hidden.grad, g_want, atol=1e-12, rtol=1e-12)
