@@ -178,6 +178,8 @@ def test_weight_advice_matches_trl_ranges():
     advice = weight_advice(1, 3, 1.0, 1.0)
     assert "[3.0, 3.99]" in advice and "[0.25, 0.33]" in advice and "1 desirable vs 3 undesirable" in advice
     assert "[4.0, 5.32]" in weight_advice(0, 4, 1.0, 1.0)
+    # the other weight scales each range: w_U = 2 -> w_D in [10 * 2/30, 1.33 * 0.667] = [0.67, 0.89]
+    assert "--desirable_weight in [0.67, 0.89]" in weight_advice(30, 10, 1.0, 2.0)
 
 
 def test_the_kto_command_gets_the_kto_objective():
