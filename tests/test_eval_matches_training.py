@@ -7,10 +7,9 @@ import json
 import pytest
 
 from prefswift.arguments import parse_command
-from test_eval_reference import write_rows
+from test_eval_reference import train_and_eval, write_rows
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
-QUIET = dict(log=lambda *a, **k: None)
 
 OPTIONS = [
     ("dpo", ["--ld_alpha", "0.5"]),
@@ -24,24 +23,6 @@ OPTIONS = [
     ("cpo", ["--loss_type", "simpo"]),
     ("cpo", []),
 ]
-
-
-def train_and_eval(tmp_path, algo, extra, *eval_args):
-    from prefswift.commands.eval import run_eval
-    from prefswift.commands.train import run_training
-
-    data = write_rows(tmp_path / "pairs.jsonl")
-    run = tmp_path / algo
-    argv = ["--model_type", "tiny-llama3", "--dataset", str(data), "--output_dir", str(run), "--eval_ratio", "0.5",
-            "--max_steps", "2", "--save_steps", "2", "--eval_steps", "2", "--logging_steps", "1", "--batch_size", "2",
-            "--eval_batch_size", "3", "--learning_rate", "5e-2", "--lora_target_modules", "ALL",
-            "--gradient_checkpointing", "false"] + extra
-    run_training(parse_command(algo, argv), algo, **QUIET)
-    logged = [json.loads(line) for line in (run / "logging.jsonl").read_text().splitlines()]
-    (last_eval,) = [r for r in logged if "eval_rewards/chosen" in r and r["step"] == 2]
-    path = run_eval(parse_command("eval", ["--ckpt_dir", str(run / "adapter"), "--load_dataset_config", "true",
-                                           *eval_args]), **QUIET)
-    return json.loads(path.read_text()), last_eval
 
 
 @pytest.mark.parametrize("algo,extra", OPTIONS, ids=[f"{a}-{' '.join(e[:2]) or 'default'}" for a, e in OPTIONS])

@@ -1,5 +1,5 @@
-"""`prefswift eval` against the run's reference: implicit rewards equal to what training logs, the same numbers by
-hand from pair_forward, the KL estimate, the length-bias split, --compare_to, and which reference a checkpoint has."""
+"""`prefswift eval` against the run's reference: implicit rewards equal to what training logs, the same numbers
+from the model's own logits, the KL estimate, the length-bias split, --compare_to, and which reference a checkpoint has."""
 import json
 from pathlib import Path
 
@@ -59,21 +59,33 @@ def test_reward_kl_and_length_metrics_by_hand():
     assert d["accuracy_sum"] == 0 and "reward_accuracy" not in d and "pairs_chosen_longer" not in d
 
 
-def test_dpo_rewards_equal_pair_forward_by_hand_and_compare_to_itself(tmp_path, tiny_llama3_dir, capsys):
-    """A DPO LoRA checkpoint (beta 0.3 in its args.json): rewards against the adapter-disabled base, computed by hand
-    on the same batch; --compare_to the same checkpoint: zero deltas; --compare_to the base: its rewards are 0."""
+def _plain_completion_logps(model, batch):
+    """Oracle from the model's own logits (no prefswift scoring code): per sequence, the sum of the completion tokens'
+    log-probs and their count; rows chosen then rejected."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].double()
+    tokens = torch.log_softmax(logits, -1).gather(-1, batch["input_ids"][:, 1:, None]).squeeze(-1)
+    mask = batch["completion_mask"][:, 1:].double()
+    return (tokens * mask).sum(1), mask.sum(1)
+
+
+def test_dpo_rewards_equal_the_models_own_logits_and_compare_to_another_checkpoint(tmp_path, tiny_llama3_dir,
+                                                                                   capsys):
+    """A DPO LoRA checkpoint (beta 0.3 in its args.json): rewards against the adapter-disabled base equal
+    beta * (log p_policy - log p_base) summed over the response tokens, from plain PEFT forwards; --compare_to a
+    second checkpoint: its metrics are that checkpoint's own, the deltas the difference of the two."""
     from prefswift.commands.eval import run_eval
     from prefswift.data.example import PreferenceExample
     from prefswift.models.loader import load_tokenizer
     from prefswift.scoring.collators import PairCollator
-    from prefswift.scoring.forward import pair_forward
     from prefswift.templates import get_template
 
     data = write_rows(tmp_path / "pairs.jsonl")
     ckpt = make_adapter("tiny-llama3", tmp_path / "run" / "checkpoint-5", scale=3.0)
-    parse_command("dpo", ["--model_type", "tiny-llama3", "--dataset", "demo", "--beta", "0.3"]).save(ckpt)
+    other = make_adapter("tiny-llama3", tmp_path / "other" / "checkpoint-5", scale=2.0, seed=1)
+    for c in (ckpt, other):
+        parse_command("dpo", ["--model_type", "tiny-llama3", "--dataset", "demo", "--beta", "0.3"]).save(c)
     out = tmp_path / "results"
-    path = run_eval(parse_command("eval", ["--ckpt_dir", str(ckpt), "--dataset", str(data), "--compare_to", str(ckpt),
+    path = run_eval(parse_command("eval", ["--ckpt_dir", str(ckpt), "--dataset", str(data), "--compare_to", str(other),
                                            "--output_dir", str(out)]))
     assert path.parent == out
     result = json.loads(path.read_text())
@@ -84,32 +96,41 @@ def test_dpo_rewards_equal_pair_forward_by_hand_and_compare_to_itself(tmp_path, 
     tmpl = get_template("llama3")
     rows = [tmpl.encode_example(tok, PreferenceExample(r["prompt"], r["chosen"], r["rejected"])) for r in ROWS]
     batch = PairCollator(pad_token_id=tok.pad_token_id)(rows)
-    model = adapter_model(ckpt, tiny_llama3_dir)
-    with torch.no_grad():
-        pol = pair_forward(model, batch)
-        with model.disable_adapter():
-            ref = pair_forward(model, batch)
-    chosen_r = 0.3 * (pol.chosen_logps - ref.chosen_logps)
-    rejected_r = 0.3 * (pol.rejected_logps - ref.rejected_logps)
+    B = len(ROWS)
+
+    def oracle(adapter_dir):
+        model = adapter_model(adapter_dir, tiny_llama3_dir)
+        with torch.no_grad():
+            pol, n = _plain_completion_logps(model, batch)
+            with model.disable_adapter():
+                ref, _ = _plain_completion_logps(model, batch)
+        rewards = 0.3 * (pol - ref)
+        return dict(pol=pol, ref=ref, n=n, chosen_r=rewards[:B], rejected_r=rewards[B:])
+
+    o = oracle(ckpt)
+    chosen_r, rejected_r = o["chosen_r"], o["rejected_r"]
     m = result["metrics"]
     assert result["objective"].startswith("dpo (beta 0.3")
-    assert m["reward_accuracy"] == pytest.approx((chosen_r > rejected_r).float().mean().item())
+    assert m["reward_accuracy"] == pytest.approx((chosen_r > rejected_r).double().mean().item())
     assert m["reward_margin"] == pytest.approx((chosen_r - rejected_r).mean().item(), abs=1e-4)
     assert m["reward_chosen"] == pytest.approx(chosen_r.mean().item(), abs=1e-4)
-    assert m["kl_chosen_seq"] == pytest.approx((pol.chosen_logps - ref.chosen_logps).mean().item(), abs=1e-4)
-    assert m["kl_chosen_token"] == pytest.approx(
-        ((pol.chosen_logps - ref.chosen_logps).sum() / pol.chosen_tokens.sum()).item(), abs=1e-5)
+    kl = o["pol"][:B] - o["ref"][:B]
+    assert m["kl_chosen_seq"] == pytest.approx(kl.mean().item(), abs=1e-4)
+    assert m["kl_chosen_token"] == pytest.approx((kl.sum() / o["n"][:B].sum()).item(), abs=1e-5)
     assert abs(m["reward_margin"]) > 1e-2  # the adapter really moved the model
-    longer = (pol.chosen_tokens > pol.rejected_tokens)
+    longer = o["n"][:B] > o["n"][B:]
     assert m["pairs_chosen_longer"] == int(longer.sum()) and 0 < m["pairs_chosen_longer"] < len(ROWS)
-    assert m["accuracy_chosen_longer"] == pytest.approx((chosen_r > rejected_r)[longer].float().mean().item())
-    for got, c, r in zip(result["pairs"], ref.chosen_logps.tolist(), ref.rejected_logps.tolist()):
+    assert m["accuracy_chosen_longer"] == pytest.approx((chosen_r > rejected_r)[longer].double().mean().item())
+    for got, c, r in zip(result["pairs"], o["ref"][:B].tolist(), o["ref"][B:].tolist()):
         assert got["ref_chosen_logp"] == pytest.approx(c, abs=1e-4) and got["ref_rejected_logp"] == pytest.approx(r,
                                                                                                                 abs=1e-4)
-    # compared with itself: the same numbers, every delta zero
-    cmp = result["compare_to"]
-    assert cmp["metrics"]["reward_accuracy"] == m["reward_accuracy"]
-    assert cmp["deltas"] and all(abs(v) < 1e-9 for v in cmp["deltas"].values()), cmp["deltas"]
+    # compared with another checkpoint: its own numbers, and this one's minus them
+    cmp, theirs = result["compare_to"], oracle(other)
+    their_margin = (theirs["chosen_r"] - theirs["rejected_r"]).mean().item()
+    assert cmp["metrics"]["reward_margin"] == pytest.approx(their_margin, abs=1e-4)
+    assert cmp["metrics"]["reward_chosen"] == pytest.approx(theirs["chosen_r"].mean().item(), abs=1e-4)
+    assert cmp["deltas"]["reward_margin"] == pytest.approx(m["reward_margin"] - their_margin, abs=1e-4)
+    assert abs(cmp["deltas"]["reward_margin"]) > 1e-3
     assert (out / (path.stem + "-margins.png")).stat().st_size > 1000
 
     # the same reference loaded as a separate model (--ref_model_type), and the merged checkpoint against the base its
@@ -133,7 +154,8 @@ def test_dpo_rewards_equal_pair_forward_by_hand_and_compare_to_itself(tmp_path, 
     assert before["deltas"]["reward_margin"] == pytest.approx(m["reward_margin"])
 
 
-def _train_and_eval(tmp_path, algo, extra):
+def train_and_eval(tmp_path, algo, extra, *eval_args):
+    """A 2-step run with an eval at step 2, then `prefswift eval` on its adapter: (eval's result, the logged eval)."""
     from prefswift.commands.eval import run_eval
     from prefswift.commands.train import run_training
 
@@ -146,26 +168,42 @@ def _train_and_eval(tmp_path, algo, extra):
     run_training(parse_command(algo, argv), algo, **QUIET)
     logged = [json.loads(line) for line in (run / "logging.jsonl").read_text().splitlines()]
     (last_eval,) = [r for r in logged if "eval_rewards/chosen" in r and r["step"] == 2]
-    path = run_eval(parse_command("eval", ["--ckpt_dir", str(run / "adapter"), "--load_dataset_config", "true"]),
-                    **QUIET)
+    path = run_eval(parse_command("eval", ["--ckpt_dir", str(run / "adapter"), "--load_dataset_config", "true",
+                                           *eval_args]), **QUIET)
     return json.loads(path.read_text()), last_eval
 
 
-@pytest.mark.parametrize("algo,extra", [("dpo", ["--beta", "0.2"]), ("orpo", ["--beta", "0.5"])])
+# every objective whose eval reduction equals training's today; issue 19 items 2 and 3 (KTO, --ld_alpha, WPO, ...)
+# add theirs here with the fix
+EVAL_EQUALS_TRAINING = [
+    pytest.param("dpo", ["--beta", "0.2"], id="dpo-sigmoid"),
+    pytest.param("dpo", ["--beta", "0.2", "--loss_type", "ipo"], id="dpo-ipo"),
+    pytest.param("dpo", ["--beta", "0.2", "--loss_type", "hinge,sft", "--loss_weights", "1,0.5"],
+                 id="dpo-hinge-sft"),
+    pytest.param("orpo", ["--beta", "0.5"], id="orpo"),
+    pytest.param("simpo", ["--beta", "2.0", "--simpo_gamma", "0.3"], id="simpo"),
+    pytest.param("cpo", ["--beta", "0.5"], id="cpo"),
+]
+
+
+@pytest.mark.parametrize("algo,extra", EVAL_EQUALS_TRAINING)
 def test_eval_reports_the_rewards_training_logged(tmp_path, algo, extra):
     """The run's own eval split: eval's reward means equal the eval_rewards/* its training logged for the same
     weights (DPO: against the adapter-disabled base; ORPO: reference-free)."""
-    result, logged = _train_and_eval(tmp_path, algo, extra)
+    result, logged = train_and_eval(tmp_path, algo, extra)
     m = result["metrics"]
-    assert m["pairs"] == 3 and result["objective"].startswith(f"{algo} (beta {extra[1]}")
-    assert (result["reference"] is None) == (algo == "orpo")
+    assert m["pairs"] == 3 and result["objective"].startswith(f"{algo} (beta {float(extra[1]):g}")
+    assert (result["reference"] is None) == (algo != "dpo")
     for name in ("chosen", "rejected", "margins", "accuracies"):
         key = {"margins": "reward_margin", "accuracies": "reward_accuracy"}.get(name, f"reward_{name}")
         assert m[key] == pytest.approx(logged[f"eval_rewards/{name}"], abs=1e-5), name
     assert abs(m["reward_margin"]) > 1e-4
-    if algo == "orpo":  # beta * average log-prob of the response
+    if algo != "dpo":  # reference-free: beta * the response's average (ORPO, SimPO) or summed (CPO) log-prob
+        beta = float(extra[1])
         for p in result["pairs"]:
-            assert p["reward_chosen"] == pytest.approx(0.5 * p["chosen_logp"] / p["chosen_tokens"], abs=1e-5)
+            for side in ("chosen", "rejected"):
+                logp = p[f"{side}_logp"] / (p[f"{side}_tokens"] if algo != "cpo" else 1)
+                assert p[f"reward_{side}"] == pytest.approx(beta * logp, abs=1e-5)
         assert "kl_chosen_seq" not in m
 
 

@@ -68,19 +68,37 @@ def test_lm_head_runs_under_the_forwards_autocast(tiny_llama3_dir):
     assert all(not enabled and dtype == torch.float32 for enabled, dtype in seen[1:])  # no autocast: none added
 
 
-def test_a_dispatched_model_gives_the_same_numbers(tiny_llama3_dir):
-    """A model spread with accelerate's dispatch (the device_map path) scores pairs as the plain model does."""
+DISPATCH_MAPS = [
+    # CPU: the second layer and the LM head offloaded to disk — their weights stay on "meta" and accelerate's hooks
+    # load them for each forward (the path a device_map with "disk"/"cpu" offload takes on a too-small GPU)
+    pytest.param({"model.embed_tokens": "cpu", "model.layers.0": "cpu", "model.layers.1": "disk", "model.norm": "cpu",
+                  "model.rotary_emb": "cpu", "lm_head": "disk"}, id="cpu+disk-offload"),
+    # GPU: the backbone split over two devices, hidden states crossing from cuda:0 to the CPU and back
+    pytest.param({"model.embed_tokens": "cpu", "model.layers.0": 0, "model.layers.1": "cpu", "model.norm": 0,
+                  "model.rotary_emb": 0, "lm_head": 0}, id="cuda+cpu",
+                 marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")),
+]
+
+
+@pytest.mark.parametrize("device_map", DISPATCH_MAPS)
+def test_a_dispatched_model_gives_the_same_numbers(tiny_llama3_dir, tmp_path, device_map):
+    """A model spread with accelerate's dispatch (the device_map path: hooks that move weights and activations)
+    scores pairs as the plain model does, in both layouts, with the offloaded LM head called as a module."""
     from accelerate import dispatch_model
 
     model = AutoModelForCausalLM.from_pretrained(str(tiny_llama3_dir), dtype=torch.float32).eval()
-    want = pair_forward(model, PrefixSharedCollator(0)(ROWS), chunk_size=3)
-    device_map = {"model.embed_tokens": "cpu", "model.layers.0": "cpu", "model.layers.1": "cpu",
-                  "model.norm": "cpu", "model.rotary_emb": "cpu", "lm_head": "cpu"}
     dispatched = dispatch_model(AutoModelForCausalLM.from_pretrained(str(tiny_llama3_dir), dtype=torch.float32)
-                                .eval(), device_map=device_map)
-    got = pair_forward(dispatched, PrefixSharedCollator(0)(ROWS), chunk_size=3)
-    torch.testing.assert_close(got.chosen_logps, want.chosen_logps)
-    torch.testing.assert_close(got.rejected_logps, want.rejected_logps)
+                                .eval(), device_map=device_map, offload_dir=str(tmp_path / "offload"))
+    assert all(hasattr(dispatched.get_submodule(name), "_hf_hook") for name in device_map)
+    if "disk" in device_map.values():  # really offloaded: no weights where the module lives between forwards
+        assert dispatched.lm_head.weight.device.type == "meta"
+        assert dispatched.model.layers[1].mlp.down_proj.weight.device.type == "meta"
+    for collator in (PrefixSharedCollator(0), PairCollator(0)):
+        with torch.no_grad():
+            want = pair_forward(model, collator(ROWS), chunk_size=3)
+            got = pair_forward(dispatched, collator(ROWS), chunk_size=3)
+        for name in ("chosen_logps", "rejected_logps", "chosen_nll"):
+            torch.testing.assert_close(getattr(got, name).cpu(), getattr(want, name), atol=1e-5, rtol=1e-6)
 
 
 def test_token_logps_computes_where_the_head_is_and_returns_where_the_labels_are():

@@ -162,10 +162,32 @@ def test_kto_losses_by_hand():
 
 
 def test_weight_advice_matches_trl_ranges():
+    """KTO paper eq. 8 as TRL words it: (w_D n_D) / (w_U n_U) in [1, 1.33]. 30 desirable vs 10 undesirable, both
+    weights 1: w_D in [10/30, 1.33 * 10/30] = [0.33, 0.44] or w_U in [30/10/1.33, 30/10] = [2.26, 3.0]; inside either
+    range (its ends included) no advice. 1 vs 3: w_D in [3.0, 3.99] or w_U in [0.25, 0.33]; 0 desirable counts as 1."""
     assert weight_advice(10, 10, 1.0, 1.0) is None
     assert weight_advice(30, 10, 1.0, 3.0) is None  # undesirable_weight in [30/10/1.33, 3]
     advice = weight_advice(30, 10, 1.0, 1.0)
     assert "--desirable_weight in [0.33, 0.44]" in advice and "--undesirable_weight in [2.26, 3.0]" in advice
+    # (the two ranges state one condition, w_D n_D / (w_U n_U) in [1, 1.33], solved for either weight: they differ
+    # only by rounding, e.g. 0.33 is inside the rounded desirable range while 1.0 is outside [0.74, 0.99])
+    for w_d, w_u in ((0.33, 1.0), (0.44, 1.0), (0.4, 1.0), (1.0, 3.0), (1.0, 2.5)):
+        assert weight_advice(30, 10, w_d, w_u) is None, (w_d, w_u)
+    for w_d, w_u in ((0.32, 1.0), (0.45, 1.0)):
+        assert weight_advice(30, 10, w_d, w_u) is not None, (w_d, w_u)
+    advice = weight_advice(1, 3, 1.0, 1.0)
+    assert "[3.0, 3.99]" in advice and "[0.25, 0.33]" in advice and "1 desirable vs 3 undesirable" in advice
+    assert "[4.0, 5.32]" in weight_advice(0, 4, 1.0, 1.0)
+    # the other weight scales each range: w_U = 2 -> w_D in [10 * 2/30, 1.33 * 0.667] = [0.67, 0.89]
+    assert "--desirable_weight in [0.67, 0.89]" in weight_advice(30, 10, 1.0, 2.0)
+
+
+def test_the_kto_command_gets_the_kto_objective():
+    from prefswift.train.kto import KTOObjective, objective_for
+
+    kto = objective_for("kto", parse_command("kto", ["--dataset", "x.jsonl"]).pref)
+    assert isinstance(kto, KTOObjective) and kto.loss_type == "kto"
+    assert not isinstance(objective_for("dpo", parse_command("dpo", []).pref), KTOObjective)
 
 
 def test_kto_arguments(tmp_path):

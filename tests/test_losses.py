@@ -4,10 +4,11 @@ TRL's loss code is called directly wherever it runs without a real model:
 - DPO: `DPOTrainer._compute_loss` on an `object.__new__` trainer with a fake model that returns per-token
   log-probs the way TRL's fused LM head does (trl/trainer/dpo_trainer.py:1285-1599), reference log-probs
   precomputed (so they come from the batch).
-- ORPO: `ORPOTrainer.odds_ratio_loss` and the whole `get_batch_loss_metrics` with a fake model returning logits
-  (trl/experimental/orpo/orpo_trainer.py:670-877).
-- CPO / SimPO: `CPOTrainer.cpo_loss` and `get_batch_loss_metrics` (trl/experimental/cpo/cpo_trainer.py:678-917).
-Losses, gradients and logged metrics are compared.
+- ORPO: `ORPOTrainer.odds_ratio_loss` (trl/experimental/orpo/orpo_trainer.py).
+- CPO / SimPO: `CPOTrainer.cpo_loss` (trl/experimental/cpo/cpo_trainer.py).
+Losses, gradients and logged metrics are compared. The whole ORPO/CPO/SimPO batch (loss, metrics, gradients) is
+compared through the code path training runs (`PreferenceTrainer.pair_loss`) with TRL's trainers in
+test_parity_trl.py.
 """
 
 import math
@@ -19,9 +20,8 @@ import torch
 from torch import nn
 
 from prefswift.errors import ArgumentError
-from prefswift.scoring.logprobs import token_logps
 from prefswift.train.losses import DPO_LOSS_TYPES, cpo_logps_kind, cpo_loss, dpo_loss, log1mexp, orpo_loss, simpo_loss
-from trl_metrics import dpo_logps_kind, masked_mean, next_token_labels, nll_loss, preference_metrics, sequence_logps
+from trl_metrics import dpo_logps_kind, masked_mean, nll_loss, preference_metrics, sequence_logps
 
 trl_dpo = pytest.importorskip("trl.trainer.dpo_trainer")
 trl_orpo = pytest.importorskip("trl.experimental.orpo.orpo_trainer")
@@ -308,86 +308,6 @@ def test_orpo_loss_matches_trl_odds_ratio_loss(beta):
     _close(out.extras["log_odds_chosen"].mean(), trl_log_odds)
 
 
-class _LogitsModel(nn.Module):
-    def __init__(self, logits):
-        super().__init__()
-        self.logits = nn.Parameter(logits.clone())
-
-    def forward(self, input_ids, attention_mask=None, use_cache=False, **kwargs):
-        return SimpleNamespace(logits=self.logits)
-
-
-def _pair_batch(B=4, T=10, V=11, seed=0):
-    """TRL ORPO/CPO tokenized batch: prompt labels -100, right padding (labels -100, attention 0)."""
-    g = torch.Generator().manual_seed(seed)
-    out = {}
-    prompts = torch.randint(1, 4, (B,), generator=g)
-    for side in ("chosen", "rejected"):
-        ids = torch.randint(1, V, (B, T), generator=g)
-        attn = torch.zeros(B, T, dtype=torch.long)
-        labels = torch.full((B, T), -100)
-        for i in range(B):
-            p = int(prompts[i])
-            n = p + int(torch.randint(1, T - p + 1, (1,), generator=g))
-            attn[i, :n] = 1
-            labels[i, p:n] = ids[i, p:n]
-        out[f"{side}_input_ids"] = ids * attn
-        out[f"{side}_attention_mask"] = attn
-        out[f"{side}_labels"] = labels
-    logits = torch.randn(2 * B, T, V, generator=g) * 2
-    return out, logits
-
-
-def _our_pair_logps(batch, logits, nll_on):
-    """Our pipeline: token log-probs through the chunked path (Identity head: the logits are the 'hidden')."""
-    ids = torch.cat([batch["chosen_input_ids"], batch["rejected_input_ids"]])
-    attn = torch.cat([batch["chosen_attention_mask"], batch["rejected_attention_mask"]])
-    completion = torch.cat([batch["chosen_labels"], batch["rejected_labels"]]) != -100
-    labels = next_token_labels(ids, attn)  # every real token is a target (covers prompt + completion)
-    tok = token_logps(logits, nn.Identity(), labels, chunk_size=7)
-    comp_mask = torch.cat([completion[:, 1:], completion[:, :1] & False], dim=1)
-    s, n = sequence_logps(tok, comp_mask)
-    B = ids.size(0) // 2
-    nll_mask = (labels != -100) if nll_on == "all" else comp_mask
-    nll = nll_loss(tok[:B], nll_mask[:B])
-    return s, n, nll
-
-
-@pytest.mark.parametrize("beta", [0.1, 0.25])
-def test_orpo_full_batch_loss_and_metrics_match_trl(beta):
-    batch, logits = _pair_batch(seed=2)
-    model = _LogitsModel(logits)
-    trl_loss, trl_metrics = _orpo_trainer(beta).get_batch_loss_metrics(model, batch)
-    trl_loss.backward()
-
-    ours = logits.clone().requires_grad_(True)
-    s, n, nll = _our_pair_logps(batch, ours, nll_on="all")  # TRL mode: NLL over prompt + response
-    avg = s / n
-    c, r = avg.chunk(2)
-    out = orpo_loss(c, r, beta=beta)
-    loss = nll + out.losses.mean()
-    loss.backward()
-    B = c.numel()
-    metrics = preference_metrics(
-        "orpo", out, chosen_logps=c, rejected_logps=r, nll=nll,
-        logits_chosen=ours[:B, :-1].mean(), logits_rejected=ours[B:, :-1].mean(),
-    )  # fmt: skip
-    _close(loss, trl_loss)
-    _close(ours.grad, model.logits.grad)
-    assert set(metrics) == set(trl_metrics)
-    for name, value in metrics.items():
-        _close(value, trl_metrics[name], atol=2e-6)
-
-
-def test_orpo_default_nll_is_response_only():
-    batch, logits = _pair_batch(seed=4)
-    _, _, nll = _our_pair_logps(batch, logits, nll_on="response")
-    B = batch["chosen_labels"].size(0)
-    expected = nn.functional.cross_entropy(logits[:B, :-1].reshape(-1, logits.size(-1)),
-                                           batch["chosen_labels"][:, 1:].reshape(-1))  # fmt: skip
-    _close(nll, expected)
-
-
 def test_log1mexp_accuracy_and_orpo_at_zero():
     x = -torch.logspace(-12, 2, 200, dtype=torch.float64)
     exact = torch.tensor([math.log(-math.expm1(v)) for v in x.tolist()], dtype=torch.float64)
@@ -444,34 +364,6 @@ def test_simpo_matches_trl_cpo_simpo():
     # reference formula: -logsigmoid(beta*(c - r) - gamma) without smoothing
     ref = -nn.functional.logsigmoid(2.0 * (x[0] - x[1]) - 1.0)
     _close(simpo_loss(x[0], x[1], beta=2.0, gamma=1.0).losses, ref)
-
-
-@pytest.mark.parametrize("loss_type,cpo_alpha", [("sigmoid", 1.0), ("simpo", 0.0), ("ipo", 0.5)])
-def test_cpo_full_batch_loss_and_metrics_match_trl(loss_type, cpo_alpha):
-    batch, logits = _pair_batch(seed=6)
-    model = _LogitsModel(logits)
-    t = _cpo_trainer(0.1, loss_type, simpo_gamma=0.5, cpo_alpha=cpo_alpha)
-    trl_loss, trl_metrics = t.get_batch_loss_metrics(model, batch)
-    trl_loss.backward()
-
-    ours = logits.clone().requires_grad_(True)
-    s, n, nll = _our_pair_logps(batch, ours, nll_on="response")  # CPO's BC term: response tokens only
-    logps = s / n if cpo_logps_kind(loss_type) == "mean" else s
-    c, r = logps.chunk(2)
-    out = cpo_loss(c, r, beta=0.1, loss_type=loss_type, simpo_gamma=0.5)
-    nll = nll if cpo_alpha else torch.zeros(())
-    loss = out.losses.mean() + cpo_alpha * nll
-    loss.backward()
-    B = c.numel()
-    metrics = preference_metrics(
-        "cpo", out, chosen_logps=c, rejected_logps=r, nll=nll,
-        logits_chosen=ours[:B].mean(), logits_rejected=ours[B:].mean(),
-    )  # fmt: skip
-    _close(loss, trl_loss)
-    _close(ours.grad, model.logits.grad)
-    assert set(metrics) == set(trl_metrics)
-    for name, value in metrics.items():
-        _close(value, trl_metrics[name], atol=2e-6)
 
 
 def test_cpo_argument_errors():

@@ -67,34 +67,71 @@ def test_tokens_seen_are_the_tokens_in_the_data_whatever_the_layout(tmp_path):
     assert seen.tokens == [total] * 3
 
 
-def test_token_budget_batches_cover_the_data_once_per_epoch(tmp_path):
-    from prefswift.scoring.packing import TokenBudgetBatchSampler
+class _RecordingCollator:
+    """The run's own collator, recording what each batch holds: the pairs (by their token ids) and the shape of the
+    input_ids tensor the forward receives."""
 
-    logs = _run(tmp_path, "dpo", ["--max_tokens_per_batch", "160", "--num_train_epochs", "1"], "budget")
+    def __init__(self, inner):
+        self.inner, self.pairs, self.shapes = inner, [], []
+
+    def layout_tokens(self, rows):  # what the token-budget sampler asks the collator (not recorded)
+        return self.inner.layout_tokens(rows)
+
+    def __call__(self, rows):
+        batch = self.inner(rows)
+        self.pairs.append([tuple(tuple(r[k]) for k in ("prompt_input_ids", "chosen_input_ids", "rejected_input_ids"))
+                           for r in rows])
+        self.shapes.append(tuple(batch["input_ids"].shape))
+        return batch
+
+
+# the layouts a token budget must bound (padding-free rows are as long as their longest sequence: the budget counts
+# rows x length, padding included)
+BUDGET_LAYOUTS = [
+    pytest.param([], id="prefix-shared-packed"),
+    pytest.param(["--prefix_sharing", "false"], id="padding-free-rows"),
+    pytest.param(["--packing", "false"], id="prefix-shared-one-pair-per-row"),
+]
+
+
+@pytest.mark.parametrize("layout", BUDGET_LAYOUTS)
+def test_token_budget_batches_cover_the_data_once_per_epoch(tmp_path, monkeypatch, tiny_llama3_dir, layout):
+    """One epoch under --max_tokens_per_batch: every pair of the data is trained on exactly once, batches hold
+    several pairs, and no batch's input_ids tensor (rows x row length, padding included: what the forward computes
+    on) holds more tokens than the budget, unless it is a single pair longer than the budget."""
+    from prefswift.commands import train as train_command
+
+    budget = 160
+    recorders = []
+
+    def recording_collator(*a, **k):
+        recorders.append(_RecordingCollator(make_collator(*a, **k)))
+        return recorders[-1]
+
+    make_collator = train_command.make_collator
+    monkeypatch.setattr(train_command, "make_collator", recording_collator)
+    logs = _run(tmp_path, "dpo", ["--max_tokens_per_batch", str(budget), "--num_train_epochs", "1"] + layout, "run")
+    (seen,) = recorders
+    shared_prompt = "--prefix_sharing" in layout
     steps = max(r["step"] for r in logs if "loss" in r)
-    rows = json.loads((tmp_path / "budget" / "args.json").read_text())
-    assert rows["max_tokens_per_batch"] == 160
-    # the run took as many optimizer steps as the sampler makes batches of its pairs (several pairs per batch)
-    from prefswift.commands.train import load_tokenizer_and_template, prepare_data
+    assert steps == len(seen.pairs)                                 # one optimizer step per batch
+    data = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
+    trained = [pair for batch in seen.pairs for pair in batch]
+    assert len(trained) == len(data) == len(set(trained))           # each pair once, none twice
+    assert max(len(b) for b in seen.pairs) > 1 and len(seen.pairs) < len(data)
+    for pairs, shape in zip(seen.pairs, seen.shapes):
+        tokens = shape[0] * shape[1]
+        # a pair's own tokens in this layout (padding-free rows: the prompt once per response)
+        longest = max(len(p) * (1 + shared_prompt) + len(c) + len(r) for p, c, r in pairs)
+        # a single pair is the smallest batch there is: its layout may exceed the budget (padding-free rows pad the
+        # shorter response to the longer one), anything larger must fit
+        assert tokens <= budget or len(pairs) == 1, (shape, len(pairs), longest)
+    # the pairs are the data's: decode them back to the rows' text through the run's tokenizer
+    from transformers import AutoTokenizer
 
-    args = parse_command("dpo", ["--model_type", "tiny-llama3", "--dataset", str(tmp_path / "pairs.jsonl"),
-                                 "--eval_ratio", "0"])
-    _, tok, template = load_tokenizer_and_template(args)
-    data = prepare_data(args, template, tok, lambda *a, **k: None)
-    lengths = [sum(len(r[k]) for k in ("prompt_input_ids", "chosen_input_ids", "rejected_input_ids"))
-               for r in data.train]
-    sampler = TokenBudgetBatchSampler(lengths, 160, seed=42)
-    assert steps == len(sampler) < len(lengths)
-    # chosen and rejected rows: the budget counts the rows x length the packed chosen/rejected rows have (the prompt
-    # twice per pair; tests/test_token_budget.py checks the bound on every layout's real tensors)
-    from prefswift.scoring.collators import PairCollator
-    from prefswift.train.collate import token_budget_sampler
-
-    logs = _run(tmp_path, "dpo", ["--max_tokens_per_batch", "160", "--num_train_epochs", "1",
-                                  "--prefix_sharing", "false"], "budget_rows")
-    steps = max(r["step"] for r in logs if "loss" in r)
-    sampler = token_budget_sampler(data.train, PairCollator(pad_token_id=tok.pad_token_id, packing=True), 160, 42)
-    assert steps == len(sampler) < len(lengths)
+    tok = AutoTokenizer.from_pretrained(str(tiny_llama3_dir))
+    texts = {tok.decode(c, skip_special_tokens=True).strip() for _, c, _ in trained}
+    assert texts == {row["chosen"] for row in data}
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -29,7 +29,6 @@ from trl.experimental.cpo import CPOConfig, CPOTrainer  # noqa: E402
 from trl.experimental.orpo import ORPOConfig, ORPOTrainer  # noqa: E402
 
 from prefswift.scoring.collators import PairCollator, PrefixSharedCollator  # noqa: E402
-from prefswift.scoring.forward import pair_forward  # noqa: E402
 from prefswift.train.objectives import Objective  # noqa: E402
 from prefswift.train.trainer import PreferenceTrainer  # noqa: E402
 
@@ -233,28 +232,56 @@ def test_dpo_ld_alpha_and_weighting_act(env, tmp_path):
     _close(loss(ld_alpha=1.0), base, "ld_alpha 1 = plain DPO")
 
 
-def test_dpo_ld_alpha_precomputed_reference_equals_live(env, tmp_path):
-    """--precompute_ref_log_probs stores the reference's LD-weighted log-probs (TRL's compute_ref_log_probs too)."""
-    objective = Objective("dpo", beta=0.5, loss_type="sigmoid", ld_alpha=0.3)
-    ours, batch = _ours(env, tmp_path, objective, copy.deepcopy(env["policy"]), copy.deepcopy(env["reference"]))
+def test_dpo_ld_alpha_precomputed_reference_matches_trl_precompute(env, tmp_path):
+    """--precompute_ref_log_probs with --ld_alpha: the stored reference columns are TRL's precomputed LD-weighted
+    ones (DPOTrainer(precompute_ref_log_probs=True) fills them before training), and the loss, metrics and gradients
+    computed from the stored columns are TRL's from its stored columns."""
+    beta, ld_alpha = 0.5, 0.3
+    trl_trainer, trl_batch = _trl_dpo(env, tmp_path, copy.deepcopy(env["policy"]), copy.deepcopy(env["reference"]),
+                                      beta=beta, loss_type=["sigmoid"], ld_alpha=ld_alpha,
+                                      precompute_ref_log_probs=True)
+    assert "ref_chosen_logps" in trl_batch
+    objective = Objective("dpo", beta=beta, loss_type="sigmoid", ld_alpha=ld_alpha)
+    ours, _ = _ours(env, tmp_path, objective, copy.deepcopy(env["policy"]), copy.deepcopy(env["reference"]))
     rows = copy.deepcopy(env["rows"])
     ours.precompute_reference(rows, PairCollator(pad_token_id=env["tok"].pad_token_id), batch_size=2)
-    with torch.no_grad():
-        live = ours.pair_loss(ours.model, batch, "train").item()
-        cached = ours.pair_loss(ours.model, PairCollator(pad_token_id=env["tok"].pad_token_id)(rows), "train").item()
-    _close(cached, live, "precomputed vs live reference")
+    for i, row in enumerate(rows):
+        for key in ("ref_chosen_logps", "ref_rejected_logps"):
+            _close(row[key], float(trl_trainer.train_dataset[i][key]), f"pair {i} {key}")
+    batch = PairCollator(pad_token_id=env["tok"].pad_token_id)(rows)
+    _assert_same_dpo_batch(batch, trl_batch)
+    ours.ref_model = None  # the stored columns alone: no live reference to fall back on
+    theirs = _step(trl_trainer.model, lambda: trl_trainer.compute_loss(trl_trainer.model, trl_batch))
+    mine = _step(ours.model, lambda: ours.pair_loss(ours.model, batch, "train"))
+    _compare(mine, theirs, _last(ours._metrics["train"]), _last(trl_trainer._metrics["train"]), DPO_BASE)
+    assert abs(_last(trl_trainer._metrics["train"])["rewards/margins"]) > 1e-3
+
+
+def _plain_forward_logps(model, batch):
+    """Oracle from the model's own logits (no prefswift code): per-token log-probs of the next token, the completion
+    mask aligned with them, and log sum_v p_v^2 at each position (WPO's normaliser)."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].double()
+    logp = torch.log_softmax(logits, dim=-1)
+    tokens = logp.gather(-1, batch["input_ids"][:, 1:, None]).squeeze(-1)
+    return tokens, batch["completion_mask"][:, 1:].double(), torch.logsumexp(2 * logp, dim=-1)
 
 
 def test_dpo_weighting_applies_to_sft(env, tmp_path):
-    """WPO + sft: the sft term is the pooled chosen NLL times the batch's mean WPO weight (TRL's intent)."""
+    """WPO + sft, against the model's own logits and the formulas written out (TRL 1.16 cannot run this pair: an
+    in-place product on its expanded sft loss): sft = the chosen completion tokens' NLL pooled over the batch;
+    WPO weight of a pair = exp(mean_t(logp_t - log sum_v p_v^2)) over the chosen tokens times the same over the
+    rejected tokens (WPO paper eq. 2, TRL dpo_trainer.py:1518); loss = mean over pairs of sft * weight."""
     ours, batch = _ours(env, tmp_path, Objective("dpo", beta=0.5, loss_type="sft", use_weighting=True),
                         copy.deepcopy(env["policy"]), copy.deepcopy(env["reference"]))
     with torch.no_grad():
         loss = ours.pair_loss(ours.model, batch, "train")
-        pol = pair_forward(ours.model, batch, chunk_size=7, wpo=True)
-    weights = torch.exp(pol.chosen_wpo_mean) * torch.exp(pol.rejected_wpo_mean)
-    assert 0 < weights.min() and weights.max() < 1
-    _close(loss.item(), (pol.chosen_nll * weights).mean().item(), "weighted sft")
+        tokens, mask, log_sum_sq = _plain_forward_logps(ours.model, batch)
+    B = len(PAIRS)
+    sft = -(tokens * mask)[:B].sum() / mask[:B].sum()
+    per_sequence = torch.exp(((tokens - log_sum_sq) * mask).sum(1) / mask.sum(1))
+    weights = per_sequence[:B] * per_sequence[B:]
+    assert 0 < weights.min() and weights.max() < 1 and weights.max() - weights.min() > 1e-3
+    _close(loss.item(), (sft * weights).mean().item(), "weighted sft")
 
 
 def test_dpo_ref_adapter_matches_trl_ref_adapter(env, tmp_path):
@@ -347,12 +374,29 @@ def _run_reference_free(env, tmp_path, objective, trainer_cls, config_cls, trl_c
     return mine, theirs, _last(ours._metrics["train"]), _last(trl_trainer._stored_metrics["train"])
 
 
-def test_orpo_nll_scope_all_matches_trl(env, tmp_path):
-    beta = 0.25
+@pytest.mark.parametrize("beta", [0.1, 0.25])
+def test_orpo_nll_scope_all_matches_trl(env, tmp_path, beta):
     objective = Objective("orpo", beta=beta, loss_type="orpo", orpo_nll_scope="all")
     mine, theirs, ours_m, trl_m = _run_reference_free(env, tmp_path, objective, ORPOTrainer, ORPOConfig,
                                                       dict(beta=beta))
     _compare(mine, theirs, ours_m, trl_m, ORPO_METRICS)
+
+
+def test_orpo_default_nll_is_the_chosen_responses_cross_entropy(env, tmp_path):
+    """prefswift's default ORPO NLL (--orpo_nll_scope response): cross-entropy of the chosen response tokens only,
+    pooled over the batch, from the model's own logits; the loss = that NLL + mean(-beta * logsigmoid(log odds))
+    with log odds = log(p_c / (1 - p_c)) - log(p_r / (1 - p_r)), p = exp(mean response log-prob)."""
+    beta = 0.25
+    ours, batch = _ours(env, tmp_path, Objective("orpo", beta=beta, loss_type="orpo"), copy.deepcopy(env["policy"]))
+    with torch.no_grad():
+        loss = ours.pair_loss(ours.model, batch, "train").item()
+        tokens, mask, _ = _plain_forward_logps(ours.model, batch)
+    B = len(PAIRS)
+    nll = -(tokens * mask)[:B].sum() / mask[:B].sum()
+    _close(_last(ours._metrics["train"])["nll_loss"], nll.item(), "nll_loss")
+    avg = (tokens * mask).sum(1) / mask.sum(1)
+    log_odds = (avg - torch.log1p(-torch.exp(avg)))[:B] - (avg - torch.log1p(-torch.exp(avg)))[B:]
+    _close(loss, (nll - beta * torch.nn.functional.logsigmoid(log_odds).mean()).item(), "ORPO loss")
 
 
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
@@ -365,10 +409,32 @@ def test_simpo_matches_trl_cpo_simpo(env, tmp_path, label_smoothing):
     _compare(mine, theirs, ours_m, trl_m, DPO_BASE)
 
 
-@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
-def test_cpo_matches_trl(env, tmp_path, label_smoothing):
+@pytest.mark.parametrize("loss_type,label_smoothing,cpo_alpha", [
+    ("sigmoid", 0.0, 1.0), ("sigmoid", 0.1, 1.0), ("ipo", 0.0, 0.5), ("hinge", 0.0, 1.0)])
+def test_cpo_matches_trl(env, tmp_path, loss_type, label_smoothing, cpo_alpha):
     beta = 0.1
-    objective = Objective("cpo", beta=beta, loss_type="sigmoid", cpo_alpha=1.0, label_smoothing=label_smoothing)
+    objective = Objective("cpo", beta=beta, loss_type=loss_type, cpo_alpha=cpo_alpha,
+                          label_smoothing=label_smoothing)
     mine, theirs, ours_m, trl_m = _run_reference_free(env, tmp_path, objective, CPOTrainer, CPOConfig, dict(
-        beta=beta, loss_type="sigmoid", cpo_alpha=1.0, label_smoothing=label_smoothing))
+        beta=beta, loss_type=loss_type, cpo_alpha=cpo_alpha, label_smoothing=label_smoothing))
     _compare(mine, theirs, ours_m, trl_m, DPO_BASE + ("nll_loss",))
+
+
+# ------------------------------------------------------------------------------------------------ objective, by hand
+
+
+def test_objective_defaults_and_ties_by_hand():
+    """The loss type a run gets when it names none (TRL's defaults: sigmoid for DPO and CPO, simpo for SimPO), and
+    rewards/accuracies counts a tie as wrong, as TRL's `chosen_rewards > rejected_rewards` does. CPO sigmoid, beta
+    0.1: pair 0 ties (-4 vs -4: rewards -0.4 each), pair 1 wins (-2 vs -6: 0.4 margin) -> accuracy [0, 1]."""
+    from prefswift.arguments import parse_command
+    from prefswift.scoring.forward import PairLogps
+
+    for algo, default in (("dpo", "sigmoid"), ("cpo", "sigmoid"), ("simpo", "simpo"), ("orpo", "orpo")):
+        assert Objective.from_args(algo, parse_command(algo, []).pref).loss_type == default
+    pol = PairLogps(chosen_logps=torch.tensor([-4.0, -2.0]), rejected_logps=torch.tensor([-4.0, -6.0]),
+                    chosen_tokens=torch.tensor([2.0, 2.0]), rejected_tokens=torch.tensor([2.0, 3.0]),
+                    chosen_nll_sum=torch.tensor(6.0), chosen_nll_count=torch.tensor(4.0))
+    _, m = Objective("cpo", beta=0.1, loss_type="sigmoid", cpo_alpha=1.0).compute(pol)
+    assert m["rewards/accuracies"].tolist() == [0.0, 1.0]
+    assert m["rewards/margins"].tolist() == pytest.approx([0.0, 0.4])
