@@ -68,6 +68,7 @@ def test_two_process_ddp_equals_one_process(algo, pairs, tmp_path):
     assert len(losses(ddp)) == 6
 
 
+@pytest.mark.slow  # resume: test_fault_injection, test_training; two processes: test_two_process_ddp_equals_one_process
 def test_ddp_resume_latest(pairs, tmp_path):
     run = tmp_path / "run"
     train("dpo", pairs, run, nproc=2, batch_size=2)

@@ -154,6 +154,7 @@ def test_dpo_seed_command_end_to_end_on_modelscope_then_from_the_cache_with_the_
 
 # ---------------------------------------------------------------- Hugging Face
 
+@pytest.mark.slow  # Hugging Face end to end: test_the_orpo_papers_hh_rlhf_from_hugging_face
 def test_dpo_end_to_end_on_hugging_face_with_an_hf_dataset(hub, tmp_path):
     proc = run(hub, tmp_path, train_args(tmp_path / "out", "--hub", "hf", "--dataset", "ultrafeedback"))
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -286,6 +287,7 @@ def test_push_is_refused_before_training_without_id_or_token(monkeypatch):
     push.check_push(True, "me/model", "hf", "tok")
 
 
+@pytest.mark.slow  # pushing: test_push_to_hub_lands_the_folder_in_the_mock_repo_on_both_hubs
 def test_train_and_merge_lora_push_their_results_with_the_token_kept_out_of_args_json(hub, tmp_path):
     """The seed commands' `--push_to_hub true --hub_model_id ID --hub_token T`: the adapter after training, then the
     merged model from merge-lora, land in the mock's repos; the token is never written to args.json."""

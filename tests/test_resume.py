@@ -89,6 +89,7 @@ def test_ctrl_c_says_where_it_stopped_and_how_to_continue(tmp_path, monkeypatch)
     assert "--resume_from_checkpoint latest" in message and "prefswift orpo --output_dir" in message
 
 
+@pytest.mark.slow  # args.json replayed from another directory: test_resume's printed-command test
 def test_args_json_replays_a_plugin_run_from_another_directory(tmp_path, tiny_llama3_dir):
     """A run trained with --custom_register_path (its own model type and template) and a relative model path is
     merged and evaluated from another directory with --ckpt_dir alone."""

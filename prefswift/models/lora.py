@@ -55,7 +55,9 @@ def add_lora(model: nn.Module, tuning, default_targets: Sequence[str], *, quanti
     if tuning.tuner_backend == "swift":
         logger.info("--tuner_backend swift: prefswift trains LoRA with peft (same weights and format)")
     if quantized:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=tuning.gradient_checkpointing)
+        # checkpointing is switched on by build_models (activation_checkpointing_enable, non-reentrant); peft's own
+        # switch calls transformers' deprecated gradient_checkpointing_enable (a FutureWarning on every QLoRA run)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     targets = resolve_target_modules(model, tuning.lora_target_modules, default_targets)
     config = LoraConfig(r=tuning.lora_rank, lora_alpha=tuning.lora_alpha, lora_dropout=tuning.lora_dropout_p,
                         target_modules=targets, modules_to_save=tuning.lora_modules_to_save or None,
