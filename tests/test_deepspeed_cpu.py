@@ -40,7 +40,9 @@ def _train_losses(algo, out, nproc, *extra):
 
 
 @pytest.mark.parametrize("nproc,extra", [
-    (1, ["--deepspeed", "zero3"]),                                             # LoRA, partitioned frozen head
+    # LoRA, partitioned frozen head (numbers under DeepSpeed by default: the sharded-precompute test below; ZeRO-2/3
+    # training: the recipes in test_examples)
+    pytest.param(1, ["--deepspeed", "zero3"], marks=pytest.mark.slow),
     # long two-process runs: ZeRO-2/3 across ranks run by default in test_examples (the DeepSpeed recipes)
     pytest.param(2, ["--deepspeed", "zero3", "--precompute_ref_log_probs", "true"],  # + precompute, gathered weights
                  marks=pytest.mark.slow),
