@@ -55,6 +55,11 @@ def unmark_checkpoint(ckpt: Path) -> None:
     (ckpt / MARKER).unlink(missing_ok=True)
 
 
+def newest_whole_checkpoint(run_dir: Path) -> Optional[Path]:
+    """The newest checkpoint-N of a run that `checkpoint_problem` finds whole, or None."""
+    return next((c for c in reversed(checkpoints(Path(run_dir))) if checkpoint_problem(c) is None), None)
+
+
 def checkpoint_problem(ckpt: Path) -> Optional[str]:
     """None when `ckpt` is a whole checkpoint to resume from, else what is wrong with it, naming the file."""
     ckpt = Path(ckpt)

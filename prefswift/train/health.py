@@ -16,6 +16,7 @@ import torch
 from transformers import TrainerCallback
 
 from ..errors import PrefswiftError
+from .checkpoint_files import newest_whole_checkpoint
 
 # the loss is exploding when it rises past this multiple of its lowest logged value (and past twice its first one,
 # so that a loss near 0 coming back to ordinary values is not taken for an explosion)
@@ -38,12 +39,6 @@ def all_finite(tensors) -> bool:
     device sync, and no tensor-sized temporary (a full model's embedding matrix would need one)."""
     sums = [t.sum(dtype=torch.float32) for t in tensors if t is not None and t.numel()]
     return not sums or bool(torch.isfinite(torch.stack(sums)).all())
-
-
-def newest_checkpoint(run_dir: Path) -> Optional[str]:
-    done = [p for p in Path(run_dir).glob("checkpoint-*") if p.name.split("-")[-1].isdigit()
-            and (p / "trainer_state.json").is_file()]
-    return max(done, key=lambda p: int(p.name.split("-")[-1])).name if done else None
 
 
 class NonFiniteGuard(TrainerCallback):
@@ -92,8 +87,8 @@ class NonFiniteGuard(TrainerCallback):
                              f"this step is saved — {self._kept(args)}. {self._causes(args)}")
 
     def _kept(self, args) -> str:
-        ckpt = newest_checkpoint(Path(args.output_dir))
-        return (f"the newest good checkpoint is {Path(args.output_dir) / ckpt}" if ckpt else
+        ckpt = newest_whole_checkpoint(Path(args.output_dir))
+        return (f"the newest good checkpoint is {ckpt}" if ckpt else
                 "no checkpoint was saved and no adapter/model is written")
 
     def _causes(self, args) -> str:

@@ -4,7 +4,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import ArgumentError
-from .checkpoint_files import checkpoint_problem, checkpoints
+from .checkpoint_files import checkpoint_problem, checkpoints, newest_whole_checkpoint
 
 logger = logging.getLogger("prefswift")
 
@@ -77,12 +77,12 @@ def interrupted_message(run_dir: Path, step: int) -> str:
     import shlex
     import sys
 
-    done = [c for c in checkpoints(run_dir) if checkpoint_problem(c) is None]
+    newest = newest_whole_checkpoint(run_dir)
     argv = [a for a in sys.argv[1:]]
     if "--resume_from_checkpoint" not in argv:
         argv += ["--resume_from_checkpoint", "latest"]
-    if not done:
+    if newest is None:
         return (f"[prefswift] interrupted at step {step}; no checkpoint was saved yet (one is written every "
                 "--save_steps steps), so a new run starts from the beginning")
-    return (f"[prefswift] interrupted at step {step}; the newest checkpoint is {done[-1]}. Continue with:\n"
+    return (f"[prefswift] interrupted at step {step}; the newest checkpoint is {newest}. Continue with:\n"
             f"  prefswift {shlex.join(argv)}")
