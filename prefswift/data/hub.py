@@ -127,8 +127,7 @@ def split_files(dataset_id: str, subset: Optional[str], split: str, hub: str, *,
             root = snapshot(hub, dataset_id, repo_type="dataset", allow_patterns=["README.md"], token=token,
                             local_only=True)
             patterns = config_patterns(read_card_configs(os.path.join(root, "README.md")), subset, split)
-            files = (match_files(root, patterns) if patterns is not None
-                     else match_files(root, layout_patterns(subset, split), first_only=True))
+            files = split_files_in(root, patterns, subset, split)
             if files:
                 return root, files
         except Exception:  # noqa: BLE001 - not cached: ask the hub as usual
@@ -160,11 +159,17 @@ def split_files(dataset_id: str, subset: Optional[str], split: str, hub: str, *,
         mark_unreachable(hub)
         local_only, offline_cause = True, offline_cause or e
         root = _cached(hub, dataset_id, download + ["README.md"], token, e)
-    files = (match_files(root, patterns) if patterns is not None
-             else match_files(root, layout_patterns(subset, split), first_only=True))
+    files = split_files_in(root, patterns, subset, split)
     if not files and local_only:  # offline, and an earlier run did not fetch this subset/split
         raise HubUnreachable(first_line(offline_cause, 160))
     return root, files
+
+
+def split_files_in(root: str, patterns: Optional[List[str]], subset: Optional[str], split: str) -> List[str]:
+    """The subset/split's files in a snapshot: those the card's `configs:` name, else the first usual layout found."""
+    if patterns is not None:
+        return match_files(root, patterns)
+    return match_files(root, layout_patterns(subset, split), first_only=True)
 
 
 def _cached(hub: str, dataset_id: str, patterns: List[str], token: Optional[str], cause: Exception) -> str:
