@@ -94,8 +94,8 @@ def run_results(run_dir: Path, checkpoints: List[Path]) -> List[str]:
 
 
 def remove_run(run_dir: Path, checkpoints: List[Path]) -> None:
-    """--overwrite_output_dir true: remove an earlier prefswift run's own files (cached reference log-probs, which
-    are keyed by what they were computed from, and anything else in the folder stay)."""
+    """--overwrite_output_dir true: remove an earlier prefswift run's own files (its cached reference log-probs go
+    through `reference_cache.remove_caches`, called right after; anything else in the folder stays)."""
     for p in [*checkpoints, *(run_dir / n for n in RUN_RESULTS + RUN_EXTRAS)]:
         if p.is_dir():
             shutil.rmtree(p)
