@@ -11,18 +11,10 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_
                        "lint data.")
 PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 
-TRAIN_COMMANDS = {
-    "orpo": "Train with ORPO (reference-free: NLL + odds-ratio term).",
-    "dpo": "Train with DPO (reference: adapter-disabled base, a separate model, or precomputed).",
-    "simpo": "Train with SimPO (reference-free, length-normalised, target margin).",
-    "cpo": "Train with CPO (reference-free, with chosen NLL).",
-    "kto": "Train with KTO on unpaired rows (prompt, completion, desirable or not) or on pairs split into both.",
-}
-
 
 def precheck(command: str, argv) -> None:
-    """--help and argument errors answer before any heavy library loads (well under a second): the options are parsed
-    here once (plugins are not loaded yet: the recipe parses again with them)."""
+    """--help and argument errors answer before any heavy library loads (well under a second, unless a plugin file
+    imports one): the options are parsed here once, with the plugins loaded (`load_cli_plugins`)."""
     from .commands.common import parse_or_help, run_user_command
     from .arguments import parse_command
 
@@ -42,8 +34,40 @@ def _train_command(algo: str, summary: str):
     return cmd
 
 
-for _algo, _summary in TRAIN_COMMANDS.items():
-    _train_command(_algo, _summary)
+_TRAIN_COMMANDS = set()
+
+
+def add_train_commands() -> None:
+    """`prefswift <algo>` for every registered algorithm (the built-ins, and those plugins registered)."""
+    from .arguments.algorithms import algorithm_names, get_spec
+
+    for algo in algorithm_names():
+        if algo not in _TRAIN_COMMANDS:
+            _TRAIN_COMMANDS.add(algo)
+            _train_command(algo, get_spec(algo).summary)
+
+
+def plugin_path(argv) -> str:
+    """The value of --custom_register_path (or --custom-register-path) on the command line, if any."""
+    for i, tok in enumerate(argv):
+        key, eq, value = tok.partition("=")
+        if key in ("--custom_register_path", "--custom-register-path"):
+            if eq:
+                return value
+            return argv[i + 1] if i + 1 < len(argv) else ""
+    return ""
+
+
+def load_cli_plugins(argv) -> None:
+    """Plugins first (entry points, and the file --custom_register_path names): they may register algorithms
+    (subcommands of their own) and loss types before the command line is dispatched and parsed."""
+    from .commands.common import run_user_command
+    from .registry.plugins import load_plugins
+
+    run_user_command(lambda: load_plugins(plugin_path(argv) or None))
+
+
+add_train_commands()
 
 
 @app.command("list", help="List registered models, templates or datasets.")
@@ -115,6 +139,11 @@ def main(argv=None):
         print(f"prefswift {__version__}")
         return
     silence_import_noise()
+    try:
+        load_cli_plugins(argv)
+    except typer.Exit as done:  # the plugin file's one-line error was printed
+        sys.exit(done.exit_code)
+    add_train_commands()
     app(args=argv, prog_name="prefswift")
 
 

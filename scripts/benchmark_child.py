@@ -151,12 +151,12 @@ def build_prefswift(args, algo, model, tok, pairs, out):
 
     from prefswift.scoring.collators import ListDataset, PairCollator, PrefixSharedCollator
     from prefswift.scoring.logprobs import resolve_chunk_size
-    from prefswift.train.objectives import Objective
+    from prefswift.algorithms.dpo import DPO
+    from prefswift.algorithms.orpo import ORPO
     from prefswift.train.trainer import PreferenceTrainer
 
     model = get_peft_model(model, lora_config(args))
-    objective = (Objective(algo="dpo", beta=0.1, loss_type="sigmoid") if algo == "dpo" else
-                 Objective(algo="orpo", beta=0.1, loss_type="orpo", orpo_nll_scope="all"))
+    objective = DPO(beta=0.1, loss_type="sigmoid") if algo == "dpo" else ORPO(beta=0.1, orpo_nll_scope="all")
     targs = TrainingArguments(**common_training_kwargs(args, out), remove_unused_columns=False)
     collator = (PrefixSharedCollator(pad_token_id=tok.pad_token_id, packing=args.packing) if args.layout == "prefix"
                 else PairCollator(pad_token_id=tok.pad_token_id))

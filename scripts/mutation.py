@@ -15,7 +15,7 @@ it survives when they pass. Each test run is a fork of one process that has impo
 already (so a mutant costs only its tests). With `--lock FILE` the run holds an exclusive flock on FILE from the
 first test run to the last.
 
-    python scripts/mutation.py --max 40 --seed 0 prefswift/train/losses.py -- tests/test_losses.py -k "not slow"
+    python scripts/mutation.py --max 40 --seed 0 prefswift/algorithms/dpo.py -- tests/test_losses.py -k "not slow"
 """
 from __future__ import annotations
 

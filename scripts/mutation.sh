@@ -14,15 +14,15 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_
 
 # the smallest test set that covers each file
 declare -A TESTS=(
-  [prefswift/train/losses.py]="tests/test_losses.py"
-  [prefswift/train/objectives.py]="tests/test_parity_trl.py -k not+ref_adapter+and+not+lora_reference"
+  [prefswift/algorithms/dpo.py]="tests/test_losses.py tests/test_parity_trl.py -k not+ref_adapter+and+not+lora_reference"
+  [prefswift/algorithms/base.py]="tests/test_parity_trl.py -k not+ref_adapter+and+not+lora_reference"
   [prefswift/scoring/logprobs.py]="tests/test_logprobs.py tests/test_gpu_paths.py::test_a_dispatched_model_gives_the_same_numbers"
   [prefswift/scoring/frozen_head.py]="tests/test_logprobs.py"
   [prefswift/scoring/packing.py]="tests/test_prefix_sharing.py"
-  [prefswift/train/kto.py]="tests/test_kto_data.py tests/test_kto_parity.py -k not+cli_trajectory+and+not+two_process+and+not+lora_kto_run"
+  [prefswift/algorithms/kto.py]="tests/test_kto_data.py tests/test_kto_parity.py -k not+cli_trajectory+and+not+two_process+and+not+lora_kto_run"
 )
-ORDER=(prefswift/train/losses.py prefswift/train/objectives.py prefswift/scoring/logprobs.py
-       prefswift/scoring/frozen_head.py prefswift/scoring/packing.py prefswift/train/kto.py)
+ORDER=(prefswift/algorithms/dpo.py prefswift/algorithms/base.py prefswift/scoring/logprobs.py
+       prefswift/scoring/frozen_head.py prefswift/scoring/packing.py prefswift/algorithms/kto.py)
 files=("$@")
 [ ${#files[@]} -eq 0 ] && files=("${ORDER[@]}")
 for f in "${files[@]}"; do

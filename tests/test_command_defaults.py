@@ -4,11 +4,11 @@ import json
 import pytest
 
 from prefswift.arguments import parse_command
-from prefswift.cli import TRAIN_COMMANDS
+from prefswift.arguments.algorithms import algorithm_names
 from prefswift.commands.train import main
 
 
-@pytest.mark.parametrize("algo", list(TRAIN_COMMANDS))
+@pytest.mark.parametrize("algo", algorithm_names())
 def test_every_training_command_runs_at_its_defaults(tmp_path, algo):
     out = tmp_path / "run"
     main(algo, ["--model_type", "tiny-llama3", "--dataset", "demo#8", "--max_steps", "1", "--output_dir", str(out)])

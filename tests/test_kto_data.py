@@ -16,7 +16,7 @@ from prefswift.data.unpaired import (UNPAIR_BLOCK, UnpairedDataError, UnpairedEx
                                      detect_unpaired_format, unpair)
 from prefswift.errors import ArgumentError, DataError
 from prefswift.templates import get_template
-from prefswift.train.kto import kto_losses, weight_advice
+from prefswift.algorithms.kto import kto_losses, weight_advice
 
 runner = CliRunner()
 
@@ -183,11 +183,12 @@ def test_weight_advice_matches_trl_ranges():
 
 
 def test_the_kto_command_gets_the_kto_objective():
-    from prefswift.train.kto import KTOObjective, objective_for
+    from prefswift.algorithms import PairObjective, build_objective
+    from prefswift.algorithms.kto import KTO
 
-    kto = objective_for("kto", parse_command("kto", ["--dataset", "x.jsonl"]).pref)
-    assert isinstance(kto, KTOObjective) and kto.loss_type == "kto"
-    assert not isinstance(objective_for("dpo", parse_command("dpo", []).pref), KTOObjective)
+    kto = build_objective("kto", parse_command("kto", ["--dataset", "x.jsonl"]).pref)
+    assert isinstance(kto, KTO) and not isinstance(kto, PairObjective) and kto.loss_type == "kto"
+    assert isinstance(build_objective("dpo", parse_command("dpo", []).pref), PairObjective)
 
 
 def test_kto_arguments(tmp_path):

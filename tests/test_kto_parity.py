@@ -28,7 +28,7 @@ from prefswift.data.pipeline import build_preference_data  # noqa: E402
 from prefswift.data.unpaired import add_kl_completions  # noqa: E402
 from prefswift.scoring.unpaired import UnpairedCollator  # noqa: E402
 from prefswift.templates import get_template  # noqa: E402
-from prefswift.train.kto import KTOObjective  # noqa: E402
+from prefswift.algorithms.kto import KTO  # noqa: E402
 from prefswift.train.trainer import PreferenceTrainer  # noqa: E402
 import test_parity_trl as pair_parity  # noqa: E402
 from test_parity_trl import TOL, _close, _compare as compare, _step  # noqa: E402
@@ -142,7 +142,7 @@ def step_both(env, tmp_path, rows, trl_trainer, ours, batch_size):
 @pytest.mark.parametrize("loss_type,desirable_weight,undesirable_weight", [
     ("kto", 1.0, 1.0), ("kto", 1.33, 0.7), ("apo_zero_unpaired", 1.0, 1.5)])
 def test_unpaired_batch_matches_trl(env, tmp_path, loss_type, desirable_weight, undesirable_weight):
-    objective = KTOObjective(beta=0.5, loss_type=loss_type, desirable_weight=desirable_weight,
+    objective = KTO(beta=0.5, loss_type=loss_type, desirable_weight=desirable_weight,
                              undesirable_weight=undesirable_weight)
     mine, theirs, ours_m, trl_m = run_both(env, tmp_path, unpaired_rows(), objective, batch_size=len(UNPAIRED))
     compare(mine, theirs, ours_m, trl_m, KTO_METRICS)
@@ -155,13 +155,13 @@ def test_unpaired_batch_matches_trl(env, tmp_path, loss_type, desirable_weight, 
 def test_pairs_split_into_desirable_and_undesirable_rows_as_trl(env, tmp_path):
     """Pairs unpaired on both sides (chosen rows, then rejected rows); a batch of 4 of the 6 rows, so the KL rows
     rotate within the batch and the batch mixes labels."""
-    objective = KTOObjective(beta=0.1, loss_type="kto")
+    objective = KTO(beta=0.1, loss_type="kto")
     mine, theirs, ours_m, trl_m = run_both(env, tmp_path, paired_rows(), objective, batch_size=4)
     compare(mine, theirs, ours_m, trl_m, KTO_METRICS)
 
 
 def test_batch_of_one_label_logs_no_margin_like_trl(env, tmp_path):
-    objective = KTOObjective(beta=0.5, loss_type="kto")
+    objective = KTO(beta=0.5, loss_type="kto")
     rows = [r for r in unpaired_rows() if r["label"]]
     mine, theirs, ours_m, trl_m = run_both(env, tmp_path, rows, objective, batch_size=len(rows))
     compare(mine, theirs, ours_m, trl_m, ("kl", "rewards/chosen", "logps/chosen"))
@@ -170,7 +170,7 @@ def test_batch_of_one_label_logs_no_margin_like_trl(env, tmp_path):
 
 
 def test_precomputed_reference_gives_the_live_numbers(env, tmp_path):
-    objective = KTOObjective(beta=0.5, loss_type="kto")
+    objective = KTO(beta=0.5, loss_type="kto")
     rows = _our_rows(env, tmp_path, unpaired_rows())
     add_kl_completions(rows, len(rows))
     collator = UnpairedCollator(env["tok"].pad_token_id)
@@ -200,7 +200,7 @@ def test_lora_reference_is_the_adapter_disabled_base(env, tmp_path):
     assert trl_trainer.ref_model is None
     model = get_peft_model(copy.deepcopy(env["policy"]), lora())
     model.load_state_dict({k: v for k, v in trl_trainer.model.state_dict().items() if "lora_" in k}, strict=False)
-    ours = _ours(tmp_path, KTOObjective(beta=0.5), model)
+    ours = _ours(tmp_path, KTO(beta=0.5), model)
     mine, theirs, ours_m, trl_m = step_both(env, tmp_path, rows, trl_trainer, ours, len(rows))
     assert all("lora_" in name for name in mine[1])
     compare(mine, theirs, ours_m, trl_m, KTO_METRICS)

@@ -30,12 +30,12 @@ def test_loss_type_is_checked_per_command_at_parse_time(command, argv, needle):
 
 
 def test_every_accepted_loss_type_parses_and_is_in_the_help():
-    from prefswift.arguments.algorithms import LOSS_TYPES
+    from prefswift.arguments.algorithms import algorithm_names, loss_types
     from prefswift.arguments.fields import PreferenceArguments, SECTIONS  # noqa: F401
     from prefswift.arguments.parser import help_text
 
     text = help_text(["pref"])
-    for algo, types in LOSS_TYPES.items():
+    for algo, types in ((a, loss_types(a)) for a in algorithm_names()):
         for loss_type in types:
             assert parse_command(algo, ["--loss_type", loss_type]).pref.loss_type == loss_type
             if len(types) > 1:

@@ -1,4 +1,4 @@
-"""Numeric parity of prefswift.train.losses with TRL 1.16.
+"""Numeric parity of the loss formulas (prefswift.algorithms.dpo / orpo / cpo / simpo) with TRL 1.16.
 
 TRL's loss code is called directly wherever it runs without a real model:
 - DPO: `DPOTrainer._compute_loss` on an `object.__new__` trainer with a fake model that returns per-token
@@ -7,7 +7,7 @@ TRL's loss code is called directly wherever it runs without a real model:
 - ORPO: `ORPOTrainer.odds_ratio_loss` (trl/experimental/orpo/orpo_trainer.py).
 - CPO / SimPO: `CPOTrainer.cpo_loss` (trl/experimental/cpo/cpo_trainer.py).
 Losses, gradients and logged metrics are compared. The whole ORPO/CPO/SimPO batch (loss, metrics, gradients) is
-compared through the code path training runs (`PreferenceTrainer.pair_loss`) with TRL's trainers in
+compared through the code path training runs (`PreferenceTrainer.batch_loss`) with TRL's trainers in
 test_parity_trl.py.
 """
 
@@ -19,8 +19,11 @@ import pytest
 import torch
 from torch import nn
 
-from prefswift.errors import ArgumentError
-from prefswift.train.losses import DPO_LOSS_TYPES, cpo_logps_kind, cpo_loss, dpo_loss, log1mexp, orpo_loss, simpo_loss
+from prefswift.algorithms.cpo import cpo_logps_kind, cpo_loss
+from prefswift.algorithms.dpo import dpo_loss
+from prefswift.algorithms.orpo import log1mexp, orpo_loss
+from prefswift.algorithms.simpo import simpo_loss
+from prefswift.arguments.algorithms import DPO_LOSS_TYPES
 from trl_metrics import dpo_logps_kind, masked_mean, nll_loss, preference_metrics, sequence_logps
 
 trl_dpo = pytest.importorskip("trl.trainer.dpo_trainer")
@@ -216,7 +219,7 @@ def test_dpo_f_divergence_matches_trl(loss_type, divergence, coef):
 @pytest.mark.parametrize("divergence", ["forward_kl", "js_divergence", "alpha_divergence"])
 def test_dpo_f_divergence_refused_where_trl_refuses(divergence):
     z = torch.zeros(2)
-    with pytest.raises(ArgumentError, match="f_divergence_type"):
+    with pytest.raises(ValueError, match="f-divergence"):
         dpo_loss(z, z, z, z, beta=0.1, loss_type="bco_pair", f_divergence_type=divergence)
 
 
@@ -271,11 +274,11 @@ def test_dpo_reference_formulas_fp64():
 
 def test_dpo_argument_errors():
     z = torch.zeros(2)
-    with pytest.raises(ArgumentError, match="loss_type"):
+    with pytest.raises(ValueError, match="unknown DPO loss type 'nope'"):
         dpo_loss(z, z, z, z, beta=0.1, loss_type="nope")
-    with pytest.raises(ArgumentError, match="label_smoothing"):
+    with pytest.raises(ValueError, match="label_smoothing"):
         dpo_loss(z, z, z, z, beta=0.1, loss_type="robust", label_smoothing=0.6)
-    with pytest.raises(ArgumentError, match="label_smoothing"):
+    with pytest.raises(ValueError, match="label_smoothing"):
         dpo_loss(z, z, z, z, beta=0.1, loss_type="exo_pair")
 
 
@@ -368,7 +371,7 @@ def test_simpo_matches_trl_cpo_simpo():
 
 def test_cpo_argument_errors():
     z = torch.zeros(2)
-    with pytest.raises(ArgumentError, match="loss_type"):
+    with pytest.raises(ValueError, match="unknown CPO loss type 'kto_pair'"):
         cpo_loss(z, z, beta=0.1, loss_type="kto_pair")
-    with pytest.raises(ArgumentError):
+    with pytest.raises(ValueError):
         cpo_logps_kind("bogus")

@@ -6,7 +6,7 @@ the way TRL's conventions require (tokenizer BOS on the prompt, EOS token after 
 asserts that the two collated batches hold identical token ids and masks. Then one `compute_loss` + backward per side:
 the loss, every metric both sides log, and the gradient of every trainable parameter must agree.
 
-Our side: `PreferenceTrainer.pair_loss` (PairCollator -> pair_forward -> Objective). TRL's side: `DPOTrainer`,
+Our side: `PreferenceTrainer.batch_loss` (PairCollator -> pair_forward -> DPO). TRL's side: `DPOTrainer`,
 `trl.experimental.orpo.ORPOTrainer`, `trl.experimental.cpo.CPOTrainer`, built normally and called through
 `compute_loss` on a batch made by the trainer's own collator from its own tokenized dataset.
 
@@ -29,7 +29,11 @@ from trl.experimental.cpo import CPOConfig, CPOTrainer  # noqa: E402
 from trl.experimental.orpo import ORPOConfig, ORPOTrainer  # noqa: E402
 
 from prefswift.scoring.collators import PairCollator, PrefixSharedCollator  # noqa: E402
-from prefswift.train.objectives import Objective  # noqa: E402
+from prefswift.algorithms import build_objective  # noqa: E402
+from prefswift.algorithms.cpo import CPO  # noqa: E402
+from prefswift.algorithms.dpo import DPO  # noqa: E402
+from prefswift.algorithms.orpo import ORPO  # noqa: E402
+from prefswift.algorithms.simpo import SimPO  # noqa: E402
 from prefswift.train.trainer import PreferenceTrainer  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*gradient_checkpointing.*:FutureWarning")
@@ -142,7 +146,7 @@ def _run_dpo(env, tmp_path, objective, trl_config, collator=PairCollator):
     if collator is PairCollator:
         _assert_same_dpo_batch(batch, trl_batch)
     theirs = _step(trl_trainer.model, lambda: trl_trainer.compute_loss(trl_trainer.model, trl_batch))
-    mine = _step(ours.model, lambda: ours.pair_loss(ours.model, batch, "train"))
+    mine = _step(ours.model, lambda: ours.batch_loss(ours.model, batch, "train"))
     return mine, theirs, _last(ours._metrics["train"]), _last(trl_trainer._metrics["train"])
 
 
@@ -154,7 +158,7 @@ DPO_CASES = [("sigmoid", 0.0), ("ipo", 0.0), ("hinge", 0.0), ("robust", 0.1), ("
 @pytest.mark.parametrize("loss_type,label_smoothing", DPO_CASES)
 def test_dpo_matches_trl(env, tmp_path, loss_type, label_smoothing):
     beta = 0.5
-    objective = Objective("dpo", beta=beta, loss_type=loss_type, label_smoothing=label_smoothing)
+    objective = DPO(beta=beta, loss_type=loss_type, label_smoothing=label_smoothing)
     mine, theirs, ours_m, trl_m = _run_dpo(env, tmp_path, objective, dict(
         beta=beta, loss_type=[loss_type], label_smoothing=label_smoothing))
     _compare(mine, theirs, ours_m, trl_m, DPO_BASE)
@@ -163,7 +167,7 @@ def test_dpo_matches_trl(env, tmp_path, loss_type, label_smoothing):
 
 def test_dpo_rpo_alpha_matches_trl_sigmoid_plus_sft(env, tmp_path):
     beta, alpha = 0.1, 0.7
-    objective = Objective("dpo", beta=beta, loss_type="sigmoid", rpo_alpha=alpha)
+    objective = DPO(beta=beta, loss_type="sigmoid", rpo_alpha=alpha)
     mine, theirs, ours_m, trl_m = _run_dpo(env, tmp_path, objective, dict(
         beta=beta, loss_type=["sigmoid", "sft"], loss_weights=[1.0, alpha]))
     _compare(mine, theirs, ours_m, trl_m, DPO_BASE)
@@ -212,7 +216,7 @@ FAMILY_RUNS = [(case, PairCollator) for case in sorted(DPO_FAMILY)] + \
                          ids=[f"{c}-{'prefix' if k is PrefixSharedCollator else 'pairs'}" for c, k in FAMILY_RUNS])
 def test_dpo_family_options_match_trl(env, tmp_path, case, collator):
     beta, options = 0.5, DPO_FAMILY[case]
-    objective = Objective("dpo", beta=beta, **options)
+    objective = DPO(beta=beta, **options)
     mine, theirs, ours_m, trl_m = _run_dpo(env, tmp_path, objective, dict(beta=beta, **_trl_config(options)),
                                            collator)
     _compare(mine, theirs, ours_m, trl_m, DPO_BASE)
@@ -222,10 +226,10 @@ def test_dpo_family_options_match_trl(env, tmp_path, case, collator):
 def test_dpo_ld_alpha_and_weighting_act(env, tmp_path):
     """The options change the numbers (so the parity above is not a parity of no-ops)."""
     def loss(**options):
-        ours, batch = _ours(env, tmp_path, Objective("dpo", beta=0.5, loss_type="sigmoid", **options),
+        ours, batch = _ours(env, tmp_path, DPO(beta=0.5, loss_type="sigmoid", **options),
                             copy.deepcopy(env["policy"]), copy.deepcopy(env["reference"]))
         with torch.no_grad():
-            return ours.pair_loss(ours.model, batch, "train").item()
+            return ours.batch_loss(ours.model, batch, "train").item()
 
     base = loss()
     assert abs(loss(ld_alpha=0.3) - base) > 1e-4 and abs(loss(use_weighting=True) - base) > 1e-4
@@ -241,7 +245,7 @@ def test_dpo_ld_alpha_precomputed_reference_matches_trl_precompute(env, tmp_path
                                       beta=beta, loss_type=["sigmoid"], ld_alpha=ld_alpha,
                                       precompute_ref_log_probs=True)
     assert "ref_chosen_logps" in trl_batch
-    objective = Objective("dpo", beta=beta, loss_type="sigmoid", ld_alpha=ld_alpha)
+    objective = DPO(beta=beta, loss_type="sigmoid", ld_alpha=ld_alpha)
     ours, _ = _ours(env, tmp_path, objective, copy.deepcopy(env["policy"]), copy.deepcopy(env["reference"]))
     rows = copy.deepcopy(env["rows"])
     ours.precompute_reference(rows, PairCollator(pad_token_id=env["tok"].pad_token_id), batch_size=2)
@@ -252,7 +256,7 @@ def test_dpo_ld_alpha_precomputed_reference_matches_trl_precompute(env, tmp_path
     _assert_same_dpo_batch(batch, trl_batch)
     ours.ref_model = None  # the stored columns alone: no live reference to fall back on
     theirs = _step(trl_trainer.model, lambda: trl_trainer.compute_loss(trl_trainer.model, trl_batch))
-    mine = _step(ours.model, lambda: ours.pair_loss(ours.model, batch, "train"))
+    mine = _step(ours.model, lambda: ours.batch_loss(ours.model, batch, "train"))
     _compare(mine, theirs, _last(ours._metrics["train"]), _last(trl_trainer._metrics["train"]), DPO_BASE)
     assert abs(_last(trl_trainer._metrics["train"])["rewards/margins"]) > 1e-3
 
@@ -271,10 +275,10 @@ def test_dpo_weighting_applies_to_sft(env, tmp_path):
     in-place product on its expanded sft loss): sft = the chosen completion tokens' NLL pooled over the batch;
     WPO weight of a pair = exp(mean_t(logp_t - log sum_v p_v^2)) over the chosen tokens times the same over the
     rejected tokens (WPO paper eq. 2, TRL dpo_trainer.py:1518); loss = mean over pairs of sft * weight."""
-    ours, batch = _ours(env, tmp_path, Objective("dpo", beta=0.5, loss_type="sft", use_weighting=True),
+    ours, batch = _ours(env, tmp_path, DPO(beta=0.5, loss_type="sft", use_weighting=True),
                         copy.deepcopy(env["policy"]), copy.deepcopy(env["reference"]))
     with torch.no_grad():
-        loss = ours.pair_loss(ours.model, batch, "train")
+        loss = ours.batch_loss(ours.model, batch, "train")
         tokens, mask, log_sum_sq = _plain_forward_logps(ours.model, batch)
     B = len(PAIRS)
     sft = -(tokens * mask)[:B].sum() / mask[:B].sum()
@@ -308,10 +312,10 @@ def test_dpo_ref_adapter_matches_trl_ref_adapter(env, tmp_path):
     load_reference_adapter(ours_model, str(tmp_path / "saved" / REF_ADAPTER))
     assert isinstance(ours_model, PeftModel) and ours_model.active_adapter == "default"
 
-    ours, batch = _ours(env, tmp_path, Objective("dpo", beta=0.5, loss_type="sigmoid"), ours_model)
+    ours, batch = _ours(env, tmp_path, DPO(beta=0.5, loss_type="sigmoid"), ours_model)
     _assert_same_dpo_batch(batch, trl_batch)
     theirs = _step(trl_model, lambda: trl_trainer.compute_loss(trl_model, trl_batch))
-    mine = _step(ours.model, lambda: ours.pair_loss(ours.model, batch, "train"))
+    mine = _step(ours.model, lambda: ours.batch_loss(ours.model, batch, "train"))
     assert mine[1].keys() == theirs[1].keys() and not any(f".{REF_ADAPTER}." in n for n in mine[1])
     _compare(mine, theirs, _last(ours._metrics["train"]), _last(trl_trainer._metrics["train"]), DPO_BASE)
     assert abs(_last(trl_trainer._metrics["train"])["rewards/margins"]) > 1e-3
@@ -338,10 +342,10 @@ def test_dpo_lora_reference_is_the_adapter_disabled_base(env, tmp_path):
         assert torch.equal(p, trl_state[name]), name
     assert any(p.abs().max() > 0 for n, p in model.named_parameters() if "lora_B" in n)
 
-    ours, batch = _ours(env, tmp_path, Objective("dpo", beta=beta, loss_type="sigmoid"), model)
+    ours, batch = _ours(env, tmp_path, DPO(beta=beta, loss_type="sigmoid"), model)
     _assert_same_dpo_batch(batch, trl_batch)
     theirs = _step(trl_trainer.model, lambda: trl_trainer.compute_loss(trl_trainer.model, trl_batch))
-    mine = _step(ours.model, lambda: ours.pair_loss(ours.model, batch, "train"))
+    mine = _step(ours.model, lambda: ours.batch_loss(ours.model, batch, "train"))
     assert all("lora_" in n for n in mine[1])
     _compare(mine, theirs, _last(ours._metrics["train"]), _last(trl_trainer._metrics["train"]), DPO_BASE)
     assert abs(_last(trl_trainer._metrics["train"])["rewards/margins"]) > 1e-4  # adapter-off reference differs
@@ -370,13 +374,13 @@ def _run_reference_free(env, tmp_path, objective, trainer_cls, config_cls, trl_c
     ours, batch = _ours(env, tmp_path, objective, copy.deepcopy(env["policy"]))
     _assert_same_orpo_batch(batch, trl_trainer, trl_batch)
     theirs = _step(trl_trainer.model, lambda: trl_trainer.compute_loss(trl_trainer.model, trl_batch))
-    mine = _step(ours.model, lambda: ours.pair_loss(ours.model, batch, "train"))
+    mine = _step(ours.model, lambda: ours.batch_loss(ours.model, batch, "train"))
     return mine, theirs, _last(ours._metrics["train"]), _last(trl_trainer._stored_metrics["train"])
 
 
 @pytest.mark.parametrize("beta", [0.1, 0.25])
 def test_orpo_nll_scope_all_matches_trl(env, tmp_path, beta):
-    objective = Objective("orpo", beta=beta, loss_type="orpo", orpo_nll_scope="all")
+    objective = ORPO(beta=beta, orpo_nll_scope="all")
     mine, theirs, ours_m, trl_m = _run_reference_free(env, tmp_path, objective, ORPOTrainer, ORPOConfig,
                                                       dict(beta=beta))
     _compare(mine, theirs, ours_m, trl_m, ORPO_METRICS)
@@ -387,9 +391,9 @@ def test_orpo_default_nll_is_the_chosen_responses_cross_entropy(env, tmp_path):
     pooled over the batch, from the model's own logits; the loss = that NLL + mean(-beta * logsigmoid(log odds))
     with log odds = log(p_c / (1 - p_c)) - log(p_r / (1 - p_r)), p = exp(mean response log-prob)."""
     beta = 0.25
-    ours, batch = _ours(env, tmp_path, Objective("orpo", beta=beta, loss_type="orpo"), copy.deepcopy(env["policy"]))
+    ours, batch = _ours(env, tmp_path, ORPO(beta=beta), copy.deepcopy(env["policy"]))
     with torch.no_grad():
-        loss = ours.pair_loss(ours.model, batch, "train").item()
+        loss = ours.batch_loss(ours.model, batch, "train").item()
         tokens, mask, _ = _plain_forward_logps(ours.model, batch)
     B = len(PAIRS)
     nll = -(tokens * mask)[:B].sum() / mask[:B].sum()
@@ -402,7 +406,7 @@ def test_orpo_default_nll_is_the_chosen_responses_cross_entropy(env, tmp_path):
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
 def test_simpo_matches_trl_cpo_simpo(env, tmp_path, label_smoothing):
     beta, gamma = 2.0, 0.8
-    objective = Objective("simpo", beta=beta, loss_type="simpo", simpo_gamma=gamma, label_smoothing=label_smoothing)
+    objective = SimPO(beta=beta, simpo_gamma=gamma, label_smoothing=label_smoothing)
     assert objective.cpo_alpha == 0.0  # the paper's SimPO: no NLL term unless asked for
     mine, theirs, ours_m, trl_m = _run_reference_free(env, tmp_path, objective, CPOTrainer, CPOConfig, dict(
         beta=beta, loss_type="simpo", simpo_gamma=gamma, cpo_alpha=0.0, label_smoothing=label_smoothing))
@@ -413,7 +417,7 @@ def test_simpo_matches_trl_cpo_simpo(env, tmp_path, label_smoothing):
     ("sigmoid", 0.0, 1.0), ("sigmoid", 0.1, 1.0), ("ipo", 0.0, 0.5), ("hinge", 0.0, 1.0)])
 def test_cpo_matches_trl(env, tmp_path, loss_type, label_smoothing, cpo_alpha):
     beta = 0.1
-    objective = Objective("cpo", beta=beta, loss_type=loss_type, cpo_alpha=cpo_alpha,
+    objective = CPO(beta=beta, loss_type=loss_type, cpo_alpha=cpo_alpha,
                           label_smoothing=label_smoothing)
     mine, theirs, ours_m, trl_m = _run_reference_free(env, tmp_path, objective, CPOTrainer, CPOConfig, dict(
         beta=beta, loss_type=loss_type, cpo_alpha=cpo_alpha, label_smoothing=label_smoothing))
@@ -431,10 +435,10 @@ def test_objective_defaults_and_ties_by_hand():
     from prefswift.scoring.forward import PairLogps
 
     for algo, default in (("dpo", "sigmoid"), ("cpo", "sigmoid"), ("simpo", "simpo"), ("orpo", "orpo")):
-        assert Objective.from_args(algo, parse_command(algo, []).pref).loss_type == default
+        assert build_objective(algo, parse_command(algo, []).pref).loss_type == default
     pol = PairLogps(chosen_logps=torch.tensor([-4.0, -2.0]), rejected_logps=torch.tensor([-4.0, -6.0]),
                     chosen_tokens=torch.tensor([2.0, 2.0]), rejected_tokens=torch.tensor([2.0, 3.0]),
                     chosen_nll_sum=torch.tensor(6.0), chosen_nll_count=torch.tensor(4.0))
-    _, m = Objective("cpo", beta=0.1, loss_type="sigmoid", cpo_alpha=1.0).compute(pol)
+    _, m = CPO(beta=0.1, loss_type="sigmoid", cpo_alpha=1.0).compute(pol)
     assert m["rewards/accuracies"].tolist() == [0.0, 1.0]
     assert m["rewards/margins"].tolist() == pytest.approx([0.0, 0.4])

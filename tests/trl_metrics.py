@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from prefswift.arguments.algorithms import DPO_LOSS_TYPES
 from prefswift.errors import ArgumentError
 from prefswift.scoring.logprobs import token_logps
-from prefswift.train.losses import LossOutput
+from prefswift.algorithms.base import LossOutput
 
 
 class TokenLogps(NamedTuple):

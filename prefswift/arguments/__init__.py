@@ -2,24 +2,42 @@
 import dataclasses
 import json
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Dict, List, Optional
 
 from ..errors import ArgumentError
 from ..files import write_json_atomic
-from .algorithms import ALGORITHMS
+from .algorithms import algorithm_names, is_algorithm
 from .fields import (DataArguments, InferArguments, LintArguments, ModelArguments, PreferenceArguments,
                      PreviewArguments, PushArguments, SECTIONS, TrainArguments, TuningArguments)
 from .parser import help_text, parse_args
 
 TRAIN_SECTIONS = ("model", "data", "tuning", "train", "pref", "push")
-COMMAND_SECTIONS = {
-    **{algo: TRAIN_SECTIONS for algo in ALGORITHMS},
+OTHER_SECTIONS = {
     "preview": ("model", "data", "preview"),
     "infer": ("model", "data", "infer"),
     "merge-lora": ("model", "infer", "push"),
     "eval": ("model", "data", "infer", "pref"),
     "lint": ("model", "data", "lint"),
 }
+
+
+class _CommandSections(Mapping):
+    """command -> its argument sections: every registered algorithm (plugins' too) trains with TRAIN_SECTIONS."""
+
+    def __getitem__(self, command: str):
+        if is_algorithm(command):
+            return TRAIN_SECTIONS
+        return OTHER_SECTIONS[command]
+
+    def __iter__(self):
+        return iter(algorithm_names() + tuple(OTHER_SECTIONS))
+
+    def __len__(self):
+        return len(algorithm_names()) + len(OTHER_SECTIONS)
+
+
+COMMAND_SECTIONS: Mapping = _CommandSections()
 ARGS_FILE = "args.json"
 SECRET_FIELDS = ("hub_token",)  # never written to args.json
 

@@ -10,8 +10,7 @@ from typing import Any, Dict, List, Optional
 
 from ..errors import ArgumentError, did_you_mean
 from . import choices as C
-from .algorithms import (ALGORITHMS, F_DIVERGENCE_SHORT, F_DIVERGENCES, PAIRED_ALGORITHMS, WITH_REFERENCE_MODEL,
-                         loss_type_help)
+from .algorithms import F_DIVERGENCE_SHORT, F_DIVERGENCES, command_default, loss_type_help
 from .device_map import check_device_map
 from .values import Section
 
@@ -27,7 +26,7 @@ GPU_LOGITS_BUDGET = 1 << 30
 
 # The commands that load model weights; the options that only shape loading weights act for these alone (`lint` and
 # `preview` load a tokenizer at most).
-WEIGHT_COMMANDS = ALGORITHMS + ("infer", "eval", "merge-lora")
+WEIGHT_COMMANDS = ("@train", "infer", "eval", "merge-lora")
 
 # `prefswift lint` checks and the most each may flag before --strict fails: a share of the pairs (of the rows read, for
 # `dropped`); length_bias limits |Cohen's d| of chosen vs rejected lengths. Overridden with --thresholds.
@@ -48,7 +47,8 @@ def arg(default: Any = None, help: str = "", aliases=(), choices=None, value_ali
     meta = {"help": help, "aliases": tuple(aliases),
             "choices": choices if callable(choices) or choices is None else tuple(choices),
             "value_aliases": dict(value_aliases or {}), "list": list_type, "ge": ge, "gt": gt, "le": le, "lt": lt,
-            "commands": tuple(commands) if commands else None, "tokens": tokens, "check": check}
+            "commands": tuple(commands) if commands else None, "tokens": tokens, "check": check}  # help: str or a
+    # function returning one (read when --help prints it: plugins' loss types are registered by then)
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return field(default=default, metadata=meta)
@@ -85,17 +85,17 @@ class ModelArguments(Section):
                                       "without any network request when one exists.")
     ref_model_type: Optional[str] = arg(None, "DPO/KTO: a separate reference model (registered type); eval: the "
                                         "reference rewards are measured against (default: the run's own).",
-                                        commands=WITH_REFERENCE_MODEL + ("eval",))
+                                        commands=("@reference", "eval"))
     ref_model_id_or_path: Optional[str] = arg(None, "DPO/KTO: a separate reference model (dir or hub id); eval: the "
                                               "reference rewards are measured against (default: the run's own).",
-                                              commands=WITH_REFERENCE_MODEL + ("eval",))
+                                              commands=("@reference", "eval"))
     adapter_name_or_path: Optional[str] = arg(
         None, "Start from this LoRA adapter (e.g. an SFT checkpoint); for DPO/KTO it is also the reference.",
         commands=WEIGHT_COMMANDS)
     ref_adapter_name_or_path: Optional[str] = arg(
         None, "DPO with LoRA: the reference is the base model with this LoRA adapter, loaded next to the trained one "
         "as adapter \"ref\" (TRL's ref adapter, ms-swift's --ref_adapters).", aliases=("ref_adapters",),
-        commands=("dpo",))
+        commands=("@settings",))
     custom_register_path: Optional[str] = arg(None, "A Python file that registers models/templates/datasets.")
     device_map: Optional[str] = arg(None, "Model placement: auto, balanced, balanced_low_0, sequential, cpu, cuda, "
                                     "cuda:N, mps, xpu, or a JSON object {module: device}.", commands=WEIGHT_COMMANDS,
@@ -197,69 +197,69 @@ class TrainArguments(Section):
 @dataclass
 class PreferenceArguments(Section):
     beta: Optional[float] = arg(None, "DPO beta / ORPO lambda / SimPO beta (default 0.1; simpo 2.0).",
-                                aliases=("pref_beta", "orpo_alpha"), gt=0, commands=ALGORITHMS)
-    loss_type: Optional[str] = arg(None, "Loss variant, " + loss_type_help() + " (orpo and simpo have one). DPO "
-                                   "combines several, comma-separated, weighted by --loss_weights (MPO: "
-                                   "sigmoid,bco_pair,sft).", aliases=("pref_loss",), commands=ALGORITHMS)
+                                aliases=("pref_beta", "orpo_alpha"), gt=0, commands=("@train",))
+    loss_type: Optional[str] = arg(None, lambda: "Loss variant, " + loss_type_help() + " (orpo and simpo have one). "
+                                   "DPO combines several, comma-separated, weighted by --loss_weights (MPO: "
+                                   "sigmoid,bco_pair,sft).", aliases=("pref_loss",), commands=("@train",))
     loss_weights: List[float] = arg([], "DPO: one weight per --loss_type (default: 1 each), e.g. 1,0.5.",
-                                    list_type=True, commands=("dpo",))
+                                    list_type=True, commands=("@settings",))
     label_smoothing: float = arg(0.0, "Label smoothing / flip probability where the loss has one: dpo robust "
                                  "(< 0.5), exo_pair (> 0 needed), aot, aot_unpaired; cpo sigmoid, simpo; simpo.",
-                                 ge=0, lt=1, commands=("dpo", "cpo", "simpo"))
+                                 ge=0, lt=1, commands=("@settings",))
     rpo_alpha: Optional[float] = arg(None, "DPO: add rpo_alpha x chosen NLL (LLaMA-Factory's pref_ftx; = "
                                      "--loss_type sigmoid,sft --loss_weights 1,rpo_alpha).",
-                                     aliases=("pref_ftx", "sft_beta"), ge=0, commands=("dpo",))
+                                     aliases=("pref_ftx", "sft_beta"), ge=0, commands=("@settings",))
     discopop_tau: float = arg(0.05, "DPO discopop: temperature of the log-ratio modulation (paper: 0.05).", gt=0,
-                              commands=("dpo",))
+                              commands=("@settings",))
     ld_alpha: Optional[float] = arg(None, "DPO LD-DPO: weight of the response tokens past the shorter response's "
                                     "length (1 = plain DPO, 0 = only the shared length counts).", ge=0, le=1,
-                                    commands=("dpo",))
+                                    commands=("@settings",))
     use_weighting: bool = arg(False, "DPO WPO: weight each pair's loss by the policy's length-normalised "
                               "probability of its chosen and rejected responses (not with aot/aot_unpaired).",
-                              commands=("dpo",))
+                              commands=("@settings",))
     f_divergence_type: str = arg("reverse_kl", "DPO f-divergence regulariser: " + ", ".join(F_DIVERGENCES) +
                                  " (js, alpha for short); all but reverse_kl work with sigmoid, sigmoid_norm, hinge, "
                                  "ipo, exo_pair, robust, discopop, sft.",
-                                 choices=F_DIVERGENCES + tuple(F_DIVERGENCE_SHORT), commands=("dpo",))
+                                 choices=F_DIVERGENCES + tuple(F_DIVERGENCE_SHORT), commands=("@settings",))
     f_alpha_divergence_coef: float = arg(0.5, "DPO: alpha of --f_divergence_type alpha_divergence (1 = reverse_kl).",
-                                         commands=("dpo",))
+                                         commands=("@settings",))
     sync_ref_model: bool = arg(False, "DPO TR-DPO, full fine-tuning: mix the policy into the reference every "
-                               "--ref_model_sync_steps steps (ref = a x policy + (1 - a) x ref).", commands=("dpo",))
+                               "--ref_model_sync_steps steps (ref = a x policy + (1 - a) x ref).", commands=("@settings",))
     ref_model_mixup_alpha: float = arg(0.6, "DPO --sync_ref_model: the a of the mix.", ge=0, le=1,
-                                       commands=("dpo",))
+                                       commands=("@settings",))
     ref_model_sync_steps: int = arg(512, "DPO --sync_ref_model: optimizer steps between two mixes.", ge=1,
-                                    commands=("dpo",))
-    simpo_gamma: float = arg(0.5, "SimPO target reward margin.", commands=("simpo", "cpo"))
+                                    commands=("@settings",))
+    simpo_gamma: float = arg(0.5, "SimPO target reward margin.", commands=("@settings",))
     cpo_alpha: Optional[float] = arg(None, "Weight of the chosen NLL added to the loss: default 1.0 for cpo (TRL's "
                                      "CPOTrainer), 0 for simpo (the SimPO paper's loss; --cpo_alpha 1 = TRL's "
-                                     "CPO-SimPO).", ge=0, commands=("cpo", "simpo"))
+                                     "CPO-SimPO).", ge=0, commands=("@settings",))
     orpo_nll_scope: str = arg("response", "ORPO NLL over the chosen response (paper) or the whole sequence"
                               " (`all`, TRL's experimental ORPOTrainer).", choices=("response", "all"),
-                              commands=("orpo",))
+                              commands=("@settings",))
     precompute_ref_log_probs: bool = arg(False, "DPO/KTO: compute reference log-probs once before training.",
-                                         commands=WITH_REFERENCE_MODEL)
+                                         commands=("@reference",))
     desirable_weight: float = arg(1.0, "KTO: weight of the desirable (label true) rows' losses; with unequal "
                                   "counts TRL suggests desirable_weight * n_desirable ~ undesirable_weight * "
                                   "n_undesirable (up to 4:3).", aliases=("kto_chosen_weight",), gt=0,
-                                  commands=("kto",))
+                                  commands=("@settings",))
     undesirable_weight: float = arg(1.0, "KTO: weight of the undesirable (label false) rows' losses.",
-                                    aliases=("kto_rejected_weight",), gt=0, commands=("kto",))
+                                    aliases=("kto_rejected_weight",), gt=0, commands=("@settings",))
     logprob_chunk_size: int = arg(0, "Tokens per lm_head chunk when computing log-probs; 0 = auto: 256 on CPU, on a "
                                   "GPU as many as 1 GiB of fp32 logits holds (about 1,700 for a 152K vocabulary).",
-                                  ge=0, commands=ALGORITHMS + ("eval",))
+                                  ge=0, commands=("@train", "eval"))
     prefix_sharing: bool = arg(True, "One row per pair (prompt once, then chosen, then rejected, 4D mask) instead of "
                                "two rows; same numbers, less compute. Runs on SDPA even with --use_flash_attention "
                                "(faster); false = chosen and rejected rows (with flash_attention_2 when asked for).",
-                               commands=PAIRED_ALGORITHMS)
+                               commands=("@paired",))
     packing: bool = arg(True, "Pack a batch's sequences into fewer rows (rows as long as its longest pair, positions "
                         "restarting per pair, a block-diagonal mask): less padding, same numbers. With "
                         "--prefix_sharing false: padding-free rows (one row of all sequences on flash_attention_2's "
-                        "varlen kernels). false = one pair (or sequence) per row.", commands=PAIRED_ALGORITHMS)
+                        "varlen kernels). false = one pair (or sequence) per row.", commands=("@paired",))
     max_tokens_per_batch: int = arg(0, "Batches by tokens instead of pairs: each batch takes as many pairs of similar "
                                     "length as fit in N tokens as the forward gets them (rows x row length, padding "
                                     "included, in the layout --prefix_sharing/--packing choose); a longer pair gets "
                                     "a batch of its own; replaces --per_device_train_batch_size. 0 = off.", ge=0,
-                                    commands=PAIRED_ALGORITHMS)
+                                    commands=("@paired",))
 
 
 @dataclass
@@ -356,17 +356,11 @@ SECTIONS = {
 }
 
 
-# a command's own defaults where the shared one does not suit it: KTO's KL baseline comes from the other rows of the
-# batch, so it needs 2 or more (TRL's KTOConfig: 8 per device)
-COMMAND_DEFAULTS: Dict[str, Dict[str, Any]] = {"kto": {"batch_size": 8}}
-
-
 def field_default(f, command: str = ""):
-    if f.name in COMMAND_DEFAULTS.get(command, {}):
-        return COMMAND_DEFAULTS[command][f.name]
-    if f.default is not MISSING:
-        return f.default
-    return f.default_factory()
+    """The field's default for `command`: an algorithm's own (its spec's `defaults`, e.g. KTO's batch size 8) or the
+    shared one."""
+    shared = f.default if f.default is not MISSING else f.default_factory()
+    return command_default(command, f.name, shared)
 
 
 def iter_fields(section_names):

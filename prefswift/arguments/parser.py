@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Tuple
 
 from ..errors import ArgumentError, did_you_mean
-from .algorithms import LOSS_TYPES, split_loss_types
-from .fields import COMMAND_DEFAULTS, SECTIONS, field_default, iter_fields
+from .algorithms import expand_commands, get_spec, is_algorithm, loss_types, split_loss_types, algorithm_names
+from .fields import SECTIONS, field_default, iter_fields
 from .values import base_type, convert_value, parse_bool
 
 
@@ -28,9 +28,15 @@ class FieldInfo:
 
 
 def applies(f: dataclasses.Field, command: str) -> bool:
-    """Whether a field acts for `command` (`arg(commands=...)`; no list = every command that has its section)."""
-    commands = f.metadata.get("commands")
+    """Whether a field acts for `command` (`arg(commands=...)`, groups such as "@paired" resolved through the
+    algorithm registry; no list = every command that has its section)."""
+    commands = acting_commands(f)
     return not command or commands is None or command in commands
+
+
+def acting_commands(f: dataclasses.Field):
+    """The commands a field acts for, today (plugins may have registered algorithms); None = all."""
+    return expand_commands(f.metadata.get("commands"), f.name)
 
 
 def build_index(sections: Iterable[str], command: str = "") -> Dict[str, FieldInfo]:
@@ -106,7 +112,7 @@ STAGE_DPO_LOSSES = {"orpo": "orpo", "simpo": "simpo"}
 def check_stage(config: Dict[str, Any], path: str, command: str) -> None:
     """A LLaMA-Factory config's `stage` (and `pref_loss`) must describe the command it is run with."""
     stage = config.get("stage")
-    if stage is None or command not in LOSS_TYPES:
+    if stage is None or not is_algorithm(command):
         return
     if str(stage) == "kto" and command != "kto":
         raise ArgumentError(f"{path}: stage: kto trains KTO; run `prefswift kto --config {path}`")
@@ -132,7 +138,7 @@ def parse_args(argv: List[str], sections: Iterable[str], *, defaults: Dict[str, 
     `defaults` are command-specific defaults (e.g. loss_type for simpo) applied before config and CLI.
     """
     sections = list(sections)
-    defaults = {**COMMAND_DEFAULTS.get(command, {}), **(defaults or {})}
+    defaults = dict(defaults or {})
     index = build_index(sections, command)
     everywhere = build_index(SECTIONS)  # every spelling of every command, to say "does not apply" instead of unknown
     values: Dict[str, Any] = {}
@@ -162,7 +168,7 @@ def parse_args(argv: List[str], sections: Iterable[str], *, defaults: Dict[str, 
                 if source != "cli":
                     ignored.append(key)
                     return
-                acts = ", ".join(other.field.metadata.get("commands") or ())
+                acts = ", ".join(acting_commands(other.field) or ())
                 raise ArgumentError(f"unknown option --{key} for `prefswift {command}`: " +
                                     (f"it acts for {acts} only" if acts else
                                      f"it is not one of its options (`prefswift {command} --help`)"))
@@ -221,20 +227,23 @@ def parse_args(argv: List[str], sections: Iterable[str], *, defaults: Dict[str, 
         for f in dataclasses.fields(cls):
             if f.name in values:
                 kwargs[f.name] = values[f.name]
-            elif defaults and f.name in defaults:
+            elif f.name in defaults:
                 kwargs[f.name] = defaults[f.name]
+            elif is_algorithm(command):
+                kwargs[f.name] = field_default(f, command)
         result[section] = cls(**kwargs)
-    if "pref" in result and command in LOSS_TYPES:
+    if "pref" in result and is_algorithm(command):
         check_loss_type(command, result["pref"].loss_type)
     return result, explicit
 
 
 def check_loss_type(algo: str, loss_type) -> None:
     """`--loss_type` (LLaMA-Factory's `pref_loss`) must be one this command's algorithm has."""
-    accepted = LOSS_TYPES[algo]
+    accepted = loss_types(algo)
     names = split_loss_types(loss_type)
-    if len(names) > 1 and algo != "dpo":
-        raise ArgumentError(f"--loss_type {loss_type!r}: only `prefswift dpo` combines several loss types; "
+    if len(names) > 1 and not get_spec(algo).combines_losses:
+        combining = " / ".join(f"`prefswift {a}`" for a in algorithm_names() if get_spec(a).combines_losses)
+        raise ArgumentError(f"--loss_type {loss_type!r}: only {combining} combines several loss types; "
                             f"`prefswift {algo}` takes one of {', '.join(accepted)}")
     if len(set(names)) < len(names):
         raise ArgumentError(f"--loss_type {loss_type!r} names a loss type twice; give each once (weights: "
@@ -242,7 +251,7 @@ def check_loss_type(algo: str, loss_type) -> None:
     for name in names:
         if name in accepted:
             continue
-        owners = [a for a, types in LOSS_TYPES.items() if name in types]
+        owners = [a for a in algorithm_names() if name in loss_types(a)]
         hint = f"; {name} is a loss of `prefswift {'` / `prefswift '.join(owners)}`" if owners else ""
         raise ArgumentError(f"--loss_type {name!r} does not apply to `prefswift {algo}`, which accepts "
                             f"{', '.join(accepted)}{hint}")
@@ -262,6 +271,7 @@ def help_text(sections: Iterable[str], command: str = "") -> str:
                 names += " (" + ", ".join("--" + a for a in extra) + ")"
             default = field_default(f, command)
             lines.append(f"  {names}  [default: {default}]")
-            if f.metadata.get("help"):
-                lines.append(f"      {f.metadata['help']}")
+            described = f.metadata.get("help")
+            if described:
+                lines.append(f"      {described() if callable(described) else described}")
     return "\n".join(lines)

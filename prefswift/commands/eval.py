@@ -12,10 +12,11 @@ model (and --compare_to) -> report.
 """
 import time
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import List, Optional
 
+from ..algorithms import BatchObjective, PairObjective, build_objective
 from ..arguments import RunArgs, section_from_flat
-from ..arguments.algorithms import ALGORITHMS, needs_reference
+from ..arguments.algorithms import get_spec, is_algorithm, needs_reference
 from ..arguments.fields import ModelArguments, PreferenceArguments
 from ..data.selection import result_path, select_pairs, wants_dataset
 from ..errors import ArgumentError
@@ -25,8 +26,6 @@ from ..evaluate.rewards import margin_kind
 from ..models.checkpoint import LoadedModel, ModelSource, load_for_inference, resolve_source
 from ..models.reference import Reference, resolve_named, resolve_reference
 from ..scoring.logprobs import resolve_chunk_size
-from ..train.kto import KTOObjective, objective_for
-from ..train.objectives import Objective
 from ..train.setup_model import check_same_tokenizer
 from .common import run_command
 from .eval_kto import run_kto
@@ -62,18 +61,22 @@ def check_mode_options(args: RunArgs) -> None:
                             "pairs), --val_dataset FILE, or --load_dataset_config true with a training --ckpt_dir")
 
 
-def run_objective(source: ModelSource, cli: ModelArguments) -> Optional[Union[Objective, KTOObjective]]:
+def run_objective(source: ModelSource, cli: ModelArguments) -> Optional[BatchObjective]:
     """The objective the run trained with (args.json), whose rewards eval reports; DPO's (default beta) for a model
     given a reference with --ref_model_*; None for a plain model (log-prob accuracy only)."""
     algo = source.saved.get("command")
     explicit_ref = bool(cli.ref_model_type or cli.ref_model_id_or_path)
-    if algo in ALGORITHMS:
+    if algo and is_algorithm(algo):  # (a plugin's algorithm: its plugin was loaded from args.json)
         if explicit_ref and not needs_reference(algo):
             raise ArgumentError(f"--ref_model_*: {source.ckpt_dir} was trained with {algo}, which is reference-free "
                                 "(its rewards use no reference); drop --ref_model_*")
-        return objective_for(algo, section_from_flat(PreferenceArguments, source.saved))
+        objective = build_objective(algo, section_from_flat(PreferenceArguments, source.saved))
+        if get_spec(algo).paired and not isinstance(objective, PairObjective):
+            raise ArgumentError(f"{source.ckpt_dir} was trained with {algo}, whose objective has no pair rewards "
+                                "(it is not a PairObjective); evaluate it as a plain model with --model_id_or_path")
+        return objective
     if explicit_ref:
-        return Objective.from_args("dpo", PreferenceArguments())
+        return build_objective("dpo", PreferenceArguments())
     return None
 
 
@@ -98,7 +101,7 @@ def run_pairs(args: RunArgs, *, log=print) -> Path:
         if reference is None:
             raise ArgumentError(f"{source.describe()}: no reference to measure {objective.algo} rewards against is "
                                 "recorded; pass --ref_model_id_or_path / --ref_model_type")
-    if isinstance(objective, KTOObjective):  # unpaired rows, KTO's rewards and KL estimate
+    if objective is not None and get_spec(objective.algo).data == "unpaired":  # KTO's rows, rewards and KL
         return run_kto(args, source, objective, reference, log=log)
     other_source = resolve_named(args, args.infer.compare_to, "--compare_to") if args.infer.compare_to else None
     loaded = load_for_inference(source)
@@ -137,7 +140,7 @@ def run_pairs(args: RunArgs, *, log=print) -> Path:
     return path
 
 
-def describe(objective: Optional[Objective], reference: Optional[Reference], pairs, other: Optional[ModelSource]):
+def describe(objective: Optional[PairObjective], reference: Optional[Reference], pairs, other: Optional[ModelSource]):
     """The lines under the table's title: whose rewards, against what, which margin the length split uses."""
     if objective is None:
         lines = ["rewards: none (a model without a training run's args.json; --ref_model_* gives DPO rewards)"]

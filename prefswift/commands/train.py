@@ -9,18 +9,17 @@ parallel and MP+DDP, DeepSpeed ZeRO-2/3; `--resume_from_checkpoint latest`.
 Steps: resume point -> validate -> claim the run dir (its lock) and prepare it -> data -> trainer arguments -> device
 plan -> models -> trainer (with the nan/inf guard) -> train -> save.
 """
-import importlib.util
 import logging
 from pathlib import Path
-from typing import List, Union
+from typing import List, Optional
 
+from ..algorithms import BatchObjective
 from ..arguments import RunArgs
-from ..arguments.algorithms import needs_reference
+from ..arguments.algorithms import get_spec, needs_reference
 from ..data.pipeline import PreparedData, build_preference_data
 from ..distributed.device_plan import DevicePlan, gather_device_facts, plan_devices
 from ..distributed.env import DistEnv, allow_ddp_over_device_map, dist_env, shutdown_distributed
 from ..errors import ArgumentError
-from ..models.push import check_push
 from ..models.loader import (ResolvedModel, default_device, hub_kwargs, load_tokenizer, parse_device_map,
                              resolve_model)
 from ..scoring.collators import ListDataset
@@ -28,10 +27,6 @@ from ..scoring.logprobs import resolve_chunk_size
 from ..templates import get_template
 from ..train.callbacks import RunFilesCallback
 from ..train.collate import make_collator
-from ..train.kto import KTOObjective, prepare_rows
-from ..train.objectives import Objective
-from ..train.ownership import check_adapter_dir, check_output_path
-from ..train.pref_checks import checked_objective
 from ..train.ref_sync import SyncReferenceCallback
 from ..train.console import ConsoleCallback, format_summary, quiet_library_noise, use_console
 from ..train.health import DivergenceWatch, NonFiniteGuard
@@ -43,6 +38,7 @@ from ..train.saving import save_final
 from ..train.setup_model import Models, build_models
 from ..train.trainer import PreferenceTrainer
 from ..train.training_args import training_arguments
+from ..train.validation import validate
 from .common import parse_or_help, run_user_command, setup_logging
 
 logger = logging.getLogger("prefswift")
@@ -138,71 +134,26 @@ def train_in_run_dir(args: RunArgs, algo: str, objective, run_dir: Path, resume_
 
 # ---------------------------------------------------------------------------------------------- the steps
 
-def validate(args: RunArgs, algo: str) -> Union[Objective, KTOObjective]:
-    """Checks that need several arguments at once (each value's own range, and whether it applies to this algorithm,
-    were checked when parsed)."""
-    m, pref = args.model, args.pref
-    if args.train.deepspeed:
-        from ..distributed.deepspeed import check_deepspeed_with_reference, resolve_deepspeed, zero_stage
-
-        if importlib.util.find_spec("deepspeed") is None:
-            raise ArgumentError("--deepspeed needs the deepspeed package: pip install 'deepspeed>=0.16' "
-                                "(or pip install -r requirements/gpu.txt)")
-
-        stage = zero_stage(resolve_deepspeed(args.train.deepspeed))
-        check_deepspeed_with_reference(algo, stage, args.tuning.sft_type, pref.precompute_ref_log_probs,
-                                       bool(m.ref_model_type or m.ref_model_id_or_path))
-        if args.train.skip_nonfinite_steps:
-            raise ArgumentError("--skip_nonfinite_steps does not apply with --deepspeed (DeepSpeed steps its own "
-                                "optimizer): drop it; a non-finite step then stops the run")
-        if stage == 3 and m.quantization_bit:
-            raise ArgumentError("--deepspeed zero3 with 4/8-bit loading (QLoRA) is not supported: use --deepspeed "
-                                "zero2 (each GPU holds the quantized base), or DDP without DeepSpeed")
-    check_push(args.push.push_to_hub, args.push.hub_model_id, m.hub, m.hub_token)
-    run_dir = Path(args.train.output_dir).expanduser().resolve()
-    check_output_path(run_dir)
-    if args.train.lora_adapter_dir and args.tuning.sft_type == "lora":
-        check_adapter_dir(Path(args.train.lora_adapter_dir), run_dir)
-    check_report_to(args.train.report_to)
-    return checked_objective(args, algo)
-
-
-# pip package of each --report_to integration whose name differs from it
-REPORT_TO_PACKAGES = {"azure_ml": "azureml-core", "flyte": "flytekit", "comet_ml": "comet_ml"}
-
-
-def check_report_to(report_to) -> None:
-    """--report_to tensorboard|wandb|...: the package must be there before anything loads or is written."""
-    wanted = [r for r in report_to if r not in ("none", "all")]
-    if not wanted:
-        return
-    from transformers.integrations import get_available_reporting_integrations
-
-    missing = [r for r in wanted if r not in get_available_reporting_integrations()]
-    if missing:
-        pip = " ".join(REPORT_TO_PACKAGES.get(r, r) for r in missing)
-        raise ArgumentError(f"--report_to {','.join(missing)}: not installed — pip install {pip} (or drop it; "
-                            "logging.jsonl and the plots are always written)")
-
-
 def load_tokenizer_and_template(args: RunArgs):
     m = args.model
     resolved = resolve_model(m.model_type, m.model_id_or_path, **hub_kwargs(m), template=m.template)
     return resolved, load_tokenizer(resolved.path), get_template(resolved.template)
 
 
-def prepare_data(args: RunArgs, template, tokenizer, say, objective=None) -> PreparedData:
+def prepare_data(args: RunArgs, template, tokenizer, say, objective: Optional[BatchObjective] = None
+                 ) -> PreparedData:
+    """The encoded rows the run trains on (pairs, or the unpaired rows of an unpaired algorithm's objective)."""
     missing = template.missing_special_tokens(tokenizer)
     if missing:
         logger.warning("template %s uses %s, which this tokenizer does not have as single tokens: check --template",
                        template.name, ", ".join(missing))
     data = build_preference_data(args.data, template, tokenizer, hub=args.model.hub, token=args.model.hub_token,
-                                 log=say, unpaired=isinstance(objective, KTOObjective))
+                                 log=say, unpaired=bool(objective) and get_spec(objective.algo).data == "unpaired")
     if not data.train:
         raise ArgumentError("no training pairs left after filtering (see the summary above); check the dataset or "
                             "raise --max_length")
-    if isinstance(objective, KTOObjective):
-        prepare_rows(objective, data.train, data.eval, args.train.batch_size, say)
+    if objective is not None:
+        objective.prepare_rows(data.train, data.eval, args.train.batch_size, say)
     return data
 
 
@@ -250,7 +201,7 @@ def train(trainer: PreferenceTrainer, run_dir: Path, resume_from, say) -> None:
         raise SystemExit(130) from None
 
 
-def build_trainer(args: RunArgs, targs, objective: Union[Objective, KTOObjective], models: Models,
+def build_trainer(args: RunArgs, targs, objective: BatchObjective, models: Models,
                   data: PreparedData, tokenizer, run_dir: Path, callbacks=()):
     """(the trainer, its console: progress bar, metric lines, final summary)."""
     console = ConsoleCallback()

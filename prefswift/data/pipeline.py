@@ -257,12 +257,12 @@ def _load_ref(ref: DatasetRef, args: DataArguments, hub_and_token: tuple, checke
               ) -> Tuple[List[PreferenceExample], Optional[List[PreferenceExample]], List[SourceStats]]:
     """(train examples, own test examples or None, stats). For role='eval' the first list holds the eval rows."""
     hub, token = hub_and_token
-    columns, system, dataset_dir = _columns(args.columns), args.system, args.dataset_dir
+    columns, system, dataset_dir = parse_columns(args.columns), args.system, args.dataset_dir
     stats: List[SourceStats] = []
     declared = None if ref.local else dataset_info.lookup(dataset_dir, ref.name)
     if ref.local or declared:
         path, declared_columns = (ref.name, None) if ref.local else declared
-        exs, st = convert_source(read_local_file(path), columns or _columns(declared_columns), system, checker, role)
+        exs, st = convert_source(read_local_file(path), columns or parse_columns(declared_columns), system, checker, role)
         return exs, None, [st]
     spec = get_dataset_spec(ref.name)
     train: List[PreferenceExample] = []
@@ -389,7 +389,7 @@ def prompt_budget(args: DataArguments) -> int:
     return args.max_prompt_length or args.max_length // 2
 
 
-def _validate(args: DataArguments) -> None:
+def check_data_options(args: DataArguments) -> None:
     """Relations between fields (each field's own choices and range are checked when it is set)."""
     if prompt_budget(args) <= 0 or prompt_budget(args) >= int(args.max_length):
         raise ArgumentError(f"--max_prompt_length ({prompt_budget(args)}) must be positive and smaller than "
@@ -398,7 +398,7 @@ def _validate(args: DataArguments) -> None:
         raise ArgumentError("no training data: pass --dataset NAME or --dataset FILE.jsonl (try --dataset demo)")
 
 
-def _columns(value) -> Optional[dict]:
+def parse_columns(value) -> Optional[dict]:
     if isinstance(value, str) and value.strip():
         try:
             value = json.loads(value)
@@ -427,7 +427,7 @@ def collect_examples(args: DataArguments, *, hub: Optional[str] = None, token: O
     `hub` / `token`: --hub and --hub_token for registered datasets that are downloaded (None = auto / the client's
     own login). `unpaired` (KTO): rows are (prompt, completion, label); pairs are split into a desirable and an
     undesirable row after the eval split (both halves of a pair stay on one side)."""
-    _validate(args)
+    check_data_options(args)
     seed, ratio = args.dataset_seed, args.eval_ratio
     checker = RowChecker(args.check_dataset_strategy, log, unpaired=unpaired)
     val_refs = [parse_dataset_arg(t) for t in args.val_dataset]

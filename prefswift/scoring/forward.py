@@ -5,6 +5,7 @@ The model is called once through its own `forward` (so DDP / DeepSpeed wrappers 
 forward hook and projected through the LM head in chunks of tokens (`prefswift.scoring.logprobs.token_logps`), so
 the [rows, tokens, vocab] log-softmax is never materialised.
 """
+import dataclasses
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Optional, Tuple
@@ -48,15 +49,15 @@ class PairLogps:
             return None
         return self.chosen_nll_all_sum / self.chosen_nll_all_count.clamp(min=1)
 
-    def normalize_nll_over(self, global_count, global_count_all, world_size: int) -> None:
-        """Pool the NLL over the tokens of all `world_size` DDP ranks instead of this rank's batch.
+    def pooled_over(self, global_count, global_count_all, world_size: int) -> "PairLogps":
+        """A copy whose NLL is pooled over the tokens of all `world_size` DDP ranks instead of this rank's batch.
 
         DDP averages gradients over ranks, so rank losses of sum_r / (global_count / world_size) make the averaged
         gradient that of sum_all / global_count: the same as one process with the whole global batch.
         """
-        self.chosen_nll_count = global_count / world_size
-        if self.chosen_nll_all_sum is not None:
-            self.chosen_nll_all_count = global_count_all / world_size
+        return dataclasses.replace(self, chosen_nll_count=global_count / world_size,
+                                   chosen_nll_all_count=(None if self.chosen_nll_all_sum is None
+                                                         else global_count_all / world_size))
 
     def ld_logps(self, ld_alpha: Optional[float]):
         """(chosen, rejected) sequence log-probs, the tokens past the pair's shared length weighted by `ld_alpha`

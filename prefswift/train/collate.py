@@ -1,5 +1,6 @@
 """Which batch layout a training run uses (see `prefswift.scoring.collators` and `prefswift.scoring.unpaired`)."""
 from ..arguments import RunArgs
+from ..arguments.algorithms import get_spec
 from ..errors import ArgumentError
 from ..scoring.collators import PairCollator, PrefixSharedCollator, pair_tokens
 from ..scoring.packing import TokenBudgetBatchSampler
@@ -10,7 +11,7 @@ def make_collator(args: RunArgs, pad_token_id: int, attn_implementation: str = "
     """KTO: unpaired rows (+ their KL rows). Pairs: prefix-shared blocks (4D mask: SDPA/eager), several pairs per row
     unless --packing false. With --prefix_sharing false: chosen rows and rejected rows, padding-free when packing (all
     sequences in one row for flash_attention_2's varlen kernels, rows as long as the longest sequence for SDPA)."""
-    if args.command == "kto":
+    if get_spec(args.command).data == "unpaired":
         return UnpairedCollator(pad_token_id=pad_token_id)
     if args.pref.prefix_sharing:
         return PrefixSharedCollator(pad_token_id=pad_token_id, packing=args.pref.packing)

@@ -7,7 +7,7 @@ from ..data.datasets import get_dataset_spec, parse_dataset_arg
 from ..distributed.device_plan import gather_device_facts
 from ..distributed.launch import describe_launch
 from ..registry.models import get_model_spec
-from .pref_checks import checked_objective
+from .validation import validate
 
 
 def dry_run(algo: str, argv, args: RunArgs) -> str:
@@ -23,7 +23,7 @@ def dry_run(algo: str, argv, args: RunArgs) -> str:
         ref = parse_dataset_arg(name)
         if not ref.local and not dataset_info.lookup(args.data.dataset_dir, ref.name):
             get_dataset_spec(ref.name).resolve_subsets(ref.subsets)
-    objective = checked_objective(args, algo)
+    objective = validate(args, algo)  # the run's own checks, all of them
     lines.append(f"objective: {algo} loss_type={objective.loss_type} beta={objective.beta}; "
                  f"{args.tuning.sft_type} (rank {args.tuning.lora_rank}, targets "
                  f"{','.join(args.tuning.lora_target_modules)}); quantization: {m.quantization_bit or 'none'}")

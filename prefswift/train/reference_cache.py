@@ -79,12 +79,8 @@ def reference_identity(args, models, trainer) -> dict:
 def _fingerprint(rows, trainer, identity: dict) -> str:
     h = hashlib.sha256()
     h.update(json.dumps(identity, sort_keys=True, default=str).encode())
-    h.update(str(trainer.objective.algo).encode())
-    ld_alpha = getattr(trainer.objective, "ld_alpha", None)  # pair objectives; KTO has none
-    if ld_alpha is not None:  # LD-DPO weights the reference's log-probs too
-        h.update(f"ld_alpha={ld_alpha}".encode())
-    if getattr(trainer.objective, "uses_kl", None) is not None:  # KTO: whether the KL rows' column is there
-        h.update(f"uses_kl={trainer.objective.uses_kl}".encode())
+    # the algorithm, and what it keeps of the reference (LD-DPO's --ld_alpha, KTO's KL column)
+    h.update(trainer.objective.reference_key().encode())
     for r in rows:
         for key in ROW_KEYS:
             if key in r:

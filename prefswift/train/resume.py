@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Optional
 
 from ..arguments import ARGS_FILE, RunArgs, section_from_flat
-from ..arguments.algorithms import DEFAULT_BETA, default_loss_type, split_loss_types
+from ..arguments.algorithms import default_beta, default_loss_type, is_algorithm, split_loss_types
 from ..arguments.fields import DataArguments
 from ..data.pipeline import prompt_budget
 from ..errors import ArgumentError
+from ..registry.plugins import load_plugins
 
 COMPLETE_FILE = "complete.json"
 # what the checkpoint is
@@ -58,7 +59,9 @@ def adopt_checkpoint_args(args: RunArgs, ckpt: Path) -> RunArgs:
         updates = {f.name: saved[f.name] for f in dataclasses.fields(current)
                    if f.name in saved and f.name not in args.explicit and f.name not in NOT_ADOPTED}
         sections[section] = dataclasses.replace(current, **updates)
-    return dataclasses.replace(args, **sections)
+    resumed = dataclasses.replace(args, **sections)
+    load_plugins(resumed.model.custom_register_path)  # the run's own algorithm, loss type or template
+    return resumed
 
 
 def _value(args: RunArgs, name: str):
@@ -75,8 +78,8 @@ def effective(name: str, flat: dict):
     value = flat.get(name)
     command = flat.get("command")
     if name == "beta" and value is None:
-        return DEFAULT_BETA.get(command)
-    if name == "loss_type" and value is None and command in DEFAULT_BETA:
+        return default_beta(command)
+    if name == "loss_type" and value is None and is_algorithm(command):
         return default_loss_type(command)
     if name == "loss_weights" and not value:
         return [1.0] * len(split_loss_types(effective("loss_type", flat)))

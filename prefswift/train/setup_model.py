@@ -34,18 +34,12 @@ def build_models(args, resolved: ResolvedModel, *, needs_reference: bool, device
                     "chosen/rejected rows); add --prefix_sharing false to use flash_attention_2")
         m = dataclasses.replace(m, use_flash_attention=False)
     quantized = bool(m.quantization_bit)
-    if quantized and tuning.sft_type == "full":
-        raise ArgumentError("--quantization_bit / --use_4bit / --use_8bit need --sft_type lora (QLoRA); "
-                            "full fine-tuning cannot update quantized weights")
     precision = training_precision(m.dtype, full_finetune=tuning.sft_type == "full",
                                    deepspeed=bool(args.train.deepspeed))
     policy = load_model(resolved.path, m, spec=resolved.spec, device_map=device_map, max_memory=max_memory,
                         dtype=precision.weights)
     logger.info("precision: %s", precision.describe())
-    if m.adapter_name_or_path:
-        if quantized:
-            raise ArgumentError("--adapter_name_or_path with 4/8-bit loading is not supported: merge the SFT adapter "
-                                "first (prefswift merge-lora) and train on the merged model")
+    if m.adapter_name_or_path:  # (not with 4/8-bit loading: refused by prefswift.train.validation)
         policy = merge_adapter_into_base(policy, m.adapter_name_or_path)
         logger.info("merged the adapter %s into the base model; it is the reference and the start point",
                     m.adapter_name_or_path)

@@ -1,14 +1,10 @@
-"""PreferenceTrainer: transformers.Trainer + one pair forward + a pure objective.
+"""PreferenceTrainer: transformers.Trainer + an algorithm's objective.
 
 The Trainer brings accelerate (DDP, DeepSpeed, FSDP), checkpointing, schedulers and `report_to`. This class adds:
-the pair forward (`prefswift.scoring.forward.pair_forward`), the reference log-probs (adapter-disabled base, a reference
-adapter, a separate frozen model, or precomputed columns), the objective (`objectives.Objective`) and TRL-style metric
-averaging between log steps.
-
-The objective is a pair `Objective` (run by `pair_loss`), or a batch objective that scores its own batches (KTO's
-unpaired rows: `prefswift.train.kto.KTOObjective`): it has `needs_reference`, `batch_loss(trainer, model, batch) ->
-(loss, metrics)` and `reference_values(trainer, model, batch) -> {column: [B] tensor}`, and calls back
-`trainer.reference(model)` and `trainer.chunk_size`.
+the objective (`prefswift.algorithms.base.BatchObjective`: it scores each batch, the pair forward included), the
+model the reference is scored with (adapter-disabled base, a reference adapter, a separate frozen model; or
+precomputed columns), TRL-style metric averaging between log steps, and the precomputed reference pass. The objective
+sees only a `ScoringContext` (chunk size, the reference, the collectives), never this class.
 """
 from collections import defaultdict
 from contextlib import contextmanager, nullcontext
@@ -18,15 +14,15 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import Trainer
 
+from ..algorithms.base import BatchObjective, ScoringContext
 from ..arguments.fields import LOGPROB_CHUNK_SIZE
-from ..scoring.forward import PairLogps, pair_forward, unwrap_wrappers
+from ..scoring.forward import unwrap_wrappers
 from ..models.lora import reference_weights
 from .collate import token_budget_sampler
-from .objectives import Objective
 
 
 class PreferenceTrainer(Trainer):
-    def __init__(self, *args, objective: Objective, ref_model=None, logprob_chunk_size: int = LOGPROB_CHUNK_SIZE,
+    def __init__(self, *args, objective: BatchObjective, ref_model=None, logprob_chunk_size: int = LOGPROB_CHUNK_SIZE,
                  max_tokens_per_batch: int = 0, **kwargs):
         super().__init__(*args, **kwargs)
         self.objective = objective
@@ -54,15 +50,7 @@ class PreferenceTrainer(Trainer):
                             num_workers=self.args.dataloader_num_workers, pin_memory=self.args.dataloader_pin_memory)
         return self.accelerator.prepare(loader)
 
-    # ---- reference -------------------------------------------------------------------------------------------
-    def reference_logps(self, model, batch) -> Optional[tuple]:
-        if not self.objective.needs_reference:
-            return None
-        if "ref_chosen_logps" in batch:
-            return batch["ref_chosen_logps"], batch["ref_rejected_logps"]
-        chosen, rejected = self.objective.sequence_logps(self._reference_forward(model, batch))
-        return chosen.detach(), rejected.detach()
-
+    # ---- reference ------------------------------------------------------------------------------------------
     @contextmanager
     def reference(self, model):
         """The model to score the reference with, without gradient: the separate reference model, else the policy
@@ -76,40 +64,20 @@ class PreferenceTrainer(Trainer):
             with reference_weights(policy):
                 yield policy
 
-    def _reference_forward(self, model, batch) -> PairLogps:
-        with self.reference(model) as ref:
-            return pair_forward(ref, batch, chunk_size=self.chunk_size)
+    def scoring(self) -> ScoringContext:
+        accelerator = self.accelerator
+        return ScoringContext(chunk_size=self.chunk_size, reference=self.reference, gather=accelerator.gather,
+                              reduce_sum=lambda t: accelerator.reduce(t, reduction="sum"),
+                              world_size=accelerator.num_processes)
 
     def reference_values(self, model, batch) -> Dict[str, torch.Tensor]:
-        """The reference columns of one batch ({column: [B]}), for precomputation (pairs: the sequence log-probs
-        the loss compares, LD-weighted with --ld_alpha)."""
-        own = getattr(self.objective, "reference_values", None)
-        if own is not None:
-            return own(self, model, batch)
-        ref_c, ref_r = self.objective.sequence_logps(self._reference_forward(model, batch))
-        return {"ref_chosen_logps": ref_c, "ref_rejected_logps": ref_r}
+        """The reference columns of one batch ({column: [B]}), for precomputation."""
+        return self.objective.reference_values(self.scoring(), model, batch)
 
     # ---- loss ------------------------------------------------------------------------------------------------
-    def pair_loss(self, model, batch, mode: str):
-        pol: PairLogps = pair_forward(model, batch, chunk_size=self.chunk_size, nll_all=self.objective.nll_all,
-                                      wpo=self.objective.use_weighting)
-        world = self.accelerator.num_processes
-        if world > 1:  # pool NLL tokens over the global batch, so DDP == one process with the same global batch
-            counts = torch.stack([pol.chosen_nll_count, pol.chosen_nll_all_count if pol.chosen_nll_all_count
-                                  is not None else pol.chosen_nll_count]).detach().float()
-            total = self.accelerator.reduce(counts, reduction="sum")
-            pol.normalize_nll_over(total[0], total[1], world)
-        ref = self.reference_logps(model, batch)
-        loss, metrics = self.objective.compute(pol, ref)
-        self.record_metrics(metrics, mode)
-        return loss
-
     def batch_loss(self, model, batch, mode: str):
-        """The loss of one batch: a pair objective through `pair_loss`, any other through its own `batch_loss`."""
-        own = getattr(self.objective, "batch_loss", None)
-        if own is None:
-            return self.pair_loss(model, batch, mode)
-        loss, metrics = own(self, model, batch)
+        """The loss of one batch, its metrics kept for the next log line."""
+        loss, metrics = self.objective.batch_loss(self.scoring(), model, batch)
         self.record_metrics(metrics, mode)
         return loss
 

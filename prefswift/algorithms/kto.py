@@ -23,11 +23,10 @@ from typing import ClassVar, Dict, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from ..arguments.algorithms import DEFAULT_BETA, default_loss_type
 from ..data.unpaired import add_kl_completions, label_counts
 from ..errors import ArgumentError
 from ..scoring.unpaired import UnpairedLogps, unpaired_forward
-from .objectives import Objective
+from .base import BatchObjective, ScoringContext, resolved_beta, resolved_loss_type
 
 
 def kto_losses(logratios: torch.Tensor, labels: torch.Tensor, kl: torch.Tensor, *, beta: float, loss_type: str,
@@ -41,7 +40,7 @@ def kto_losses(logratios: torch.Tensor, labels: torch.Tensor, kl: torch.Tensor, 
         desirable = 1 - F.sigmoid(beta * logratios)
         undesirable = F.sigmoid(beta * logratios)
     else:
-        raise ValueError(f"unknown KTO loss type {loss_type!r}")
+        raise ValueError(f"unknown KTO loss type {loss_type!r} (kto, apo_zero_unpaired)")
     return torch.where(labels.bool(), desirable_weight * desirable, undesirable_weight * undesirable)
 
 
@@ -82,36 +81,38 @@ def weight_advice(desirable: int, undesirable: int, desirable_weight: float, und
 
 
 @dataclass
-class KTOObjective:
-    """A batch objective for `PreferenceTrainer` (see its module docstring): scores unpaired batches itself."""
+class KTO(BatchObjective):
+    """Scores unpaired batches (`prefswift.scoring.unpaired`): the policy's and the reference's completion log-probs,
+    and for `kto` those of the mismatched KL rows."""
 
     beta: float = 0.1
     loss_type: str = "kto"
     desirable_weight: float = 1.0
     undesirable_weight: float = 1.0
     algo: ClassVar[str] = "kto"
-    needs_reference: ClassVar[bool] = True  # the adapter-disabled base, a separate model, or precomputed columns
 
     @property
     def uses_kl(self) -> bool:
         return self.loss_type != "apo_zero_unpaired"
 
     @classmethod
-    def from_args(cls, pref) -> "KTOObjective":
-        return cls(beta=DEFAULT_BETA["kto"] if pref.beta is None else pref.beta,
-                   loss_type=pref.loss_type or default_loss_type("kto"), desirable_weight=pref.desirable_weight,
-                   undesirable_weight=pref.undesirable_weight)
+    def from_args(cls, pref) -> "KTO":
+        return cls(beta=resolved_beta(cls.algo, pref), loss_type=resolved_loss_type(cls.algo, pref),
+                   desirable_weight=pref.desirable_weight, undesirable_weight=pref.undesirable_weight)
 
-    def _reference(self, trainer, model, batch) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def _reference(self, ctx: ScoringContext, model, batch) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         if "ref_logps" in batch:
             return batch["ref_logps"], batch.get("ref_kl_logps")
-        with trainer.reference(model) as ref:
-            out: UnpairedLogps = unpaired_forward(ref, batch, chunk_size=trainer.chunk_size, kl=self.uses_kl)
+        with ctx.reference(model) as ref:
+            out: UnpairedLogps = unpaired_forward(ref, batch, chunk_size=ctx.chunk_size, kl=self.uses_kl)
         return out.logps, out.kl_logps
 
-    def reference_values(self, trainer, model, batch) -> Dict[str, torch.Tensor]:
-        logps, kl_logps = self._reference(trainer, model, batch)
+    def reference_values(self, ctx: ScoringContext, model, batch) -> Dict[str, torch.Tensor]:
+        logps, kl_logps = self._reference(ctx, model, batch)
         return {"ref_logps": logps, **({"ref_kl_logps": kl_logps} if kl_logps is not None else {})}
+
+    def reference_key(self) -> str:
+        return f"kto uses_kl={self.uses_kl}"
 
     def kl_baseline(self, pol: UnpairedLogps, ref_kl_logps: Optional[torch.Tensor], gather=None) -> torch.Tensor:
         if not self.uses_kl:
@@ -131,35 +132,28 @@ class KTOObjective:
         metrics = kto_metrics(pol.logps.detach(), self.beta * logratios.detach(), labels, kl, gather)
         return losses.nanmean(), metrics
 
-    def batch_loss(self, trainer, model, batch) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-        pol = unpaired_forward(model, batch, chunk_size=trainer.chunk_size, kl=self.uses_kl)
-        ref_logps, ref_kl_logps = self._reference(trainer, model, batch)
+    def batch_loss(self, ctx: ScoringContext, model, batch) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        pol = unpaired_forward(model, batch, chunk_size=ctx.chunk_size, kl=self.uses_kl)
+        ref_logps, ref_kl_logps = self._reference(ctx, model, batch)
         # a plain all-gather: gather_for_metrics would cut the last batch of an uneven loader to its real samples,
         # which would cut these per-rank sums instead
-        return self.compute(pol, ref_logps, ref_kl_logps, batch["label"], gather=trainer.accelerator.gather)
+        return self.compute(pol, ref_logps, ref_kl_logps, batch["label"], gather=ctx.gather)
+
+    def check(self, args) -> None:
+        if self.uses_kl and args.train.batch_size < 2:
+            raise ArgumentError("prefswift kto --loss_type kto needs --batch_size 2 or more: the KL baseline comes "
+                                "from the other rows of the batch (with one row it would equal the row's own "
+                                "reward); or use --loss_type apo_zero_unpaired, which has no KL term")
+
+    def prepare_rows(self, train_rows, eval_rows, batch_size: int, log) -> None:
+        """KL completions for every row (in batches of the training batch size, as TRL; eval rows too), and TRL's
+        hint when the label counts call for other weights."""
+        if self.uses_kl:
+            add_kl_completions(train_rows, batch_size)
+            add_kl_completions(eval_rows, batch_size)
+        advice = weight_advice(*label_counts(train_rows), self.desirable_weight, self.undesirable_weight)
+        if advice:
+            log(advice)
 
 
-def objective_for(algo: str, pref):
-    """The objective a training command optimises: KTO's batch objective, or a pair `Objective`."""
-    return KTOObjective.from_args(pref) if algo == "kto" else Objective.from_args(algo, pref)
-
-
-def check_kto(objective: KTOObjective, batch_size: int) -> None:
-    if objective.uses_kl and batch_size < 2:
-        raise ArgumentError("prefswift kto --loss_type kto needs --batch_size 2 or more: the KL baseline comes from "
-                            "the other rows of the batch (with one row it would equal the row's own reward); "
-                            "or use --loss_type apo_zero_unpaired, which has no KL term")
-
-
-def prepare_rows(objective: KTOObjective, train_rows, eval_rows, batch_size: int, log) -> None:
-    """KL completions for every row (in batches of the training batch size, as TRL; eval rows too), and TRL's hint
-    when the label counts call for other weights."""
-    if objective.uses_kl:
-        add_kl_completions(train_rows, batch_size)
-        add_kl_completions(eval_rows, batch_size)
-    advice = weight_advice(*label_counts(train_rows), objective.desirable_weight, objective.undesirable_weight)
-    if advice:
-        log(advice)
-
-
-__all__ = ["KTOObjective", "objective_for", "check_kto", "prepare_rows", "kto_losses", "kto_metrics", "weight_advice"]
+__all__ = ["KTO", "kto_losses", "kto_metrics", "weight_advice"]
