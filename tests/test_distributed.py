@@ -66,6 +66,12 @@ def test_two_process_ddp_equals_one_process(algo, pairs, tmp_path):
     assert_same_run(single, ddp)
     # only rank 0 writes run files: one row per logged step, not two
     assert len(losses(ddp)) == 6
+    if algo == "dpo":  # a plugin's loss (examples/plugins: sigmoid written again) under DDP: the same run
+        plugin = tmp_path / "plugin"
+        train(algo, pairs, plugin, nproc=2, batch_size=2, extra=[
+            "--custom_register_path", str(ROOT / "examples" / "plugins" / "my_losses.py"), "--loss_type", "my_sigmoid"])
+        for (step, x), (_, y) in zip(losses(plugin), losses(ddp), strict=True):
+            assert abs(x - y) <= 1e-6, (step, x, y)
 
 
 @pytest.mark.slow  # resume: test_fault_injection, test_training; two processes: test_two_process_ddp_equals_one_process

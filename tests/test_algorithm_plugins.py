@@ -1,0 +1,132 @@
+"""Algorithms as plugins (examples/plugins/my_losses.py): a DPO-family loss registered with `register_loss` trains
+exactly as the built-in it re-implements, and its run is resumed, evaluated and merged from args.json alone (fresh
+processes that are not told about the plugin); a whole algorithm registered with `register_algorithm` trains as the
+built-in it equals in a limit (SLiC-HF with margin 1 and no NLL = CPO's hinge loss at beta 1 without NLL)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from prefswift.arguments import parse_command
+from prefswift.commands.train import run_training
+from prefswift.registry.plugins import load_plugins
+
+ROOT = Path(__file__).parent.parent
+PLUGIN = ROOT / "examples" / "plugins" / "my_losses.py"
+load_plugins(str(PLUGIN))  # in-process runs: what `--custom_register_path` does on the command line
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    path = tmp_path_factory.mktemp("plugin") / "pairs.jsonl"
+    rows = [{"prompt": f"What is {i} plus {i + 1}?", "chosen": f"Sure! The answer is {2 * i + 1}.",
+             "rejected": f"No. I will not say {i}."} for i in range(24)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def common(data, out, steps):
+    return ["--model_type", "tiny-llama3", "--dataset", str(data), "--output_dir", str(out), "--max_steps", str(steps),
+            "--save_steps", "3", "--logging_steps", "1", "--batch_size", "2", "--eval_ratio", "0",
+            "--learning_rate", "1e-2", "--lr_scheduler_type", "constant", "--lora_target_modules", "ALL",
+            "--gradient_checkpointing", "false", "--lora_dropout_p", "0"]
+
+
+def train(algo, argv):
+    return run_training(parse_command(algo, argv), algo, log=lambda *a, **k: None)
+
+
+def logged(run, key="loss"):
+    rows = [json.loads(line) for line in (run / "logging.jsonl").read_text().splitlines()]
+    return {r["step"]: r[key] for r in rows if key in r and "step" in r}
+
+
+def cli(*argv):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("NPROC_PER_NODE", None)
+    proc = subprocess.run([sys.executable, "-m", "prefswift", *argv], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def runs(data, tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    builtin = train("dpo", common(data, root / "sigmoid", 5) + ["--loss_type", "sigmoid"])
+    plugin = train("dpo", common(data, root / "plugin", 3) + ["--loss_type", "my_sigmoid",
+                                                               "--custom_register_path", str(PLUGIN)])
+    return builtin, plugin
+
+
+def test_a_registered_loss_trains_as_the_builtin_it_reimplements(runs):
+    builtin, plugin = runs
+    ours, theirs = logged(plugin), logged(builtin)
+    assert sorted(ours) == [1, 2, 3]
+    for step in ours:
+        assert abs(ours[step] - theirs[step]) <= 1e-6, (step, ours[step], theirs[step])
+        for key in ("rewards/margins", "rewards/chosen", "logps/rejected"):
+            assert abs(logged(plugin, key)[step] - logged(builtin, key)[step]) <= 1e-6, key
+    saved = json.loads((plugin / "args.json").read_text())
+    assert saved["loss_type"] == "my_sigmoid" and saved["custom_register_path"] == str(PLUGIN.resolve())
+
+
+def test_the_plugin_run_resumes_evaluates_and_merges_from_args_json_alone(runs, data, tmp_path):
+    builtin, plugin = runs
+    # resume with neither --custom_register_path nor --loss_type: both come from the checkpoint's args.json
+    out = cli("dpo", *common(data, plugin, 5), "--resume_from_checkpoint", "latest")
+    assert "resuming from" in out
+    ours, theirs = logged(plugin), logged(builtin)
+    assert sorted(ours) == [1, 2, 3, 4, 5]
+    for step in (4, 5):  # constant learning rate: the resumed steps are the uninterrupted run's
+        assert abs(ours[step] - theirs[step]) <= 1e-5, (step, ours[step], theirs[step])
+    result = tmp_path / "eval.json"
+    cli("eval", "--ckpt_dir", str(plugin), "--val_dataset", str(data), "--infer_output", str(result))
+    record = json.loads(result.read_text())
+    assert "loss_type my_sigmoid" in record["objective"] and record["metrics"]["pairs"] == 24
+    merged = tmp_path / "merged"
+    cli("merge-lora", "--ckpt_dir", str(plugin / "adapter"), "--merge_output_dir", str(merged))
+    assert (merged / "config.json").is_file() and list(merged.glob("*.safetensors"))
+
+
+def test_a_registered_algorithm_is_a_command_and_trains(data, tmp_path):
+    # chosen and rejected swapped: the tiny model starts far on the wrong side of the margin, so the hinge acts
+    swapped = tmp_path / "swapped.jsonl"
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    swapped.write_text("".join(json.dumps(dict(r, chosen=r["rejected"], rejected=r["chosen"])) + "\n" for r in rows))
+    slic = train("slic", common(swapped, tmp_path / "slic", 3) + ["--beta", "1", "--custom_register_path",
+                                                                  str(PLUGIN)])
+    hinge = train("cpo", common(swapped, tmp_path / "cpo", 3) + ["--loss_type", "hinge", "--beta", "1",
+                                                                 "--cpo_alpha", "0"])
+    ours, theirs = logged(slic), logged(hinge)
+    assert sorted(ours) == [1, 2, 3] and any(v > 0 for v in ours.values())
+    for step in ours:
+        assert abs(ours[step] - theirs[step]) <= 1e-6, (step, ours[step], theirs[step])
+    assert json.loads((slic / "args.json").read_text())["command"] == "slic"
+
+
+def test_plugin_options_are_checked_like_builtin_ones():
+    from prefswift.errors import ArgumentError
+
+    with pytest.raises(ArgumentError, match="--label_smoothing 0.1 has no effect"):
+        from prefswift.train.validation import validate
+
+        validate(parse_command("dpo", ["--dataset", "demo", "--loss_type", "my_sigmoid",
+                                       "--label_smoothing", "0.1"]), "dpo")
+    with pytest.raises(ArgumentError, match="unknown option --rpo_alpha for `prefswift slic`"):
+        parse_command("slic", ["--rpo_alpha", "1"])
+    with pytest.raises(ArgumentError, match="my_sigmoid' does not apply to `prefswift cpo`"):
+        parse_command("cpo", ["--loss_type", "my_sigmoid"])
+    assert parse_command("dpo", ["--loss_type", "sigmoid,my_sigmoid", "--loss_weights", "1", "0.5"]).pref.loss_type
+
+
+def test_register_loss_refuses_names_it_cannot_take():
+    from prefswift.algorithms import register_loss
+
+    with pytest.raises(ValueError, match="built into the dpo family"):
+        register_loss("sigmoid")(lambda c, r, *, beta, **o: c)
+    with pytest.raises(ValueError, match="no algorithm has the loss family 'ppo'"):
+        register_loss("mine", family="ppo")(lambda c, r, *, beta, **o: c)
