@@ -78,12 +78,12 @@ def test_prefix_sharing_equals_concatenated_on_cuda(tiny_llama3_dir):
     rows = [{"prompt_input_ids": list(range(10, 10 + p)), "chosen_input_ids": list(range(50, 50 + c)),
              "rejected_input_ids": list(range(90, 90 + r))} for p, c, r in [(5, 3, 4), (9, 6, 1)]]
     with torch.no_grad():
-        a = pair_forward(model, {k: v.cuda() for k, v in PairCollator(0)(rows).items()})
-        b = pair_forward(model, {k: v.cuda() for k, v in PrefixSharedCollator(0)(rows).items()})
+        a = pair_forward(model, PairCollator(0)(rows).to("cuda"))
+        b = pair_forward(model, PrefixSharedCollator(0)(rows).to("cuda"))
     torch.testing.assert_close(a.chosen_logps, b.chosen_logps, atol=1e-4, rtol=1e-5)
     torch.testing.assert_close(a.rejected_logps, b.rejected_logps, atol=1e-4, rtol=1e-5)
     with torch.no_grad():
-        c = pair_forward(model, {k: v.cuda() for k, v in PrefixSharedCollator(0, packing=True)(rows * 3).items()})
+        c = pair_forward(model, PrefixSharedCollator(0, packing=True)(rows * 3).to("cuda"))
     torch.testing.assert_close(c.chosen_logps, a.chosen_logps.repeat(3), atol=1e-4, rtol=1e-5)
 
 
@@ -106,7 +106,7 @@ def test_flash_varlen_packed_rows_equal_padded_rows(tiny_llama3_dir):
         batch = collator(rows)
         assert impl == "sdpa" or batch["input_ids"].shape[0] == 1
         with torch.no_grad():
-            outs.append(pair_forward(model, {k: v.cuda() for k, v in batch.items()}))
+            outs.append(pair_forward(model, batch.to("cuda")))
     # tolerance: the bf16 padded SDPA run's own error against fp32 (bf16 weights and activations), twice over, plus
     # 1e-3 — the varlen kernel must be as exact as the padded bf16 layout, not just "close" (atol 0.05 let a
     # one-token misalignment of the short sequences through)

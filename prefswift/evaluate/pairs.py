@@ -45,7 +45,7 @@ def pair_logps(model, rows: List[dict], pad_token_id: int, *, batch_size: int = 
     out = []
     for start in range(0, len(rows), batch_size):
         batch = collate(rows[start:start + batch_size])
-        batch = {k: v.to(device) for k, v in batch.items()}
+        batch = batch.to(device)
         res = pair_forward(model, batch, chunk_size=chunk_size, nll_all=nll_all)
         seq = reduce(res) if reduce is not None else None
         ref = ref_sums = None

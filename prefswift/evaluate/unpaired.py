@@ -30,7 +30,7 @@ def row_logps(model, rows: List[dict], pad_token_id: int, *, kl: bool, batch_siz
     out = []
     for start in range(0, len(rows), batch_size):
         chunk = [{k: v for k, v in r.items() if not k.startswith("ref_")} for r in rows[start:start + batch_size]]
-        batch = {k: v.to(device) for k, v in collate(chunk).items()}
+        batch = collate(chunk).to(device)
         res = unpaired_forward(model, batch, chunk_size=chunk_size, kl=kl)
         for i in range(res.logps.shape[0]):
             rec = {"label": bool(batch["label"][i]), "logp": float(res.logps[i]), "tokens": int(res.tokens[i])}

@@ -14,6 +14,7 @@ from typing import Dict, List, Optional
 
 import torch
 
+from .batches import Batch, PackedPairs, PaddedPairs, PrefixSharedPairs
 from .packing import pack_into_rows
 
 
@@ -43,7 +44,7 @@ def pair_tokens(row: Dict) -> int:
     return len(row["prompt_input_ids"]) + len(row["chosen_input_ids"]) + len(row["rejected_input_ids"])
 
 
-def add_reference_logps(batch: Dict[str, torch.Tensor], rows: List[Dict]) -> Dict[str, torch.Tensor]:
+def add_reference_logps(batch: Batch, rows: List[Dict]) -> Batch:
     """Carry precomputed reference log-probs ([B] each) when every row has them, and `num_tokens`: the tokens in the
     data (`pair_tokens` of every pair), for the console's tokens/s."""
     batch["num_tokens"] = torch.tensor(sum(pair_tokens(r) for r in rows), dtype=torch.long)
@@ -65,9 +66,9 @@ class PairCollator:
     packing: bool = False
     one_row: bool = False
 
-    def __call__(self, rows: List[Dict]) -> Dict[str, torch.Tensor]:
-        """Returns (B pairs -> 2B sequences, chosen first):
-        input_ids [2B, T], attention_mask [2B, T], completion_mask [2B, T] (1 on response tokens); packed: input_ids,
+    def __call__(self, rows: List[Dict]) -> Batch:
+        """Returns (B pairs -> 2B sequences, chosen first): PaddedPairs with
+        input_ids [2B, T], attention_mask [2B, T], completion_mask [2B, T] (1 on response tokens); packed: PackedPairs,
         position_ids, completion_mask and seq_id [R, T] (which sequence a token is: chosen i = i, rejected i = B + i,
         -1 = padding) and no attention mask. Plus ref_chosen_logps / ref_rejected_logps [B] when the rows carry
         precomputed reference log-probs.
@@ -80,11 +81,11 @@ class PairCollator:
                 masks.append([0] * len(prompt) + [1] * len(response))
         if self.packing:
             return add_reference_logps(self._packed(seqs, masks), rows)
-        batch = {
-            "input_ids": pad_right(seqs, self.pad_token_id, self.pad_to_multiple_of),
-            "attention_mask": pad_right([[1] * len(s) for s in seqs], 0, self.pad_to_multiple_of),
-            "completion_mask": pad_right(masks, 0, self.pad_to_multiple_of),
-        }
+        batch = PaddedPairs(
+            input_ids=pad_right(seqs, self.pad_token_id, self.pad_to_multiple_of),
+            attention_mask=pad_right([[1] * len(s) for s in seqs], 0, self.pad_to_multiple_of),
+            completion_mask=pad_right(masks, 0, self.pad_to_multiple_of),
+        )
         return add_reference_logps(batch, rows)
 
     def _layout(self, lengths: List[int]):
@@ -100,7 +101,7 @@ class PairCollator:
         layout, T = self._layout(lengths)
         return len(layout) * T
 
-    def _packed(self, seqs: List[List[int]], masks: List[List[int]]) -> Dict[str, torch.Tensor]:
+    def _packed(self, seqs: List[List[int]], masks: List[List[int]]) -> PackedPairs:
         lengths = [len(s) for s in seqs]
         layout, T = self._layout(lengths)
         R = len(layout)
@@ -118,7 +119,7 @@ class PairCollator:
                 position_ids[row, at:at + n] = torch.arange(n)
                 at += n
             position_ids[row, at:] = torch.arange(T - at)  # the padding tail: a sequence of its own, never scored
-        return {"input_ids": input_ids, "position_ids": position_ids, "completion_mask": completion, "seq_id": seq_id}
+        return PackedPairs(input_ids=input_ids, position_ids=position_ids, completion_mask=completion, seq_id=seq_id)
 
 
 class ListDataset(torch.utils.data.Dataset):
@@ -168,7 +169,7 @@ class PrefixSharedCollator:
         layout, T = self._layout([pair_tokens(r) for r in rows])
         return len(layout) * T
 
-    def __call__(self, rows: List[Dict]) -> Dict[str, torch.Tensor]:
+    def __call__(self, rows: List[Dict]) -> PrefixSharedPairs:
         pairs = [tuple(list(r[k]) for k in ("prompt_input_ids", "chosen_input_ids", "rejected_input_ids"))
                  for r in rows]
         layout, T = self._layout([len(p) + len(c) + len(j) for p, c, j in pairs])
@@ -199,14 +200,9 @@ class PrefixSharedCollator:
                 targets[i] = prompt[1:] + chosen + rejected
                 segs[i] = [Segment.PROMPT] * (n_p - 1) + [Segment.CHOSEN] * n_c + [Segment.REJECTED] * n_r
                 at += n
-        batch = {
-            "input_ids": input_ids,
-            "attention_mask": prefix_shared_mask(pair_of, seg),
-            "position_ids": position_ids,
-            "pred_index": pad_right(preds, 0),
-            "target_ids": pad_right(targets, 0),
-            "score_seg": pad_right(segs, Segment.PAD),
-        }
+        batch = PrefixSharedPairs(input_ids=input_ids, attention_mask=prefix_shared_mask(pair_of, seg),
+                                  position_ids=position_ids, pred_index=pad_right(preds, 0),
+                                  target_ids=pad_right(targets, 0), score_seg=pad_right(segs, Segment.PAD))
         return add_reference_logps(batch, rows)
 
 

@@ -13,6 +13,7 @@ from typing import Optional, Tuple
 import torch
 
 from ..arguments.fields import LOGPROB_CHUNK_SIZE
+from .batches import Batch, PackedPairs, PaddedPairs, PrefixSharedPairs
 from .collators import Segment
 from ..errors import PrefswiftError
 from .head_transform import logit_transform, text_config
@@ -112,13 +113,16 @@ def capture_last_hidden(causal_lm):
         handle.remove()
 
 
-def pair_forward(model, batch, *, chunk_size: int = LOGPROB_CHUNK_SIZE, nll_all: bool = False,
+def pair_forward(model, batch: Batch, *, chunk_size: int = LOGPROB_CHUNK_SIZE, nll_all: bool = False,
                  wpo: bool = False) -> PairLogps:
-    """Per-sequence numbers for a batch from either collator (concatenated rows, or prefix-shared rows).
+    """Per-sequence numbers for a batch of pairs, in any of its layouts (`prefswift.scoring.batches`).
     `wpo`: also the WPO statistics (one more LM-head pass, no gradient)."""
-    if "pred_index" in batch:
+    if isinstance(batch, PrefixSharedPairs):
         return _prefix_shared_forward(model, batch, chunk_size, nll_all, wpo)
-    return _concatenated_forward(model, batch, chunk_size, nll_all, wpo)
+    if isinstance(batch, (PaddedPairs, PackedPairs)):
+        return _concatenated_forward(model, batch, chunk_size, nll_all, wpo)
+    raise TypeError(f"pair_forward: a batch of pairs from PairCollator or PrefixSharedCollator, got "
+                    f"{type(batch).__name__}")
 
 
 # attention implementations that apply a 4D boolean tensor mask as given; flex_attention needs a BlockMask (a plain
@@ -197,7 +201,7 @@ def _concatenated_forward(model, batch, chunk_size: int, nll_all: bool, wpo: boo
     positions restarting per sequence) are put back into one row per sequence after the LM head, so both layouts
     reduce the same way."""
     input_ids, completion_mask = batch["input_ids"], batch["completion_mask"]
-    packed = "seq_id" in batch
+    packed = isinstance(batch, PackedPairs)
     if packed:
         causal_lm, hidden, autocast = _backbone_hidden(model, input_ids=input_ids, position_ids=batch["position_ids"])
         seq_id = batch["seq_id"]
@@ -219,11 +223,8 @@ def _concatenated_forward(model, batch, chunk_size: int, nll_all: bool, wpo: boo
         per_token, comp, full = rows(per_token), rows(comp), rows(full)
         aligned = rows(aligned) if wpo else None
     b = per_token.shape[0] // 2
-    out = _reduce(per_token[:b], per_token[b:], comp[:b], comp[b:], full[:b] if nll_all else None)
-    if wpo:
-        out.chosen_wpo_mean, out.rejected_wpo_mean = _masked_mean(aligned[:b], comp[:b]), _masked_mean(aligned[b:],
-                                                                                                        comp[b:])
-    return out
+    return _reduce(per_token[:b], per_token[b:], comp[:b], comp[b:], full[:b] if nll_all else None,
+                   (aligned[:b], aligned[b:]) if wpo else None)
 
 
 def _sequence_rows(seq_id, position_ids, real):
@@ -268,11 +269,8 @@ def _prefix_shared_forward(model, batch, chunk_size: int, nll_all: bool, wpo: bo
     per_token = _head_logps(causal_lm, gathered, labels, chunk_size, autocast)
     chosen, rejected = is_chosen.to(per_token.dtype), is_rejected.to(per_token.dtype)
     full = (is_chosen | is_prompt).to(per_token.dtype) if nll_all else None
-    out = _reduce(per_token, per_token, chosen, rejected, full)
-    if wpo:
-        aligned = _head_wpo_aligned(causal_lm, gathered, labels, per_token, chunk_size, autocast)
-        out.chosen_wpo_mean, out.rejected_wpo_mean = _masked_mean(aligned, chosen), _masked_mean(aligned, rejected)
-    return out
+    aligned = _head_wpo_aligned(causal_lm, gathered, labels, per_token, chunk_size, autocast) if wpo else None
+    return _reduce(per_token, per_token, chosen, rejected, full, (aligned, aligned) if wpo else None)
 
 
 def _scores_dtype(model) -> torch.dtype:
@@ -284,18 +282,24 @@ def _scores_dtype(model) -> torch.dtype:
     return next((p.dtype for p in causal_lm.parameters() if p.is_floating_point()), torch.float32)
 
 
-def _reduce(chosen_tok, rejected_tok, chosen_mask, rejected_mask, chosen_full_mask=None) -> PairLogps:
-    """Per-token log-probs + masks -> per-sequence sums, counts and the pooled chosen NLL."""
-    out = PairLogps((chosen_tok * chosen_mask).sum(-1), (rejected_tok * rejected_mask).sum(-1), chosen_mask.sum(-1),
-                    rejected_mask.sum(-1), chosen_nll_sum=-(chosen_tok * chosen_mask).sum(),
-                    chosen_nll_count=chosen_mask.sum())
-    if chosen_full_mask is not None:
-        out.chosen_nll_all_sum = -(chosen_tok * chosen_full_mask).sum()
-        out.chosen_nll_all_count = chosen_full_mask.sum()
-    shared = torch.minimum(out.chosen_tokens, out.rejected_tokens).unsqueeze(-1)
-    out.chosen_tail_logps = (chosen_tok * chosen_mask * (chosen_mask.cumsum(-1) > shared)).sum(-1)
-    out.rejected_tail_logps = (rejected_tok * rejected_mask * (rejected_mask.cumsum(-1) > shared)).sum(-1)
-    return out
+def _reduce(chosen_tok, rejected_tok, chosen_mask, rejected_mask, chosen_full_mask=None, wpo_aligned=None
+            ) -> PairLogps:
+    """Per-token log-probs + masks -> per-sequence sums, counts, the pooled chosen NLL (over the whole chosen
+    sequence too with `chosen_full_mask`), LD-DPO's tails and, with `wpo_aligned` ((chosen, rejected) per-token
+    values), the WPO means."""
+    chosen_tokens, rejected_tokens = chosen_mask.sum(-1), rejected_mask.sum(-1)
+    shared = torch.minimum(chosen_tokens, rejected_tokens).unsqueeze(-1)
+    full = chosen_full_mask is not None
+    return PairLogps(
+        chosen_logps=(chosen_tok * chosen_mask).sum(-1), rejected_logps=(rejected_tok * rejected_mask).sum(-1),
+        chosen_tokens=chosen_tokens, rejected_tokens=rejected_tokens,
+        chosen_nll_sum=-(chosen_tok * chosen_mask).sum(), chosen_nll_count=chosen_mask.sum(),
+        chosen_nll_all_sum=-(chosen_tok * chosen_full_mask).sum() if full else None,
+        chosen_nll_all_count=chosen_full_mask.sum() if full else None,
+        chosen_tail_logps=(chosen_tok * chosen_mask * (chosen_mask.cumsum(-1) > shared)).sum(-1),
+        rejected_tail_logps=(rejected_tok * rejected_mask * (rejected_mask.cumsum(-1) > shared)).sum(-1),
+        chosen_wpo_mean=_masked_mean(wpo_aligned[0], chosen_mask) if wpo_aligned else None,
+        rejected_wpo_mean=_masked_mean(wpo_aligned[1], rejected_mask) if wpo_aligned else None)
 
 
 def _masked_mean(values, mask):

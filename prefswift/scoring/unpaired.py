@@ -11,6 +11,7 @@ from typing import Dict, List, Optional
 import torch
 
 from ..arguments.fields import LOGPROB_CHUNK_SIZE
+from .batches import UnpairedRows
 from .collators import pad_right
 from .forward import completion_logps
 
@@ -36,8 +37,8 @@ class UnpairedCollator:
     pad_token_id: int
     pad_to_multiple_of: Optional[int] = None
 
-    def __call__(self, rows: List[Dict]) -> Dict[str, torch.Tensor]:
-        batch = _sequences(rows, "completion_input_ids", self.pad_token_id, self.pad_to_multiple_of)
+    def __call__(self, rows: List[Dict]) -> UnpairedRows:
+        batch = UnpairedRows(_sequences(rows, "completion_input_ids", self.pad_token_id, self.pad_to_multiple_of))
         if all("kl_completion_input_ids" in r for r in rows):
             kl = _sequences(rows, "kl_completion_input_ids", self.pad_token_id, self.pad_to_multiple_of)
             batch.update({f"kl_{k}": v for k, v in kl.items()})

@@ -160,7 +160,7 @@ class PreferenceTrainer(Trainer):
                 for start in range(0, len(mine), batch_size):
                     chunk = mine[start:start + batch_size]
                     batch = collator([{k: v for k, v in r.items() if not k.startswith("ref_")} for r in chunk])
-                    batch = {k: v.to(device) for k, v in batch.items()}
+                    batch = batch.to(device)
                     for key, column in self.reference_values(model, batch).items():
                         for row, value in zip(chunk, column.tolist()):
                             row[key] = value
