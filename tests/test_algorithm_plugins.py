@@ -16,7 +16,24 @@ from prefswift.registry.plugins import load_plugins
 
 ROOT = Path(__file__).parent.parent
 PLUGIN = ROOT / "examples" / "plugins" / "my_losses.py"
-load_plugins(str(PLUGIN))  # in-process runs: what `--custom_register_path` does on the command line
+
+
+@pytest.fixture(scope="module", autouse=True)
+def plugin_registered():
+    """In-process runs: what `--custom_register_path` does on the command line. The registries are put back
+    afterwards, so the other test modules see the built-in algorithms only."""
+    from prefswift.algorithms import registry
+    from prefswift.arguments import algorithms
+    from prefswift.registry import plugins
+
+    saved = (dict(algorithms._SPECS), {k: list(v) for k, v in algorithms._FAMILY_LOSSES.items()},
+             {k: dict(v) for k, v in registry._LOSSES.items()}, set(plugins._loaded))
+    load_plugins(str(PLUGIN))
+    yield
+    for target, value in zip((algorithms._SPECS, algorithms._FAMILY_LOSSES, registry._LOSSES, plugins._loaded),
+                             saved):
+        target.clear()
+        target.update(value)
 
 
 @pytest.fixture(scope="module")
