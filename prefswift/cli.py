@@ -129,6 +129,17 @@ def lint_cmd(ctx: typer.Context):
     lint.main(list(ctx.args))
 
 
+@app.command("sample", context_settings=PASSTHROUGH,
+             help="Make preference data: K completions per prompt from a policy, scored by --reward_model or "
+                  "--judge_model, best vs worst written as a JSONL file dpo/orpo/kto read (--resume true continues "
+                  "an interrupted run).")
+def sample_cmd(ctx: typer.Context):
+    precheck("sample", list(ctx.args))
+    from .commands import sample
+
+    sample.main(list(ctx.args))
+
+
 def main(argv=None):
     from .commands.common import silence_import_noise
 
