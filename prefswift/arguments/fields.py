@@ -31,11 +31,12 @@ WEIGHT_COMMANDS = ("@train", "infer", "eval", "merge-lora", "sample")
 PAIR_DATA_COMMANDS = ("@train", "preview", "infer", "eval", "lint")
 
 # `prefswift lint` checks and the most each may flag before --strict fails: a share of the pairs (of the rows read, for
-# `dropped`); length_bias limits |Cohen's d| of chosen vs rejected lengths. Overridden with --thresholds.
+# `dropped`); length_bias limits |Cohen's d| of chosen vs rejected lengths; identical_samples is a share of the K-way
+# groups of a sampled file (`prefswift sample`). Overridden with --thresholds.
 LINT_LIMITS = {
     "dropped": 0.0, "empty_answers": 0.0, "chosen_equals_rejected": 0.0, "duplicates": 0.01,
     "near_duplicates": 0.05, "eval_overlap": 0.0, "truncated": 0.05, "length_bias": 0.5, "prompt_in_answer": 0.01,
-    "special_tokens": 0.0, "script_mismatch": 0.05,
+    "special_tokens": 0.0, "script_mismatch": 0.05, "identical_samples": 0.0,
 }
 
 
