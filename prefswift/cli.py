@@ -120,8 +120,8 @@ def eval_cmd(ctx: typer.Context):
 
 @app.command("lint", context_settings=PASSTHROUGH,
              help="Check preference data before training: drops (as training counts them), duplicates and near "
-                  "duplicates, truncation, length bias, prompts and special tokens in answers, scripts per field; "
-                  "--strict exits 1 when a check is over its limit.")
+                  "duplicates, truncation, length bias, prompts and special tokens in answers, scripts per field, "
+                  "sampled files' K-way groups (identical samples); --strict exits 1 when a check is over its limit.")
 def lint_cmd(ctx: typer.Context):
     precheck("lint", list(ctx.args))
     from .commands import lint

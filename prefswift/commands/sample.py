@@ -177,6 +177,11 @@ def run_sample(args: RunArgs, *, log=print) -> Path:
                         pairs += 1
                     done += 1
                     bar.update(1)
+        except KeyboardInterrupt:
+            bar.close()
+            log(f"\n[prefswift] sample interrupted after {done} of {len(items)} prompts; every written row is whole: "
+                "rerun with --resume true to continue")
+            raise SystemExit(130) from None
         finally:
             bar.close()
             for w in writers:
