@@ -112,7 +112,8 @@ def test_prompts_from_prompt_only_and_paired_rows(tmp_path):
         (None, (), "One?"), ("S", (), "Two?"), (None, (), "Three\nnow"), (None, (("h", "a"),), "Four?"),
         (None, (), "Five?"), (None, (), "Six?")]
     assert got.repeats == 1 and got.dropped == {"no prompt": 1} and got.rows == 8
-    strict = parse_command("sample", ["--dataset", str(path), "--reward_model", "x", "--check_dataset_strategy", "error"])
+    strict = parse_command("sample", ["--dataset", str(path), "--reward_model", "x", "--check_dataset_strategy",
+                                      "error"])
     with pytest.raises(DataError, match="line 7"):
         collect_prompts(strict.data, log=lambda *a: None)
 
@@ -166,6 +167,14 @@ def test_sample_resumes_to_the_same_bytes_and_training_reads_it(tmp_path, reward
         assert a.read_bytes() == b.read_bytes()
     with pytest.raises(ArgumentError, match="other settings.*num_samples"):
         _run(tmp_path, reward_dir, part, "--resume", "true", "--num_samples", "3")
+    _run(tmp_path, reward_dir, part, "--overwrite", "true", "--seed", "7")  # replaced: other draws
+    assert part.read_bytes() != whole.read_bytes()
+    alien = tmp_path / "c" / "s.jsonl"
+    alien.parent.mkdir()
+    alien.write_text("{}\n")
+    with pytest.raises(ArgumentError, match="not written by prefswift sample"):
+        _run(tmp_path, reward_dir, alien, "--overwrite", "true")
+    assert alien.read_text() == "{}\n"  # never replaced: prefswift did not write it
 
     rows = [json.loads(line) for line in whole.read_text().splitlines()]
     dropped = [json.loads(line) for line in side_files(whole)[0].read_text().splitlines()]
@@ -222,11 +231,13 @@ def test_lint_reads_sampled_groups_and_flags_identical_samples(tmp_path):
     assert (check.count, check.total, check.status) == (0, 0, "ok")
 
 
-def test_sample_with_a_judge_model(tmp_path):
+def test_sample_with_a_judge_model_from_a_checkpoint(tmp_path):
     from prefswift.commands.sample import run_sample
+    from test_merge import make_adapter
 
+    ckpt = make_adapter("tiny-llama3", tmp_path / "run" / "checkpoint-2", scale=3.0)
     out = tmp_path / "j.jsonl"
-    run_sample(parse_command("sample", ["--model_type", "tiny-llama3", "--dataset", "demo", "--train_dataset_sample",
+    run_sample(parse_command("sample", ["--ckpt_dir", str(ckpt), "--dataset", "demo", "--train_dataset_sample",
                                         "2", "--num_samples", "3", "--judge_model", "tiny-qwen", "--max_new_tokens",
                                         "4", "--output_file", str(out), "--pair_strategy", "best_random"]),
                log=lambda *a: None)
@@ -234,5 +245,14 @@ def test_sample_with_a_judge_model(tmp_path):
     dropped = out.with_name("j.dropped.jsonl").read_text().splitlines()
     assert len(rows) + len(dropped) == 2
     for row in rows:  # scores: mean preference probabilities, in [0, 1]
-        assert row["scorer"] == "judge tiny-qwen" and all(0 <= s <= 1 for s in row["scores"])
+        assert row["policy"] == str(ckpt) and row["scorer"] == "judge tiny-qwen"
+        assert all(0 <= s <= 1 for s in row["scores"])
         assert row["chosen_score"] == max(row["scores"]) and row["rejected_score"] < row["chosen_score"]
+
+
+def test_the_judge_sees_earlier_turns():
+    from prefswift.evaluate.scorers import JudgeScorer
+
+    assert JudgeScorer.question(PromptItem("Why?", history=(("Hi", "Hello!"),))) == \
+        "User: Hi\nAssistant: Hello!\nUser: Why?"
+    assert JudgeScorer.question(PromptItem("Why?")) == "Why?"

@@ -30,8 +30,8 @@ SCORE_FIELDS = ("chosen_score", "rejected_score", "scores", "samples")
 
 
 def mix_seed(*parts: int) -> int:
-    """A 32-bit seed (numpy's limit) from integers (the run's --seed with a block or prompt index): unrelated streams for
-    neighbouring indices, the same on every machine."""
+    """A 32-bit seed (numpy's limit) from integers (the run's --seed with a block or prompt index): unrelated
+    streams for neighbouring indices, the same on every machine."""
     digest = hashlib.sha256(":".join(str(int(p)) for p in parts).encode()).digest()
     return int.from_bytes(digest[:4], "big")
 

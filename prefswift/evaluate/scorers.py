@@ -6,6 +6,7 @@
 * `JudgeScorer` (--judge_model): the pairwise log-prob judge of `eval --mode winrate` on every pair of completions,
   both orders; a completion's score is its mean probability of being preferred over each other one (the judge's A
   probability when it stands first and its B probability when it stands second, averaged), so position bias cancels.
+  The question shown is the prompt after the conversation's earlier turns.
 
 A new scorer needs only `name` and `score(item, completions)` (`Scorer`).
 """
@@ -78,13 +79,22 @@ class JudgeScorer:
     def __init__(self, judge: Judge, name: str):
         self.judge, self.name = judge, name
 
+    @staticmethod
+    def question(item) -> str:
+        """The prompt, after the earlier turns of a multi-turn conversation (the system prompt is not shown)."""
+        if not item.history:
+            return item.prompt
+        turns = "".join(f"User: {u}\nAssistant: {a}\n" for u, a in item.history)
+        return f"{turns}User: {item.prompt}"
+
     def score(self, item, completions: List[str]) -> List[float]:
         k = len(completions)
         won = [0.0] * k
+        question = self.question(item)
         for i in range(k):
             for j in range(i + 1, k):
-                first = self.judge.probabilities(item.prompt, completions[i], completions[j])
-                second = self.judge.probabilities(item.prompt, completions[j], completions[i])
+                first = self.judge.probabilities(question, completions[i], completions[j])
+                second = self.judge.probabilities(question, completions[j], completions[i])
                 won[i] += (first["A"] + second["B"]) / 2
                 won[j] += (first["B"] + second["A"]) / 2
         return [w / (k - 1) for w in won]
