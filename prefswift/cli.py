@@ -120,13 +120,24 @@ def eval_cmd(ctx: typer.Context):
 
 @app.command("lint", context_settings=PASSTHROUGH,
              help="Check preference data before training: drops (as training counts them), duplicates and near "
-                  "duplicates, truncation, length bias, prompts and special tokens in answers, scripts per field; "
-                  "--strict exits 1 when a check is over its limit.")
+                  "duplicates, truncation, length bias, prompts and special tokens in answers, scripts per field, "
+                  "sampled files' K-way groups (identical samples); --strict exits 1 when a check is over its limit.")
 def lint_cmd(ctx: typer.Context):
     precheck("lint", list(ctx.args))
     from .commands import lint
 
     lint.main(list(ctx.args))
+
+
+@app.command("sample", context_settings=PASSTHROUGH,
+             help="Make preference data: K completions per prompt from a policy, scored by --reward_model or "
+                  "--judge_model, best vs worst written as a JSONL file dpo/orpo/kto read (--resume true continues "
+                  "an interrupted run).")
+def sample_cmd(ctx: typer.Context):
+    precheck("sample", list(ctx.args))
+    from .commands import sample
+
+    sample.main(list(ctx.args))
 
 
 def main(argv=None):

@@ -9,7 +9,7 @@ from ..errors import ArgumentError
 from ..files import write_json_atomic
 from .algorithms import algorithm_names, is_algorithm
 from .fields import (DataArguments, InferArguments, LintArguments, ModelArguments, PreferenceArguments,
-                     PreviewArguments, PushArguments, SECTIONS, TrainArguments, TuningArguments)
+                     PreviewArguments, PushArguments, SECTIONS, SampleArguments, TrainArguments, TuningArguments)
 from .parser import help_text, parse_args
 
 TRAIN_SECTIONS = ("model", "data", "tuning", "train", "pref", "push")
@@ -19,6 +19,7 @@ OTHER_SECTIONS = {
     "merge-lora": ("model", "infer", "push"),
     "eval": ("model", "data", "infer", "pref"),
     "lint": ("model", "data", "lint"),
+    "sample": ("model", "data", "infer", "sample"),
 }
 
 
@@ -56,6 +57,7 @@ class RunArgs:
     preview: Optional[PreviewArguments] = None
     push: Optional[PushArguments] = None
     lint: Optional[LintArguments] = None
+    sample: Optional[SampleArguments] = None
     explicit: frozenset = frozenset()
 
     def to_flat_dict(self) -> Dict[str, Any]:
@@ -73,7 +75,7 @@ class RunArgs:
         return write_json_atomic(Path(directory) / ARGS_FILE, self.to_flat_dict(), indent=2)
 
 
-PATH_FIELDS = ("model_id_or_path", "ref_model_id_or_path", "adapter_name_or_path", "ref_adapter_name_or_path",
+PATH_FIELDS = ("model_id_or_path", "reward_model", "output_file", "ref_model_id_or_path", "adapter_name_or_path", "ref_adapter_name_or_path",
                "custom_register_path", "dataset_dir", "deepspeed", "lora_adapter_dir")
 LIST_PATH_FIELDS = ("dataset", "val_dataset")
 
@@ -126,4 +128,4 @@ def section_from_flat(cls, flat: Dict[str, Any]):
 
 __all__ = ["RunArgs", "parse_command", "load_args_json", "section_from_flat", "help_text", "COMMAND_SECTIONS",
            "ModelArguments", "DataArguments", "TuningArguments", "TrainArguments", "PreferenceArguments",
-           "InferArguments", "ARGS_FILE"]
+           "InferArguments", "SampleArguments", "ARGS_FILE"]

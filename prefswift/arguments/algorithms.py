@@ -161,10 +161,18 @@ def default_beta(algo: str) -> Optional[float]:
     return spec.defaults["beta"] if spec else None
 
 
+# defaults of commands that are not algorithms: `sample` draws K different completions, so it samples at full
+# temperature from the whole distribution unless told otherwise
+COMMAND_DEFAULTS: Dict[str, Dict[str, Any]] = {"sample": {"temperature": 1.0, "top_p": 1.0, "top_k": 0}}
+
+
 def command_default(command: str, name: str, fallback: Any) -> Any:
-    """A field's default for `command`: the algorithm's own (spec.defaults) or the shared one."""
+    """A field's default for `command`: the algorithm's own (spec.defaults), a command's own (COMMAND_DEFAULTS) or
+    the shared one."""
     spec = _SPECS.get(command)
-    return spec.defaults.get(name, fallback) if spec and name != "beta" else fallback
+    if spec is None:
+        return COMMAND_DEFAULTS.get(command, {}).get(name, fallback)
+    return spec.defaults.get(name, fallback) if name != "beta" else fallback
 
 
 def split_loss_types(loss_type: Optional[str]) -> List[str]:

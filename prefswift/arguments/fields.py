@@ -26,14 +26,17 @@ GPU_LOGITS_BUDGET = 1 << 30
 
 # The commands that load model weights; the options that only shape loading weights act for these alone (`lint` and
 # `preview` load a tokenizer at most).
-WEIGHT_COMMANDS = ("@train", "infer", "eval", "merge-lora")
+WEIGHT_COMMANDS = ("@train", "infer", "eval", "merge-lora", "sample")
+# the data options that shape pairs or held-out splits: `sample` reads prompts only (it refuses them)
+PAIR_DATA_COMMANDS = ("@train", "preview", "infer", "eval", "lint")
 
 # `prefswift lint` checks and the most each may flag before --strict fails: a share of the pairs (of the rows read, for
-# `dropped`); length_bias limits |Cohen's d| of chosen vs rejected lengths. Overridden with --thresholds.
+# `dropped`); length_bias limits |Cohen's d| of chosen vs rejected lengths; identical_samples is a share of the K-way
+# groups of a sampled file (`prefswift sample`). Overridden with --thresholds.
 LINT_LIMITS = {
     "dropped": 0.0, "empty_answers": 0.0, "chosen_equals_rejected": 0.0, "duplicates": 0.01,
     "near_duplicates": 0.05, "eval_overlap": 0.0, "truncated": 0.05, "length_bias": 0.5, "prompt_in_answer": 0.01,
-    "special_tokens": 0.0, "script_mismatch": 0.05,
+    "special_tokens": 0.0, "script_mismatch": 0.05, "identical_samples": 0.0,
 }
 
 
@@ -109,23 +112,25 @@ class DataArguments(Section):
     dataset: List[str] = arg([], "Datasets: registered `name:subset1/subset2#N` or local .json/.jsonl/.parquet.",
                              aliases=("train_file", "datasets"), list_type=True)
     val_dataset: List[str] = arg([], "Evaluation data (else the dataset's test split, else --eval_ratio).",
-                                 aliases=("eval_file", "val_file"), list_type=True)
+                                 aliases=("eval_file", "val_file"), list_type=True, commands=PAIR_DATA_COMMANDS)
     dataset_dir: Optional[str] = arg(None, "Local copies of registered datasets (offline use).")
     eval_ratio: float = arg(0.05, "Share of training rows held out for evaluation (0 = none).",
-                            aliases=("dataset_test_ratio", "val_size"), ge=0, lt=1)
+                            aliases=("dataset_test_ratio", "val_size"), ge=0, lt=1, commands=PAIR_DATA_COMMANDS)
     dataset_seed: int = arg(42, "Seed for the eval split and dataset sampling.")
-    max_length: int = arg(2048, "Max tokens of prompt + response.", aliases=("cutoff_len",), ge=2)
+    max_length: int = arg(2048, "Max tokens of prompt + response.", aliases=("cutoff_len",), ge=2,
+                          commands=PAIR_DATA_COMMANDS)
     max_prompt_length: Optional[int] = arg(None, "Max prompt tokens (default: max_length / 2); a longer prompt loses "
                                            "its oldest turns, then the start of its last message (the template's "
-                                           "headers stay).", ge=1)
+                                           "headers stay).", ge=1, commands=PAIR_DATA_COMMANDS)
     truncation_strategy: str = arg("keep_end", "keep_end: cut the prompt's oldest content / the responses' end; "
-                                   "delete: drop pairs that are too long (counted).", choices=("keep_end", "delete"))
+                                   "delete: drop pairs that are too long (counted).", choices=("keep_end", "delete"),
+                                   commands=PAIR_DATA_COMMANDS)
     check_dataset_strategy: str = arg("none", "Bad rows: error stops; discard/warning/none drop and count them.",
                                       choices=("none", "discard", "error", "warning"))
     columns: Optional[Dict[str, str]] = arg(None, "Column mapping JSON, e.g. '{\"instruction\": \"prompt\"}'.")
     system: Optional[str] = arg(None, "System prompt for every row (and for infer).", aliases=("default_system",))
     train_dataset_sample: int = arg(-1, "Use only N training rows (-1 = all).", aliases=("max_samples",), ge=-1)
-    val_dataset_sample: int = arg(-1, "Use only N evaluation rows (-1 = all).", ge=-1)
+    val_dataset_sample: int = arg(-1, "Use only N evaluation rows (-1 = all).", ge=-1, commands=PAIR_DATA_COMMANDS)
 
 
 @dataclass
@@ -264,21 +269,28 @@ class PreferenceArguments(Section):
 
 @dataclass
 class InferArguments(Section):
-    ckpt_dir: Optional[str] = arg(None, "A checkpoint / adapter dir / merged dir with args.json.")
+    ckpt_dir: Optional[str] = arg(None, "A checkpoint / adapter dir / merged dir with args.json.",
+                                  commands=("infer", "eval", "merge-lora", "sample"))
     merge_lora: bool = arg(False, "infer: merge the adapter first.", commands=("infer",))
     merge_device_map: str = arg("cpu", "Where to merge: cpu or auto (any --device_map value).",
                                 commands=("infer", "merge-lora"), check=check_device_map)
     merge_output_dir: Optional[str] = arg(None, "merge-lora: where the merged model goes (default <ckpt_dir>-merged).",
                                           aliases=("output_dir",), commands=("merge-lora",))
-    overwrite: bool = arg(False, "merge-lora: replace a non-empty output dir.", commands=("infer", "merge-lora"))
-    max_new_tokens: int = arg(512, "Longest answer in tokens.", ge=1, commands=("infer", "eval"))
-    temperature: float = arg(0.3, "Sampling temperature (with --do_sample true).", ge=0, commands=("infer", "eval"))
-    top_p: float = arg(0.7, "Nucleus sampling (with --do_sample true).", gt=0, le=1, commands=("infer", "eval"))
-    top_k: int = arg(20, "Top-k sampling (with --do_sample true).", ge=0, commands=("infer", "eval"))
-    repetition_penalty: float = arg(1.0, "Penalty > 1 discourages repeats.", gt=0, commands=("infer", "eval"))
+    overwrite: bool = arg(False, "merge-lora: replace a non-empty output dir; sample: replace an earlier sample "
+                          "output.", commands=("infer", "merge-lora", "sample"))
+    max_new_tokens: int = arg(512, "Longest answer in tokens.", ge=1, commands=("infer", "eval", "sample"))
+    temperature: float = arg(0.3, "Sampling temperature (with --do_sample true; sample always samples, default 1.0).",
+                             ge=0, commands=("infer", "eval", "sample"))
+    top_p: float = arg(0.7, "Nucleus sampling (with --do_sample true; sample: default 1.0).", gt=0, le=1,
+                       commands=("infer", "eval", "sample"))
+    top_k: int = arg(20, "Top-k sampling (with --do_sample true; 0 = off; sample: default 0).", ge=0,
+                     commands=("infer", "eval", "sample"))
+    repetition_penalty: float = arg(1.0, "Penalty > 1 discourages repeats.", gt=0,
+                                    commands=("infer", "eval", "sample"))
     do_sample: bool = arg(False, "Sample instead of greedy decoding.", commands=("infer", "eval"))
-    seed: int = arg(42, "Random seed for sampling (infer, eval --mode winrate).",
-                   commands=("infer", "eval"))
+    seed: int = arg(42, "Random seed for sampling (infer, eval --mode winrate; sample: with the prompt's block "
+                    "index, so a resumed run draws what an uninterrupted one does).",
+                   commands=("infer", "eval", "sample"))
     stream: bool = arg(True, "Stream tokens in interactive mode.", commands=("infer",))
     keep_history: bool = arg(False, "stdin from a pipe: one conversation across the lines (default: every line is a "
                              "prompt of its own, as in dataset mode).", commands=("infer",))
@@ -294,8 +306,34 @@ class InferArguments(Section):
                                     "on the same pairs against the same reference, side by side; with --mode "
                                     "winrate the opponent (default: the reference, else the base model).",
                                     commands=("eval",))
-    judge_model: Optional[str] = arg(None, "eval --mode winrate: the judge, any local causal LM (dir, model type or "
-                                     "hub id); it picks A, B or tie by log-prob, both orders.", commands=("eval",))
+    judge_model: Optional[str] = arg(None, "eval --mode winrate, sample: the judge, any local causal LM (dir, model "
+                                     "type or hub id); it picks A, B or tie by log-prob, both orders.",
+                                     commands=("eval", "sample"))
+
+
+SAMPLE_PAIR_STRATEGIES = ("best_worst", "best_random")
+
+
+@dataclass
+class SampleArguments(Section):
+    num_samples: int = arg(4, "sample: completions drawn per prompt (K).", aliases=("k",), ge=2, le=64)
+    reward_model: Optional[str] = arg(None, "sample: score completions with this sequence-classification model dir "
+                                      "(a reward model; the reward is its logit on the prompt + completion in the "
+                                      "policy's chat template). Exclusive with --judge_model.")
+    pair_strategy: str = arg("best_worst", "sample: chosen = the best-scored completion, rejected = the worst "
+                             "(best_worst) or another one drawn at random (best_random).",
+                             choices=SAMPLE_PAIR_STRATEGIES)
+    output_file: str = arg("sample_result/samples.jsonl", "sample: the preference file (JSONL; next to it "
+                           "<name>.dropped.jsonl and <name>.summary.json).", aliases=("sample_output",))
+    resume: bool = arg(False, "sample: continue an interrupted --output_file (same options) after its last whole "
+                       "prompt.")
+    max_prompts: int = arg(-1, "sample: stop after the first N prompts (-1 = all); a later --resume true run "
+                           "continues.", ge=-1)
+    sample_batch_size: int = arg(8, "sample: prompts per generation batch (each with --num_samples completions); "
+                                 "part of what a resumed run must keep.", ge=1)
+    score_batch_size: int = arg(16, "sample: sequences per reward-model forward.", ge=1)
+    sample_engine: str = arg("auto", "sample: the generator: vllm when it is installed and a GPU is present (auto), "
+                             "else transformers.", choices=("auto", "transformers", "vllm"))
 
 
 @dataclass
@@ -351,6 +389,7 @@ SECTIONS = {
     "pref": PreferenceArguments,
     "infer": InferArguments,
     "preview": PreviewArguments,
+    "sample": SampleArguments,
     "push": PushArguments,
     "lint": LintArguments,
 }

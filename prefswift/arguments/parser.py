@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Tuple
 
 from ..errors import ArgumentError, did_you_mean
-from .algorithms import expand_commands, get_spec, is_algorithm, loss_types, split_loss_types, algorithm_names
+from .algorithms import (COMMAND_DEFAULTS, expand_commands, get_spec, is_algorithm, loss_types, split_loss_types,
+                         algorithm_names)
 from .fields import SECTIONS, field_default, iter_fields
 from .values import base_type, convert_value, parse_bool
 
@@ -229,7 +230,7 @@ def parse_args(argv: List[str], sections: Iterable[str], *, defaults: Dict[str, 
                 kwargs[f.name] = values[f.name]
             elif f.name in defaults:
                 kwargs[f.name] = defaults[f.name]
-            elif is_algorithm(command):
+            elif is_algorithm(command) or command in COMMAND_DEFAULTS:
                 kwargs[f.name] = field_default(f, command)
         result[section] = cls(**kwargs)
     if "pref" in result and is_algorithm(command):

@@ -10,6 +10,7 @@ from ..data.pipeline import collect_examples, encode_examples, length_percentile
 from ..templates import Template, list_templates
 from . import checks as C
 from .report import LintReport
+from .sampled import identical_samples, sampled_rows
 
 
 def special_markers(tokenizer) -> List[str]:
@@ -67,6 +68,7 @@ def lint_dataset(data: DataArguments, lint: LintArguments, *, template: Optional
         C.prompt_in_answer(pairs, limits["prompt_in_answer"]),
         C.special_tokens(pairs, special_markers(tokenizer), limits["special_tokens"]),
         C.script_mismatch(pairs, limits["script_mismatch"]),
+        identical_samples(sampled_rows(data), limits["identical_samples"]),
     ]
     return LintReport(datasets=list(data.dataset) + [f"{v} (eval)" for v in data.val_dataset], rows_read=rows,
                       train_pairs=train_pairs, eval_pairs=eval_pairs, checks=results, tokenizer=tokenizer_name,
