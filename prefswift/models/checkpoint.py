@@ -19,6 +19,7 @@ from typing import Dict, Optional
 import torch
 
 from ..arguments import RunArgs, load_args_json, section_from_flat
+from ..arguments.algorithms import model_head
 from ..arguments.fields import ModelArguments
 from ..errors import ArgumentError
 from ..registry.plugins import load_plugins
@@ -42,6 +43,12 @@ class ModelSource:
     ckpt_dir: Optional[Path] = None         # what the user pointed at (results are written under it)
     saved: Dict = field(default_factory=dict)  # args.json of the checkpoint / run ({} if none)
     trained_bits: int = 0                   # quantization_bit the adapter was trained with (QLoRA)
+
+    @property
+    def head(self) -> str:
+        """The model the checkpoint holds: "sequence_classification" for a reward model (`prefswift rm`, read from
+        args.json's command; a merged dir keeps it), else "causal_lm"."""
+        return model_head(self.saved.get("command"))
 
     @property
     def tokenizer_dir(self) -> Path:
@@ -166,7 +173,9 @@ def load_base_with_adapter(source: ModelSource, *, device_map=None, dequantize: 
     margs = dataclasses.replace(source.model_args)
     if margs.quantization_bit and (dequantize or not torch.cuda.is_available()):
         margs.quantization_bit = 0
-    model = load_model(source.base.path, margs, spec=source.base.spec, device_map=device_map, trainable=False)
+    pad = load_tokenizer(source.tokenizer_dir).pad_token_id if source.head == "sequence_classification" else None
+    model = load_model(source.base.path, margs, spec=source.base.spec, device_map=device_map, trainable=False,
+                       head=source.head, pad_token_id=pad)
     if source.pre_adapter:
         from .lora import merge_adapter_into_base
 
