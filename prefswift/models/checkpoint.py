@@ -150,6 +150,14 @@ def resolve_source(args: RunArgs) -> ModelSource:
                        saved=saved, trained_bits=trained_bits)
 
 
+def check_generates(source: ModelSource, what: str) -> None:
+    """A reward model (`prefswift rm`) scores sequences and writes no text: refused by the commands that generate."""
+    if source.head == "sequence_classification":
+        raise ArgumentError(f"{what}: {source.ckpt_dir or source.base.path} is a reward model (prefswift rm), which "
+                            "scores text and generates none; measure it with prefswift eval --ckpt_dir (pairwise "
+                            "accuracy)")
+
+
 def _check_saved_base_path(ckpt_dir: Path, saved_path: Optional[str]) -> None:
     if saved_path and saved_path.startswith((".", "/", "~")) and not Path(saved_path).expanduser().is_dir():
         raise ArgumentError(f"{ckpt_dir}: its args.json names the base model {saved_path}, which is not a directory "
@@ -230,5 +238,5 @@ def load_for_inference(source: ModelSource, *, device_map="default") -> LoadedMo
     return LoadedModel(model=model, tokenizer=tokenizer, template=get_template(source.base.template), source=source)
 
 
-__all__ = ["ModelSource", "LoadedModel", "resolve_source", "load_base_with_adapter", "load_for_inference",
+__all__ = ["ModelSource", "LoadedModel", "resolve_source", "check_generates", "load_base_with_adapter", "load_for_inference",
            "inference_device_map", "ADAPTER_CONFIG", "MODEL_CONFIG"]
