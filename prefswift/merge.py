@@ -2,8 +2,8 @@
 
 The output (default `<ckpt_dir>-merged`) holds safetensors shards, the tokenizer, a generation config whose
 eos ids include the template's end-of-turn token (none for a reward model: a plain sequence classifier), and an
-args.json with `sft_type: full`, so `infer`/`eval` take it with `--ckpt_dir` alone. Everything is written to a temporary sibling dir which is renamed into place
-at the end: a crash never leaves a half-written model behind.
+args.json with `sft_type: full`, so `infer`/`eval` take it with `--ckpt_dir` alone. Everything is written to a
+temporary sibling dir which is renamed into place at the end: a crash never leaves a half-written model behind.
 """
 import json
 import logging

@@ -137,7 +137,8 @@ def _cli(argv, capsys, ok=True):
 
 def _train(tmp_path, name, capsys, *extra):
     run = tmp_path / name
-    _cli(["rm", "--model_type", "tiny-llama3", "--dataset", "demo", "--logging_steps", "1", "--save_strategy", "no", "--eval_strategy", "no", "--gradient_checkpointing", "false",
+    _cli(["rm", "--model_type", "tiny-llama3", "--dataset", "demo", "--logging_steps", "1", "--save_strategy", "no",
+          "--eval_strategy", "no", "--gradient_checkpointing", "false",
           "--output_dir", str(run), *extra], capsys)
     return run
 
@@ -204,6 +205,13 @@ def test_cli_train_eval_and_plain_loading(tiny_llama3_dir, tmp_path, capsys):
     for got, want in zip(_plain_scores(merged, pairs[:8]), scores[:8]):
         _close(got[0], want[0], "merged chosen")
         _close(got[1], want[1], "merged rejected")
+
+    # eval of the merged dir, compared with the adapter run on the same pairs: the same numbers
+    _cli(["eval", "--ckpt_dir", str(run / "adapter-merged"), "--dataset", "demo", "--compare_to", str(run)], capsys)
+    merged_result = json.loads(sorted((run / "adapter-merged" / "eval_result").glob("*.json"))[-1].read_text())
+    assert merged_result["metrics"]["pairwise_accuracy"] == accuracy
+    assert merged_result["compare_to"]["metrics"]["pairwise_accuracy"] == accuracy
+    assert abs(merged_result["compare_to"]["deltas"]["reward_margin"]) < 1e-5
 
     refused = _cli(["infer", "--ckpt_dir", str(run), "--dataset", "demo"], capsys, ok=False)
     assert "is a reward model" in refused and "Traceback" not in refused  # a reward model writes no text

@@ -238,5 +238,6 @@ def load_for_inference(source: ModelSource, *, device_map="default") -> LoadedMo
     return LoadedModel(model=model, tokenizer=tokenizer, template=get_template(source.base.template), source=source)
 
 
-__all__ = ["ModelSource", "LoadedModel", "resolve_source", "check_generates", "load_base_with_adapter", "load_for_inference",
+__all__ = ["ModelSource", "LoadedModel", "resolve_source", "check_generates", "load_base_with_adapter",
+           "load_for_inference",
            "inference_device_map", "ADAPTER_CONFIG", "MODEL_CONFIG"]
