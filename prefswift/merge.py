@@ -1,9 +1,9 @@
 """`prefswift merge-lora`: fold a LoRA adapter into its base and write a plain model directory.
 
 The output (default `<ckpt_dir>-merged`) holds safetensors shards, the tokenizer, a generation config whose
-eos ids include the template's end-of-turn token, and an args.json with `sft_type: full`, so `infer`/`eval`
-take it with `--ckpt_dir` alone. Everything is written to a temporary sibling dir which is renamed into place
-at the end: a crash never leaves a half-written model behind.
+eos ids include the template's end-of-turn token (none for a reward model: a plain sequence classifier), and an
+args.json with `sft_type: full`, so `infer`/`eval` take it with `--ckpt_dir` alone. Everything is written to a
+temporary sibling dir which is renamed into place at the end: a crash never leaves a half-written model behind.
 """
 import json
 import logging
@@ -99,7 +99,8 @@ def merge_lora(args: RunArgs, output_dir: Optional[str] = None, *, log=print) ->
     model = load_base_with_adapter(source, device_map=_device_map(args.infer.merge_device_map), dequantize=True)
     merged = model.merge_and_unload()
     tokenizer = load_tokenizer(source.tokenizer_dir)
-    eos_ids, _ = stop_tokens(tokenizer, get_template(source.base.template), merged)
+    generates = source.head != "sequence_classification"  # a reward model has no generation config
+    eos_ids = stop_tokens(tokenizer, get_template(source.base.template), merged)[0] if generates else []
 
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
@@ -107,10 +108,11 @@ def merge_lora(args: RunArgs, output_dir: Optional[str] = None, *, log=print) ->
     os.umask(umask)
     tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the result should look like any other directory
     try:
-        gen = merged.generation_config
-        gen.eos_token_id = eos_ids if len(eos_ids) > 1 else eos_ids[0]
-        if gen.pad_token_id is None:
-            gen.pad_token_id = tokenizer.pad_token_id
+        if generates:
+            gen = merged.generation_config
+            gen.eos_token_id = eos_ids if len(eos_ids) > 1 else eos_ids[0]
+            if gen.pad_token_id is None:
+                gen.pad_token_id = tokenizer.pad_token_id
         with torch.no_grad():
             merged.save_pretrained(str(tmp), max_shard_size=MAX_SHARD_SIZE)
         tokenizer.save_pretrained(str(tmp))

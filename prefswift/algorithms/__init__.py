@@ -1,5 +1,6 @@
-"""Preference algorithms: one module each (dpo, orpo, simpo, cpo, kto), their shared contract (`base`) and the
-doors for plugins (`register_loss`, `register_algorithm`; see `registry` and examples/plugins/).
+"""Preference algorithms: one module each (dpo, orpo, simpo, cpo, kto; `reward`: rm's reward model), their shared
+contract (`base`) and the doors for plugins (`register_loss`, `register_algorithm`; see `registry` and
+examples/plugins/).
 
 The facts about each algorithm (name, data kind, reference, loss types, options, defaults) are its `AlgorithmSpec`
 in `prefswift.arguments.algorithms`, read before torch loads; the code that trains it is here.

@@ -16,6 +16,9 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 from ..errors import ArgumentError, did_you_mean
 
 DATA_KINDS = ("paired", "unpaired", "prompt-only")
+# which model an algorithm trains: a causal LM (every policy-optimisation algorithm) or a sequence classifier with
+# a scalar head (a reward model: AutoModelForSequenceClassification, num_labels=1)
+HEADS = ("causal_lm", "sequence_classification")
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,8 @@ class AlgorithmSpec:
     defaults: its own defaults of shared options (e.g. {"beta": 0.1}, KTO's {"batch_size": 8}).
     objective: the objective class ("module:Class" or the class), built with `from_args(spec, pref)`; it
         implements `prefswift.algorithms.base.BatchObjective`.
+    head: the model it trains, loads, merges and evaluates: "causal_lm" (AutoModelForCausalLM) or
+        "sequence_classification" (AutoModelForSequenceClassification with one label: `prefswift rm`).
     """
 
     name: str
@@ -44,8 +49,11 @@ class AlgorithmSpec:
     combines_losses: bool = False
     settings: Tuple[str, ...] = ()
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    head: str = "causal_lm"
 
     def __post_init__(self):
+        if self.head not in HEADS:
+            raise ValueError(f"AlgorithmSpec {self.name!r}: head must be one of {', '.join(HEADS)}, got {self.head!r}")
         if self.data not in DATA_KINDS:
             raise ValueError(f"AlgorithmSpec {self.name!r}: data must be one of {', '.join(DATA_KINDS)}, "
                              f"got {self.data!r}")
@@ -90,12 +98,18 @@ BUILTIN = (
                   loss_types=KTO_LOSS_TYPES, settings=("desirable_weight", "undesirable_weight"),
                   # the KL baseline comes from the other rows of the batch (TRL's KTOConfig: 8 per device)
                   defaults={"beta": 0.1, "batch_size": 8}),
+    AlgorithmSpec("rm", "Train a Bradley-Terry reward model (a scalar head on the last token; TRL's RewardTrainer "
+                  "loss, optional reward centering).", "prefswift.algorithms.reward:RewardModel",
+                  loss_types=("bradley_terry",), settings=("center_rewards_coefficient",),
+                  # beta does not act (refused by the objective); a sequence classifier reads one row per sequence
+                  defaults={"beta": 1.0, "prefix_sharing": False, "packing": False},
+                  head="sequence_classification"),
 )
 
 _SPECS: Dict[str, AlgorithmSpec] = {spec.name: spec for spec in BUILTIN}
 _FAMILY_LOSSES: Dict[str, List[str]] = {}   # family -> loss names plugins registered
 # commands that are not algorithms: a plugin algorithm may not take their names
-RESERVED = ("list", "preview", "infer", "eval", "merge-lora", "lint", "export", "rm", "sample")
+RESERVED = ("list", "preview", "infer", "eval", "merge-lora", "lint", "export", "sample")
 
 
 def register_spec(spec: AlgorithmSpec, *, replace: bool = False) -> AlgorithmSpec:
@@ -150,6 +164,12 @@ def loss_types(algo: str) -> Tuple[str, ...]:
 def needs_reference(algo: str) -> bool:
     """DPO and KTO compare against a reference model; ORPO, SimPO and CPO are reference-free."""
     return _SPECS[algo].needs_reference
+
+
+def model_head(command: Optional[str]) -> str:
+    """The head the run of `command` (args.json's "command") trained: its spec's, "causal_lm" for anything else."""
+    spec = _SPECS.get(command) if command else None
+    return spec.head if spec else "causal_lm"
 
 
 def default_loss_type(algo: str) -> str:

@@ -241,6 +241,10 @@ class PreferenceArguments(Section):
     orpo_nll_scope: str = arg("response", "ORPO NLL over the chosen response (paper) or the whole sequence"
                               " (`all`, TRL's experimental ORPOTrainer).", choices=("response", "all"),
                               commands=("@settings",))
+    center_rewards_coefficient: Optional[float] = arg(None, "rm: add coefficient x mean((r_chosen + r_rejected)^2) "
+                                                      "to the loss, pushing rewards towards mean zero (TRL's "
+                                                      "RewardConfig; the paper suggests 0.01). Default: off.", ge=0,
+                                                      commands=("@settings",))
     precompute_ref_log_probs: bool = arg(False, "DPO/KTO: compute reference log-probs once before training.",
                                          commands=("@reference",))
     desirable_weight: float = arg(1.0, "KTO: weight of the desirable (label true) rows' losses; with unequal "

@@ -1,5 +1,6 @@
 """`prefswift eval`: a checkpoint or model measured on held-out preference pairs (see `prefswift.evaluate`), or
-against an opponent by a judge model (`--mode winrate`, `commands/eval_winrate.py`).
+against an opponent by a judge model (`--mode winrate`, `commands/eval_winrate.py`); a reward model (`prefswift rm`)
+by its pairwise accuracy (`commands/eval_rm.py`).
 
 Supports the same checkpoints and models as `infer`; pairs from --dataset (a registered dataset's own test split when
 it has one), --val_dataset or --load_dataset_config true (the run's own eval split). For a checkpoint of a training run
@@ -25,10 +26,12 @@ from ..evaluate.plot import margin_plot
 from ..evaluate.rewards import margin_kind
 from ..models.checkpoint import LoadedModel, ModelSource, load_for_inference, resolve_source
 from ..models.reference import Reference, resolve_named, resolve_reference
+from ..models.reward import SEQUENCE_CLASSIFICATION
 from ..scoring.logprobs import resolve_chunk_size
 from ..train.setup_model import check_same_tokenizer
 from .common import run_command
 from .eval_kto import run_kto
+from .eval_rm import run_rm
 from .eval_winrate import GENERATION_OPTIONS, run_winrate
 
 
@@ -94,6 +97,9 @@ def reference_logps(reference: Reference, loaded: LoadedModel, rows, chunk: int,
 
 def run_pairs(args: RunArgs, *, log=print) -> Path:
     source = resolve_source(args)
+    if source.head == SEQUENCE_CLASSIFICATION:  # a reward model (prefswift rm): pairwise accuracy of its scores
+        return run_rm(args, source, build_objective(source.saved["command"],
+                                                    section_from_flat(PreferenceArguments, source.saved)), log=log)
     objective = run_objective(source, args.model)
     reference = None
     if objective is not None and objective.needs_reference:

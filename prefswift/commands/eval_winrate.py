@@ -19,7 +19,7 @@ from ..errors import ArgumentError
 from ..evaluate import write_json
 from ..evaluate.winrate import JUDGE_PROMPT, Judge, format_winrate, judge_all, summarize
 from ..infer.generate import Generator, set_seed
-from ..models.checkpoint import LoadedModel, ModelSource, load_for_inference, resolve_source
+from ..models.checkpoint import LoadedModel, ModelSource, check_generates, load_for_inference, resolve_source
 from ..models.reference import resolve_named, resolve_reference
 
 GENERATION_OPTIONS = ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "do_sample", "seed")
@@ -61,6 +61,7 @@ def answers(loaded: LoadedModel, examples, infer) -> List[str]:
 
 def run_winrate(args: RunArgs, *, log=print) -> Path:
     source = resolve_source(args)
+    check_generates(source, "prefswift eval --mode winrate")
     judge_source = resolve_named(args, args.infer.judge_model, "--judge_model")
     opponent, opponent_note = opponent_of(args, source)
     loaded = load_for_inference(source)

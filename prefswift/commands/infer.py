@@ -18,7 +18,7 @@ from ..infer.chat import ChatSession, run_chat
 from ..infer.dataset_mode import run_dataset_infer
 from ..infer.generate import Generator, set_seed
 from ..merge import default_merged_dir, merge_lora
-from ..models.checkpoint import MODEL_CONFIG, ModelSource, load_for_inference, resolve_source
+from ..models.checkpoint import MODEL_CONFIG, ModelSource, check_generates, load_for_inference, resolve_source
 from ..errors import ArgumentError
 from .common import run_command
 
@@ -47,6 +47,7 @@ def run_infer(args: RunArgs, *, log=print, inp=None, out=None, err=None):
     """(merge first if asked) load, then dataset mode or interactive chat."""
     check_generation(args)
     source = resolve_source(args)
+    check_generates(source, "prefswift infer")
     if args.infer.merge_lora and source.adapter_dir is not None:
         source = merged_source(args, source, log)
     set_seed(args.infer.seed)

@@ -1,10 +1,11 @@
-"""`prefswift orpo|dpo|simpo|cpo|kto`: the training recipe, read top to bottom.
+"""`prefswift orpo|dpo|simpo|cpo|kto|rm`: the training recipe, read top to bottom.
 
 Supports ORPO, DPO (14 loss types, several at once with weights; rpo_alpha, LD-DPO, WPO, f-divergences, TR-DPO),
-SimPO, CPO and KTO (unpaired rows; pairs are split); LoRA, QLoRA (4/8-bit) and full fine-tuning; starting from an SFT
-adapter; a DPO/KTO reference that is the adapter-disabled base, a reference adapter, a separate model, a frozen copy or
-log-probs precomputed once; one CPU or GPU, DDP (NPROC_PER_NODE, torchrun, accelerate launch), device_map model
-parallel and MP+DDP, DeepSpeed ZeRO-2/3; `--resume_from_checkpoint latest`.
+SimPO, CPO, KTO (unpaired rows; pairs are split) and Bradley-Terry reward models (rm: a sequence classifier); LoRA,
+QLoRA (4/8-bit) and full fine-tuning; starting from an SFT adapter; a DPO/KTO reference that is the adapter-disabled
+base, a reference adapter, a separate model, a frozen copy or log-probs precomputed once; one CPU or GPU, DDP
+(NPROC_PER_NODE, torchrun, accelerate launch), device_map model parallel and MP+DDP, DeepSpeed ZeRO-2/3;
+`--resume_from_checkpoint latest`.
 
 Steps: resume point -> validate -> claim the run dir (its lock) and prepare it -> data -> trainer arguments -> device
 plan -> models -> trainer (with the nan/inf guard) -> train -> save.
@@ -112,7 +113,7 @@ def train_in_run_dir(args: RunArgs, algo: str, objective, run_dir: Path, resume_
     targs = training_arguments(args, run_dir, has_eval=bool(data.eval))
     plan, device_map = plan_placement(args, env)
     models = build_models(args, resolved, needs_reference=objective.needs_reference, device_map=device_map,
-                          max_memory=plan.max_memory)
+                          max_memory=plan.max_memory, head=get_spec(algo).head, pad_token_id=tokenizer.pad_token_id)
     announce(args, algo, resolved, template, plan, models, run_dir, env, say)
     trainer, console = build_trainer(args, targs, objective, models, data, tokenizer, run_dir, callbacks)
     if objective.needs_reference and args.pref.precompute_ref_log_probs:

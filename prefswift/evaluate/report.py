@@ -3,6 +3,7 @@ from typing import Dict, Optional, Sequence
 
 # (metric key, label); a row is shown when the first model has the metric
 ROWS = (
+    ("pairwise_accuracy", "pairwise accuracy (r_chosen > r_rejected)"),
     ("reward_accuracy", "reward accuracy (chosen > rejected)"),
     ("reward_margin", "reward margin, mean"),
     ("reward_chosen", "reward of chosen, mean"),

@@ -19,6 +19,7 @@ from typing import Dict, Optional
 import torch
 
 from ..arguments import RunArgs, load_args_json, section_from_flat
+from ..arguments.algorithms import model_head
 from ..arguments.fields import ModelArguments
 from ..errors import ArgumentError
 from ..registry.plugins import load_plugins
@@ -42,6 +43,12 @@ class ModelSource:
     ckpt_dir: Optional[Path] = None         # what the user pointed at (results are written under it)
     saved: Dict = field(default_factory=dict)  # args.json of the checkpoint / run ({} if none)
     trained_bits: int = 0                   # quantization_bit the adapter was trained with (QLoRA)
+
+    @property
+    def head(self) -> str:
+        """The model the checkpoint holds: "sequence_classification" for a reward model (`prefswift rm`, read from
+        args.json's command; a merged dir keeps it), else "causal_lm"."""
+        return model_head(self.saved.get("command"))
 
     @property
     def tokenizer_dir(self) -> Path:
@@ -143,6 +150,14 @@ def resolve_source(args: RunArgs) -> ModelSource:
                        saved=saved, trained_bits=trained_bits)
 
 
+def check_generates(source: ModelSource, what: str) -> None:
+    """A reward model (`prefswift rm`) scores sequences and writes no text: refused by the commands that generate."""
+    if source.head == "sequence_classification":
+        raise ArgumentError(f"{what}: {source.ckpt_dir or source.base.path} is a reward model (prefswift rm), which "
+                            "scores text and generates none; measure it with prefswift eval --ckpt_dir (pairwise "
+                            "accuracy)")
+
+
 def _check_saved_base_path(ckpt_dir: Path, saved_path: Optional[str]) -> None:
     if saved_path and saved_path.startswith((".", "/", "~")) and not Path(saved_path).expanduser().is_dir():
         raise ArgumentError(f"{ckpt_dir}: its args.json names the base model {saved_path}, which is not a directory "
@@ -166,7 +181,9 @@ def load_base_with_adapter(source: ModelSource, *, device_map=None, dequantize: 
     margs = dataclasses.replace(source.model_args)
     if margs.quantization_bit and (dequantize or not torch.cuda.is_available()):
         margs.quantization_bit = 0
-    model = load_model(source.base.path, margs, spec=source.base.spec, device_map=device_map, trainable=False)
+    pad = load_tokenizer(source.tokenizer_dir).pad_token_id if source.head == "sequence_classification" else None
+    model = load_model(source.base.path, margs, spec=source.base.spec, device_map=device_map, trainable=False,
+                       head=source.head, pad_token_id=pad)
     if source.pre_adapter:
         from .lora import merge_adapter_into_base
 
@@ -221,5 +238,6 @@ def load_for_inference(source: ModelSource, *, device_map="default") -> LoadedMo
     return LoadedModel(model=model, tokenizer=tokenizer, template=get_template(source.base.template), source=source)
 
 
-__all__ = ["ModelSource", "LoadedModel", "resolve_source", "load_base_with_adapter", "load_for_inference",
+__all__ = ["ModelSource", "LoadedModel", "resolve_source", "check_generates", "load_base_with_adapter",
+           "load_for_inference",
            "inference_device_map", "ADAPTER_CONFIG", "MODEL_CONFIG"]

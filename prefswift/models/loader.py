@@ -287,10 +287,40 @@ def load_tokenizer(path: Path):
 _SAID_EAGER = set()
 
 
+def load_sequence_classifier(path: Path, kwargs: dict, pad_token_id: Optional[int]):
+    """AutoModelForSequenceClassification with num_labels=1. A causal LM's checkpoint has no `score` weights (they
+    start random) and an lm_head the classifier does not use: transformers' load report says so at warning level,
+    which is expected here, so it is lowered to one info line."""
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1, **kwargs)
+    finally:
+        hf_logging.set_verbosity(level)
+    text = model.config.get_text_config()
+    if pad_token_id is not None:  # the id the collators pad with: where each row's last real token is
+        text.pad_token_id = pad_token_id
+        model.config.pad_token_id = pad_token_id
+    if text.pad_token_id is None:
+        raise PrefswiftError(f"{path}: the model config has no pad_token_id and none was given: the reward head "
+                             "reads each sequence's last non-padding token")
+    logger.info("loaded %s as %s (one label; the score head is read at the last non-padding token)", path,
+                type(model).__name__)
+    return model
+
+
 def load_model(path: Path, model_args, *, spec: Optional[ModelSpec] = None, device_map=None, max_memory=None,
-               trainable: bool = True, dtype: Optional[torch.dtype] = None):
+               trainable: bool = True, dtype: Optional[torch.dtype] = None, head: str = "causal_lm",
+               pad_token_id: Optional[int] = None):
     """Load a causal LM with the dtype / attention / quantization the arguments ask for (`dtype` overrides
-    --dtype for the weights: fp32 master weights of full fine-tuning, see `models.precision`)."""
+    --dtype for the weights: fp32 master weights of full fine-tuning, see `models.precision`).
+
+    head="sequence_classification": AutoModelForSequenceClassification with one label (a reward model; from a
+    causal LM's weights its `score` head starts random, drawn from the seeded RNG), its config's pad_token_id set to
+    `pad_token_id` so the score is read at each row's last non-padding token."""
     from transformers import AutoModelForCausalLM
 
     device = default_device()
@@ -312,7 +342,10 @@ def load_model(path: Path, model_args, *, spec: Optional[ModelSpec] = None, devi
         kwargs["device_map"] = device_map
     if max_memory is not None:
         kwargs["max_memory"] = max_memory
-    model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+    if head == "sequence_classification":
+        model = load_sequence_classifier(path, kwargs, pad_token_id)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
     if attention == "sdpa" and getattr(model.config, "_attn_implementation", None) == "eager" \
             and type(model).__name__ not in _SAID_EAGER:  # once per architecture (policy and reference)
         _SAID_EAGER.add(type(model).__name__)

@@ -27,6 +27,7 @@ def all_linear_names(model: nn.Module) -> List[str]:
             continue
         names.add(name.rsplit(".", 1)[-1])
     names.discard("lm_head")
+    names.discard("score")  # a reward model's head: trained whole (modules_to_save), not through LoRA
     return sorted(names)
 
 
@@ -49,7 +50,10 @@ def resolve_target_modules(model: nn.Module, requested: Sequence[str], default: 
     return sorted(set(out))
 
 
-def add_lora(model: nn.Module, tuning, default_targets: Sequence[str], *, quantized: bool = False):
+def add_lora(model: nn.Module, tuning, default_targets: Sequence[str], *, quantized: bool = False,
+             task_type: str = "CAUSAL_LM"):
+    """A LoRA adapter on `model`. task_type "SEQ_CLS" (a reward model): peft trains and saves the classifier head
+    (`score`) whole, as modules_to_save, so the adapter loads with plain PEFT on AutoModelForSequenceClassification."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if tuning.tuner_backend == "swift":
@@ -61,7 +65,7 @@ def add_lora(model: nn.Module, tuning, default_targets: Sequence[str], *, quanti
     targets = resolve_target_modules(model, tuning.lora_target_modules, default_targets)
     config = LoraConfig(r=tuning.lora_rank, lora_alpha=tuning.lora_alpha, lora_dropout=tuning.lora_dropout_p,
                         target_modules=targets, modules_to_save=tuning.lora_modules_to_save or None,
-                        use_rslora=tuning.use_rslora, task_type="CAUSAL_LM")
+                        use_rslora=tuning.use_rslora, task_type=task_type)
     return get_peft_model(model, config)
 
 

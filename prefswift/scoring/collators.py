@@ -45,9 +45,11 @@ def pair_tokens(row: Dict) -> int:
 
 
 def add_reference_logps(batch: Batch, rows: List[Dict]) -> Batch:
-    """Carry precomputed reference log-probs ([B] each) when every row has them, and `num_tokens`: the tokens in the
-    data (`pair_tokens` of every pair), for the console's tokens/s."""
+    """Carry precomputed reference log-probs ([B] each) and a reward model's `margin` ([B]) when every row has them,
+    and `num_tokens`: the tokens in the data (`pair_tokens` of every pair), for the console's tokens/s."""
     batch["num_tokens"] = torch.tensor(sum(pair_tokens(r) for r in rows), dtype=torch.long)
+    if all("margin" in r for r in rows):  # a reward model's per-pair target margin (TRL's `margin` column)
+        batch["margin"] = torch.tensor([float(r["margin"]) for r in rows], dtype=torch.float32)
     if all("ref_chosen_logps" in r for r in rows):
         for key in ("ref_chosen_logps", "ref_rejected_logps"):
             batch[key] = torch.tensor([float(r[key]) for r in rows], dtype=torch.float32)

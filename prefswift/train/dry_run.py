@@ -2,6 +2,7 @@
 import os
 
 from ..arguments import RunArgs
+from ..arguments.algorithms import get_spec
 from ..data import dataset_info
 from ..data.datasets import get_dataset_spec, parse_dataset_arg
 from ..distributed.device_plan import gather_device_facts
@@ -24,7 +25,8 @@ def dry_run(algo: str, argv, args: RunArgs) -> str:
         if not ref.local and not dataset_info.lookup(args.data.dataset_dir, ref.name):
             get_dataset_spec(ref.name).resolve_subsets(ref.subsets)
     objective = validate(args, algo)  # the run's own checks, all of them
-    lines.append(f"objective: {algo} loss_type={objective.loss_type} beta={objective.beta}; "
+    beta = "" if get_spec(algo).head == "sequence_classification" else f" beta={objective.beta}"  # rm: no beta
+    lines.append(f"objective: {algo} loss_type={objective.loss_type}{beta}; "
                  f"{args.tuning.sft_type} (rank {args.tuning.lora_rank}, targets "
                  f"{','.join(args.tuning.lora_target_modules)}); quantization: {m.quantization_bit or 'none'}")
     if t.deepspeed:

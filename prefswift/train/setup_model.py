@@ -25,7 +25,10 @@ class Models:
     reference_dir: Optional[Path] = None  # the separate reference's weights (None: the policy's starting point)
 
 
-def build_models(args, resolved: ResolvedModel, *, needs_reference: bool, device_map=None, max_memory=None) -> Models:
+def build_models(args, resolved: ResolvedModel, *, needs_reference: bool, device_map=None, max_memory=None,
+                 head: str = "causal_lm", pad_token_id: Optional[int] = None) -> Models:
+    """head: the spec's (`AlgorithmSpec.head`); "sequence_classification" loads a one-label classifier whose config
+    pads with `pad_token_id` (the tokenizer's), and its LoRA adapter trains and saves the score head whole."""
     m, tuning, pref = args.model, args.tuning, args.pref
     if m.use_flash_attention and pref.prefix_sharing:
         # flash-attn kernels take no 4D mask; prefix-shared SDPA was 1.33x faster with 35% less memory than
@@ -37,7 +40,7 @@ def build_models(args, resolved: ResolvedModel, *, needs_reference: bool, device
     precision = training_precision(m.dtype, full_finetune=tuning.sft_type == "full",
                                    deepspeed=bool(args.train.deepspeed))
     policy = load_model(resolved.path, m, spec=resolved.spec, device_map=device_map, max_memory=max_memory,
-                        dtype=precision.weights)
+                        dtype=precision.weights, head=head, pad_token_id=pad_token_id)
     logger.info("precision: %s", precision.describe())
     if m.adapter_name_or_path:  # (not with 4/8-bit loading: refused by prefswift.train.validation)
         policy = merge_adapter_into_base(policy, m.adapter_name_or_path)
@@ -68,7 +71,8 @@ def build_models(args, resolved: ResolvedModel, *, needs_reference: bool, device
             note += "; precomputed once before training"
     if tuning.sft_type == "lora":
         default = resolved.spec.lora_target_modules if resolved.spec else LLAMA_LIKE_TARGETS
-        policy = add_lora(policy, tuning, default, quantized=quantized)
+        policy = add_lora(policy, tuning, default, quantized=quantized,
+                          task_type="SEQ_CLS" if head == "sequence_classification" else "CAUSAL_LM")
         if needs_reference and m.ref_adapter_name_or_path:
             load_reference_adapter(policy, m.ref_adapter_name_or_path)
             note = f"the base model with the adapter {m.ref_adapter_name_or_path} (loaded as adapter \"ref\")"
