@@ -17,12 +17,12 @@ PROMPTS="${PROMPTS:-demo}"                     # any prompt-only, preference or 
 HELDOUT="${HELDOUT:-$(python -c 'import prefswift.data.datasets as d; print(d._DEMO_DIR)')/demo_test.jsonl}"
 ROUNDS="${ROUNDS:-2}"
 K="${K:-4}"
-RM_STEPS="${RM_STEPS:-30}"
-DPO_STEPS="${DPO_STEPS:-10}"
+RM_STEPS="${RM_STEPS:-100}"
+DPO_STEPS="${DPO_STEPS:-16}"
 MAX_NEW_TOKENS="${MAX_NEW_TOKENS:-16}"
 MAX_PROMPTS="${MAX_PROMPTS:-32}"               # prompts sampled per round (-1: all)
 OUT="${OUT:-output/iterative_dpo}"
-TRAIN=(--lora_target_modules ALL --learning_rate "${LR:-5e-4}" --batch_size 4 --logging_steps 5 --eval_ratio 0)
+TRAIN=(--lora_target_modules ALL --batch_size 4 --logging_steps 5 --eval_ratio 0)
 SAMPLING=(--num_samples "$K" --max_new_tokens "$MAX_NEW_TOKENS" --temperature 1.0 --seed 42)
 
 mean_reward() {  # the mean reward of every sample of a `prefswift sample` output (kept and dropped prompts alike)
@@ -38,7 +38,7 @@ PY
 
 echo "== reward model"
 prefswift rm --model_type "$MODEL" --dataset "$RM_DATASET" --output_dir "$OUT/rm" --max_steps "$RM_STEPS" \
-    "${TRAIN[@]}" --overwrite_output_dir true
+    --learning_rate "${RM_LR:-1e-3}" "${TRAIN[@]}" --overwrite_output_dir true
 RM="$OUT/rm"
 
 policy=(--model_type "$MODEL")                  # round 1 samples from the base model and trains from it
@@ -53,7 +53,7 @@ for round in $(seq 1 "$ROUNDS"); do
       --max_prompts "$MAX_PROMPTS" --output_file "$dir/pairs.jsonl" --overwrite true
   echo "== round $round: dpo"
   prefswift dpo "${policy[@]}" --dataset "$dir/pairs.jsonl" --output_dir "$dir/dpo" \
-      --max_steps "$DPO_STEPS" "${TRAIN[@]}" --overwrite_output_dir true
+      --max_steps "$DPO_STEPS" --learning_rate "${DPO_LR:-2e-3}" "${TRAIN[@]}" --overwrite_output_dir true
   echo "== round $round: eval"
   prefswift eval --ckpt_dir "$dir/dpo" --val_dataset "$HELDOUT" --infer_output "$dir/eval.json"
   prefswift merge-lora --ckpt_dir "$dir/dpo/adapter" --merge_output_dir "$dir/merged" --overwrite true

@@ -16,6 +16,7 @@ from typing import List, Protocol
 import torch
 
 from ..errors import ArgumentError
+from ..models.reward import score_token_ids
 from .winrate import Judge
 
 
@@ -46,6 +47,8 @@ class RewardScorer:
     @torch.no_grad()
     def rewards(self, sequences: List[List[int]]) -> List[float]:
         """The output at each sequence's last token (sequences right-padded into batches)."""
+        if hasattr(self.model, "peft_config"):  # an rm run's adapter: the PeftModel reads its score head itself
+            return score_token_ids(self.model, sequences, self.tokenizer.pad_token_id, self.batch_size).tolist()
         device = next(self.model.parameters()).device
         out: List[float] = []
         for start in range(0, len(sequences), self.batch_size):
@@ -101,19 +104,27 @@ class JudgeScorer:
 
 
 def load_reward_scorer(path: str, template, *, batch_size: int = 16, dtype=None, device=None) -> RewardScorer:
-    """--reward_model DIR: a full (or merged) sequence-classification model dir with its tokenizer."""
+    """--reward_model DIR: a `prefswift rm` run (its run dir, adapter/, final/ or merged dir: scored in the chat
+    template it was trained with), or any full sequence-classification model dir with its tokenizer (scored in the
+    policy's template, `template`)."""
     from transformers import AutoModelForSequenceClassification
 
+    from ..arguments import load_args_json
+    from ..arguments.algorithms import model_head
     from ..models.loader import load_tokenizer
+    from ..models.reward import SEQUENCE_CLASSIFICATION, load_reward_model
 
     d = Path(path).expanduser()
+    if not d.is_dir():
+        raise ArgumentError(f"--reward_model {path}: no such directory")
+    saved = load_args_json(d) or {}
+    if (d / "adapter_config.json").is_file() or model_head(saved.get("command")) == SEQUENCE_CLASSIFICATION:
+        model, tokenizer, rm_template = load_reward_model(d)
+        if device is not None:
+            model.to(device)
+        return RewardScorer(model, tokenizer, rm_template, f"reward_model {d.resolve()}", batch_size)
     if not (d / "config.json").is_file():
-        if (d / "adapter_config.json").is_file():
-            # An rm run's LoRA adapter dir: this is where `prefswift.models.reward.load_reward_model(d)` plugs in
-            # (it returns the model with its scalar head; the tokenizer is the run's or its base model's).
-            raise ArgumentError(f"--reward_model {path}: a LoRA adapter; merge it into its base first (prefswift "
-                                "merge-lora) or pass a full sequence-classification model dir")
-        raise ArgumentError(f"--reward_model {path}: not a model dir (no config.json)")
+        raise ArgumentError(f"--reward_model {path}: not a model dir (no config.json) nor a prefswift rm run")
     try:
         model = AutoModelForSequenceClassification.from_pretrained(str(d), dtype=dtype or torch.float32)
     except (ValueError, OSError, KeyError) as e:
