@@ -190,7 +190,8 @@ class TrainArguments(Section):
                               choices=C.fsdp_options, tokens=True)
     ddp_backend: Optional[str] = arg(None, "nccl, gloo, ... (default: gloo on CPU, nccl on GPU).",
                                      choices=C.DDP_BACKENDS)
-    ddp_timeout: int = arg(1800, "Seconds.", ge=1)
+    ddp_timeout: int = arg(600, "Seconds a collective may wait; also bounds (at most 60 s) how long the other ranks "
+                           "wait once a rank is gone before they stop with one line.", ge=1)
     dry_run: bool = arg(False, "Print the launch and device plan, then exit without loading weights.")
 
 

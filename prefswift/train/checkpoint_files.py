@@ -43,11 +43,20 @@ def checkpoints(run_dir: Path) -> List[Path]:
     return [p for _, p in sorted(found)]
 
 
-def mark_complete_checkpoint(ckpt: Path) -> None:
-    """Written last: `ckpt` holds every file the Trainer and prefswift save (names and sizes recorded)."""
+def mark_complete_checkpoint(ckpt: Path, world_size: int = 1) -> None:
+    """Written last: `ckpt` holds every file the Trainer and prefswift save (names and sizes recorded), saved by
+    `world_size` processes (a resume with another number keeps the global batch: distributed/world_size.py)."""
     files = {str(p.relative_to(ckpt)): p.stat().st_size for p in sorted(ckpt.rglob("*"))
              if p.is_file() and p.name != MARKER and not p.name.endswith(".tmp")}
-    write_json_atomic(ckpt / MARKER, {"files": files})
+    write_json_atomic(ckpt / MARKER, {"files": files, "world_size": world_size})
+
+
+def checkpoint_world_size(ckpt: Path) -> Optional[int]:
+    """The number of processes that trained `ckpt` (None for a checkpoint from before it was recorded)."""
+    try:
+        return int(json.loads((Path(ckpt) / MARKER).read_text(encoding="utf-8"))["world_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def unmark_checkpoint(ckpt: Path) -> None:

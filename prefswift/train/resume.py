@@ -8,6 +8,7 @@ is (model, LoRA shape) or how it was trained so far (schedule, data) is refused 
 """
 import dataclasses
 import json
+import logging
 from pathlib import Path
 from typing import Optional
 
@@ -15,8 +16,12 @@ from ..arguments import ARGS_FILE, RunArgs, section_from_flat
 from ..arguments.algorithms import DEFAULT_BETA, default_loss_type, split_loss_types
 from ..arguments.fields import DataArguments
 from ..data.pipeline import prompt_budget
+from ..distributed.env import dist_env
+from ..distributed.world_size import rescale_batch
 from ..errors import ArgumentError
+from .checkpoint_files import checkpoint_world_size
 
+logger = logging.getLogger("prefswift")
 COMPLETE_FILE = "complete.json"
 # what the checkpoint is
 SHAPE = ("model_type", "model_id_or_path", "adapter_name_or_path", "quantization_bit", "sft_type", "lora_rank",
@@ -45,7 +50,10 @@ def adopt_checkpoint_args(args: RunArgs, ckpt: Path) -> RunArgs:
     if saved is None:  # a checkpoint from before args.json was saved with every checkpoint: trust the command line
         return args
     current = args.to_flat_dict()  # local paths absolute, as args.json stores them
+    rescaled = world_size_change(args, ckpt, saved)
     for name in SHAPE + SCHEDULE:
+        if rescaled and name in rescaled:
+            continue
         if name in args.explicit and name in saved and effective(name, current) != effective(name, saved):
             raise ArgumentError(f"--{name} {_show(_value(args, name))} contradicts the checkpoint {ckpt.name} "
                                 f"({_show(effective(name, saved))}): resuming continues that run — drop --{name}, "
@@ -57,8 +65,25 @@ def adopt_checkpoint_args(args: RunArgs, ckpt: Path) -> RunArgs:
             continue
         updates = {f.name: saved[f.name] for f in dataclasses.fields(current)
                    if f.name in saved and f.name not in args.explicit and f.name not in NOT_ADOPTED}
+        updates.update({k: v for k, v in (rescaled or {}).items() if hasattr(current, k)})
         sections[section] = dataclasses.replace(current, **updates)
     return dataclasses.replace(args, **sections)
+
+
+def world_size_change(args: RunArgs, ckpt: Path, saved: dict) -> Optional[dict]:
+    """{batch_size, gradient_accumulation_steps} that keep the checkpoint's global batch when this run has another
+    number of processes than the one that saved it (distributed/world_size.py), else None."""
+    saved_world, world = checkpoint_world_size(ckpt), dist_env().world_size
+    if saved_world is None or saved_world == world or "batch_size" not in saved:
+        return None
+    explicit = {n: _value(args, n) for n in ("batch_size", "gradient_accumulation_steps") if n in args.explicit}
+    bs, ga = rescale_batch(saved_world, world, int(saved["batch_size"]), int(saved["gradient_accumulation_steps"]),
+                           explicit.get("batch_size"), explicit.get("gradient_accumulation_steps"))
+    if dist_env().is_main:
+        logger.warning("%s was trained by %d process(es), this run has %d: --batch_size %d "
+                       "--gradient_accumulation_steps %d keep its global batch of %d rows", ckpt.name, saved_world,
+                       world, bs, ga, bs * ga * world)
+    return {"batch_size": bs, "gradient_accumulation_steps": ga}
 
 
 def _value(args: RunArgs, name: str):
