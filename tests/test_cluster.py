@@ -40,18 +40,28 @@ def pairs(tmp_path_factory):
     return path
 
 
-def argv(data, out, *extra):
+def options(data, out, *extra):
     """SGD and no dropout: the comparison checks the gradient averaging and the data order themselves."""
-    return [sys.executable, "-m", "prefswift", "dpo", "--model_type", "tiny-llama3", "--dataset", str(data),
-            "--output_dir", str(out), "--max_steps", str(STEPS), "--save_steps", str(SAVE), "--logging_steps", "1",
-            "--batch_size", "2", "--eval_ratio", "0", "--learning_rate", "0.1", "--optim", "sgd",
+    return ["--model_type", "tiny-llama3", "--dataset", str(data), "--output_dir", str(out),
+            "--max_steps", str(STEPS), "--save_steps", str(SAVE), "--logging_steps", "1", "--batch_size", "2",
+            "--gradient_accumulation_steps", "1", "--eval_ratio", "0", "--learning_rate", "0.1", "--optim", "sgd",
             "--lr_scheduler_type", "linear", "--lora_dropout_p", "0", "--lora_target_modules", "ALL",
             "--gradient_checkpointing", "false", *extra]
 
 
+def argv(data, out, *extra):
+    return [sys.executable, "-m", "prefswift", "dpo", *options(data, out, *extra)]
+
+
+def example(name, data, out):
+    """examples/<name>.sh at tiny size: its own options, then ours (the later value of an option wins)."""
+    return ["bash", str(ROOT / "examples" / f"{name}.sh"), *options(data, out)]
+
+
 def environ(**launch):
     env = {k: v for k, v in os.environ.items() if k not in LAUNCH_VARS and not k.startswith("SLURM_")}
-    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
+               PATH=os.path.dirname(sys.executable) + os.pathsep + env["PATH"], CUDA_VISIBLE_DEVICES="")
     env.update({k: str(v) for k, v in launch.items()})
     return env
 
@@ -67,9 +77,9 @@ def finish(procs, timeout=300):
     return outs
 
 
-def two_nodes(data, out, node_env):
+def two_nodes(cmd, node_env):
     """Node 0 and node 1, one process each, started together; node_env(node) -> that node's launch variables."""
-    procs = [start(argv(data, out), environ(**node_env(node))) for node in (0, 1)]
+    procs = [start(cmd, environ(**node_env(node))) for node in (0, 1)]
     return finish(procs)
 
 
@@ -100,8 +110,8 @@ def one_node(pairs, tmp_path_factory):
 def test_two_nodes_by_nnodes_and_node_rank_train_as_one_node(pairs, one_node, tmp_path):
     port = free_port()
     out = tmp_path / "run"
-    two_nodes(pairs, out, lambda node: dict(NNODES=2, NODE_RANK=node, MASTER_ADDR="127.0.0.1", MASTER_PORT=port,
-                                            NPROC_PER_NODE=1))
+    two_nodes(example("multinode_torchrun", pairs, out),
+              lambda node: dict(NNODES=2, NODE_RANK=node, MASTER_ADDR="127.0.0.1", MASTER_PORT=port, NPROC_PER_NODE=1))
     assert_same_steps(out, one_node)
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
     assert not list(out.glob(".prefswift-node-*"))  # the shared-storage markers are gone
@@ -111,10 +121,26 @@ def test_two_nodes_started_by_srun_train_as_one_node(pairs, one_node, tmp_path):
     """What srun sets for a 2-node job with one task per node (each task starts torchrun for its node)."""
     port = free_port()
     out = tmp_path / "run"
-    two_nodes(pairs, out, lambda node: dict(SLURM_JOB_ID="4242", SLURM_STEP_ID="0", SLURM_NNODES=2, SLURM_NTASKS=2,
-                                            SLURM_PROCID=node, SLURM_NODEID=node, SLURM_LOCALID=0,
-                                            SLURM_JOB_NODELIST="localhost", MASTER_PORT=port))
+    two_nodes(example("multinode_slurm", pairs, out),
+              lambda node: dict(SLURM_JOB_ID="4242", SLURM_STEP_ID="0", SLURM_NNODES=2, SLURM_NTASKS=2,
+                                SLURM_PROCID=node, SLURM_NODEID=node, SLURM_LOCALID=0, SLURM_JOB_NODELIST="localhost",
+                                MASTER_PORT=port))
     assert_same_steps(out, one_node)
+
+
+def test_an_output_dir_the_nodes_do_not_share_is_refused_in_one_line(pairs, tmp_path):
+    """Each "node" gives its own --output_dir, as two machines whose output/ is local disk."""
+    port = free_port()
+    procs = [start(argv(pairs, tmp_path / f"node{node}" / "run"),
+                   environ(NNODES=2, NODE_RANK=node, MASTER_ADDR="127.0.0.1", MASTER_PORT=port, NPROC_PER_NODE=1))
+             for node in (0, 1)]
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    for p, err in zip(procs, errs):
+        assert p.returncode != 0 and "Traceback" not in err, err[-3000:]
+        lines = [line for line in err.splitlines() if line.startswith("error: ")]
+        assert len(lines) == 1 and "is not on storage shared by all nodes: rank 0 does not see the marker of node 1" \
+            in lines[0], err[-3000:]
+    assert not (tmp_path / "node0" / "run" / "adapter").exists()
 
 
 def descendants(pid):

@@ -102,7 +102,8 @@ CPU_ARGS = {"qlora_orpo_llama3": ["--optim", "adamw_torch"]}
 
 
 def test_every_recipe_runs_on_cpu_or_is_named_in_the_gpu_check():
-    covered = set(TINY_RUNS) | {"two_node_dpo"} | set(gpu_only_examples())
+    # two_node_dpo: below; multinode_torchrun / multinode_slurm: tests/test_cluster.py (two "nodes" each)
+    covered = set(TINY_RUNS) | {"two_node_dpo", "multinode_torchrun", "multinode_slurm"} | set(gpu_only_examples())
     assert {p.stem for p in EXAMPLES} <= covered
     assert set(CPU_ARGS) <= set(gpu_only_examples())
 

@@ -38,21 +38,23 @@ def check_shared_run_dir(run_dir: Path, env: DistEnv) -> None:
     if env.is_local_main:
         try:
             marker.write_text(f"{node}\n", encoding="utf-8")
-            wrote = node
+            wrote = (node, None)
         except OSError as exc:
-            wrote = f"{node}: {exc.strerror}"
+            wrote = (node, exc.strerror or type(exc).__name__)
     reports: List = [None] * env.world_size
     dist.all_gather_object(reports, wrote)
     missing = []
     if env.is_main:
-        for r in (r for r in reports if r is not None):
-            if not isinstance(r, int) or not (Path(run_dir) / f"{MARKER_PREFIX}{r}-{token[0]}").is_file():
-                missing.append(str(r))
+        for node_rank, problem in (r for r in reports if r is not None):
+            if problem:
+                missing.append(f"node {node_rank} (cannot write there: {problem})")
+            elif not (Path(run_dir) / f"{MARKER_PREFIX}{node_rank}-{token[0]}").is_file():
+                missing.append(f"node {node_rank}")
     verdict = [missing]
     dist.broadcast_object_list(verdict, src=0)
     if env.is_local_main:
         marker.unlink(missing_ok=True)  # each node removes its own (on unshared storage only it can)
     if verdict[0]:
         raise ArgumentError(
-            f"--output_dir {run_dir} is not on storage shared by all nodes: rank 0 does not see what node(s) "
-            f"{', '.join(verdict[0])} wrote there — put it on a filesystem every node mounts at the same path")
+            f"--output_dir {run_dir} is not on storage shared by all nodes: rank 0 does not see the marker of "
+            f"{', '.join(verdict[0])} — put it on a filesystem every node mounts at the same path")
