@@ -166,6 +166,9 @@ def validate(args: RunArgs, algo: str) -> Union[Objective, KTOObjective]:
         if stage == 3 and m.quantization_bit:
             raise ArgumentError("--deepspeed zero3 with 4/8-bit loading (QLoRA) is not supported: use --deepspeed "
                                 "zero2 (each GPU holds the quantized base), or DDP without DeepSpeed")
+    from ..distributed.fsdp import check_fsdp
+
+    check_fsdp(args, algo)  # --fsdp: what FSDP2 cannot run is refused here
     check_push(args.push.push_to_hub, args.push.hub_model_id, m.hub, m.hub_token)
     run_dir = Path(args.train.output_dir).expanduser().resolve()
     check_output_path(run_dir)

@@ -32,6 +32,7 @@ STATE = "trainer_state.json"
 WEIGHTS = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json", "adapter_model.bin",
            "pytorch_model.bin", "pytorch_model.bin.index.json")
 OPTIMIZER = "optimizer.pt"
+FSDP_OPTIMIZER = "optimizer.bin"  # accelerate's FSDP full optimizer state (with pytorch_model_fsdp.bin)
 TORCH_SUFFIXES = (".pt", ".pth", ".bin")
 
 
@@ -126,7 +127,7 @@ def _weights_problem(ckpt: Path) -> Optional[str]:
 
 
 def _optimizer_problem(ckpt: Path) -> Optional[str]:
-    if (ckpt / OPTIMIZER).is_file() or _deepspeed(ckpt):
+    if (ckpt / OPTIMIZER).is_file() or (ckpt / FSDP_OPTIMIZER).is_file() or _deepspeed(ckpt):
         return None
     saved = ckpt / "args.json"
     try:

@@ -32,7 +32,7 @@ SHAPE = ("model_type", "model_id_or_path", "adapter_name_or_path", "quantization
 SCHEDULE = ("learning_rate", "lr_scheduler_type", "warmup_ratio", "warmup_steps", "gradient_accumulation_steps",
             "batch_size", "optim", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "seed", "dataset",
             "val_dataset", "dataset_seed", "eval_ratio", "train_dataset_sample", "max_length", "max_prompt_length",
-            "deepspeed", "max_tokens_per_batch")
+            "deepspeed", "fsdp", "max_tokens_per_batch")
 # taken from the checkpoint unless given again (their defaults today may differ from what the run used)
 ADOPTED_SECTIONS = ("model", "data", "tuning", "train", "pref")
 NOT_ADOPTED = {"output_dir", "resume_from_checkpoint", "overwrite_output_dir", "dry_run", "hub_token",
