@@ -179,6 +179,7 @@ def killed(pairs, tmp_path_factory):
     err0 = procs[0].communicate(timeout=120)[1]
     survivor_s = time.monotonic() - killed_at
     err1 = procs[1].communicate(timeout=120)[1]
+    print(f"\nthe surviving rank stopped {survivor_s:.1f} s after the kill (--ddp_timeout {TIMEOUT})")
     return dict(out=out, codes=(procs[0].returncode, procs[1].returncode), errs=(err0, err1), survivor_s=survivor_s)
 
 

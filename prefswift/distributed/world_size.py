@@ -6,7 +6,8 @@ batches), and the learning-rate schedule counts optimizer steps. So a checkpoint
 each later step, the same schedule — with another world size when the product stays the same: the per-process
 batch size is kept and the accumulation steps take up the difference (2 processes x 1 -> 1 process x 2); when that
 does not divide, the largest smaller per-process batch that does. An explicit --batch_size /
---gradient_accumulation_steps is accepted when it keeps the global batch, refused in one line when not.
+--gradient_accumulation_steps that differs from the checkpoint's is accepted when it keeps the global batch, refused
+in one line when not (the checkpoint's own values, given again, count as not given).
 """
 from __future__ import annotations
 

@@ -76,7 +76,9 @@ def world_size_change(args: RunArgs, ckpt: Path, saved: dict) -> Optional[dict]:
     saved_world, world = checkpoint_world_size(ckpt), dist_env().world_size
     if saved_world is None or saved_world == world or "batch_size" not in saved:
         return None
-    explicit = {n: _value(args, n) for n in ("batch_size", "gradient_accumulation_steps") if n in args.explicit}
+    # the same command line again (its values equal the checkpoint's) is not a request to change them
+    explicit = {n: _value(args, n) for n in ("batch_size", "gradient_accumulation_steps")
+                if n in args.explicit and _value(args, n) != saved.get(n)}
     bs, ga = rescale_batch(saved_world, world, int(saved["batch_size"]), int(saved["gradient_accumulation_steps"]),
                            explicit.get("batch_size"), explicit.get("gradient_accumulation_steps"))
     if dist_env().is_main:
