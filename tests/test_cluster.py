@@ -141,6 +141,7 @@ def test_an_output_dir_the_nodes_do_not_share_is_refused_in_one_line(pairs, tmp_
         assert len(lines) == 1 and "is not on storage shared by all nodes: rank 0 does not see the marker of node 1" \
             in lines[0], err[-3000:]
     assert not (tmp_path / "node0" / "run" / "adapter").exists()
+    assert not (tmp_path / "node1").exists()  # only global rank 0 writes (node 1's marker could not be written)
 
 
 def descendants(pid):
