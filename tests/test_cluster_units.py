@@ -138,3 +138,22 @@ def test_a_rank_that_ended_is_not_dead_and_a_failing_rank_announces_itself():
     one.announce("OutOfMemoryError: CUDA out of memory")
     assert zero.check(now=6) == "rank 1 failed after step 4: OutOfMemoryError: CUDA out of memory"
     assert bound_for(600) == 60 and bound_for(5) == 5
+
+
+def test_a_deepspeed_checkpoint_is_not_resumed_with_another_world_size(tmp_path, monkeypatch):
+    from prefswift.arguments import parse_command
+    from prefswift.train.checkpoint_files import mark_complete_checkpoint
+    from prefswift.train.resume import world_size_change
+
+    ckpt = tmp_path / "checkpoint-4"
+    (ckpt / "global_step4").mkdir(parents=True)
+    mark_complete_checkpoint(ckpt, world_size=2)
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    args = parse_command("dpo", ["--model_type", "tiny-llama3", "--dataset", "demo"])
+    saved = {"batch_size": 2, "gradient_accumulation_steps": 1}
+    with pytest.raises(ArgumentError, match="DeepSpeed checkpoint partitioned over 2 process"):
+        world_size_change(args, ckpt, saved)
+    (ckpt / "global_step4").rmdir()
+    mark_complete_checkpoint(ckpt, world_size=2)
+    assert world_size_change(args, ckpt, saved) == {"batch_size": 2, "gradient_accumulation_steps": 2}

@@ -156,6 +156,11 @@ def _deepspeed(ckpt: Path) -> bool:
     return any(p.is_dir() for p in ckpt.glob("global_step*"))
 
 
+def is_deepspeed_checkpoint(ckpt: Path) -> bool:
+    """DeepSpeed keeps its (ZeRO-partitioned) model and optimizer states in global_step*/ of the checkpoint."""
+    return _deepspeed(Path(ckpt))
+
+
 def safetensors_problem(path: Path) -> Optional[str]:
     """None when the header reads and the file holds exactly the bytes it describes (as the safetensors loader
     requires), else what is wrong."""

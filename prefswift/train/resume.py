@@ -19,7 +19,7 @@ from ..data.pipeline import prompt_budget
 from ..distributed.env import dist_env
 from ..distributed.world_size import rescale_batch
 from ..errors import ArgumentError
-from .checkpoint_files import checkpoint_world_size
+from .checkpoint_files import checkpoint_world_size, is_deepspeed_checkpoint
 
 logger = logging.getLogger("prefswift")
 COMPLETE_FILE = "complete.json"
@@ -76,6 +76,9 @@ def world_size_change(args: RunArgs, ckpt: Path, saved: dict) -> Optional[dict]:
     saved_world, world = checkpoint_world_size(ckpt), dist_env().world_size
     if saved_world is None or saved_world == world or "batch_size" not in saved:
         return None
+    if is_deepspeed_checkpoint(ckpt):
+        raise ArgumentError(f"{ckpt.name} is a DeepSpeed checkpoint partitioned over {saved_world} process(es) and "
+                            f"this run has {world}: resume it with {saved_world}, or start a new run from its weights")
     # the same command line again (its values equal the checkpoint's) is not a request to change them
     explicit = {n: _value(args, n) for n in ("batch_size", "gradient_accumulation_steps")
                 if n in args.explicit and _value(args, n) != saved.get(n)}
