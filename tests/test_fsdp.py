@@ -84,3 +84,13 @@ def test_on_a_machine_without_cuda_fsdp_is_refused_in_one_line_before_anything_l
         "error: --fsdp needs CUDA GPUs: accelerate runs FSDP2 only on GPU process groups (on CPU it would silently "
         "train as plain DDP) — drop --fsdp here (NPROC_PER_NODE=N is DDP), or use --deepspeed zero3 to shard on CPU"]
     assert not (tmp_path / "run").exists()
+
+
+def test_dry_run_plans_fsdp_for_a_gpu_machine(tmp_path):
+    env = dict(os.environ, NPROC_PER_NODE="2", CUDA_VISIBLE_DEVICES="0,1",
+               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-m", "prefswift", "dpo", "--model_type", "tiny-llama3", "--dataset",
+                           "demo", "--fsdp", "shard_grad_op", "--dry_run", "true"],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "fsdp: FSDP2 (fully_shard), reshard_after_forward=False, state_dict_type=FULL_STATE_DICT" in proc.stdout
