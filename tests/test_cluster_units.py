@@ -157,3 +157,14 @@ def test_a_deepspeed_checkpoint_is_not_resumed_with_another_world_size(tmp_path,
     (ckpt / "global_step4").rmdir()
     mark_complete_checkpoint(ckpt, world_size=2)
     assert world_size_change(args, ckpt, saved) == {"batch_size": 2, "gradient_accumulation_steps": 2}
+
+
+def test_a_collective_failure_without_a_lost_rank_is_one_line():
+    from prefswift.distributed.watchdog import watched
+    from prefswift.errors import PrefswiftError
+
+    watch = PeerWatch(DictStore(), 1, 2, bound=0.01, interval=0.01)
+    watch.step = 5
+    with pytest.raises(PrefswiftError, match="a collective failed after step 5 while every rank was still alive"):
+        with watched(watch):
+            raise RuntimeError("[gloo] Timed out waiting 600000ms for recv operation to complete")

@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Callable, Dict, Optional
 
+from prefswift.errors import PrefswiftError
+
 MAX_BOUND_S = 60.0
 INTERVAL_S = 2.0
 VERDICT = "verdict"
@@ -186,7 +188,10 @@ def watched(watch: Optional[PeerWatch]):
         raise
     except Exception as exc:
         if is_collective_failure(exc):
-            watch.await_verdict()
+            if not watch.await_verdict():  # every rank still beats: one is stuck, or the network failed
+                first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+                raise PrefswiftError(f"a collective failed after step {watch.step} while every rank was still "
+                                     f"alive ({first}); the newest whole checkpoint stays valid") from exc
         else:
             first = str(exc).splitlines()[0][:200] if str(exc) else ""
             watch.announce(f"{type(exc).__name__}: {first}" if first else type(exc).__name__)

@@ -4,7 +4,8 @@
 does not give are taken from the checkpoint's args.json (the run's, not today's defaults: resuming without repeating
 `--gradient_accumulation_steps 4 --num_train_epochs 3` keeps them). An explicit value that changes what the checkpoint
 is (model, LoRA shape) or how it was trained so far (schedule, data) is refused in one line. Extending the run
-(`--max_steps`, `--num_train_epochs`) and changing how it is logged or saved are fine.
+(`--max_steps`, `--num_train_epochs`) and changing how it is logged or saved are fine. Another number of processes
+than the checkpoint's keeps its global batch (`world_size_change`, prefswift/distributed/world_size.py).
 """
 import dataclasses
 import json
