@@ -58,6 +58,8 @@ def args_for(algo, *extra):
     ("dpo", ["--fsdp", "full_shard", "--quantization_bit", "4"], {"NPROC_PER_NODE": "2"}, "QLoRA"),
     ("dpo", ["--fsdp", "full_shard", "--deepspeed", "zero2"], {"NPROC_PER_NODE": "2"}, "one sharding engine"),
     ("dpo", ["--fsdp", "full_shard", "--device_map", "auto"], {"NPROC_PER_NODE": "2"}, "--device_map"),
+    ("dpo", ["--fsdp", "full_shard"], {"NPROC_PER_NODE": "1", "NNODES": "2", "MASTER_ADDR": "a"},
+     "1 process(es) per node see 2 GPUs"),
 ])
 def test_combinations(algo, extra, env, words, monkeypatch):
     for name in ("NPROC_PER_NODE", "NNODES", "WORLD_SIZE", "LOCAL_RANK"):
@@ -66,10 +68,10 @@ def test_combinations(algo, extra, env, words, monkeypatch):
         monkeypatch.setenv(name, value)
     args = args_for(algo, *extra)
     if words is None:
-        assert check_fsdp(args, algo, cuda=True)["version"] == 2
+        assert check_fsdp(args, algo, cuda=True, n_gpus=2)["version"] == 2
     else:
         with pytest.raises(ArgumentError) as err:
-            check_fsdp(args, algo, cuda=True)
+            check_fsdp(args, algo, cuda=True, n_gpus=2)
         assert words in str(err.value)
 
 

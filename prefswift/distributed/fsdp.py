@@ -6,7 +6,7 @@ activation_checkpointing, cpu_ram_efficient_loading). state_dict_type is FULL_ST
 whole adapter / model on rank 0 in the normal layout (loadable by plain PEFT / transformers).
 
 Refused in one line before anything loads (`check_fsdp`):
-  * one process (accelerate then runs it unsharded);
+  * one process (accelerate then runs it unsharded), or several GPUs per process (model parallel under FSDP);
   * a machine without CUDA: accelerate selects FSDP only for GPU process groups (accelerate/state.py puts
     DistributedType.FSDP on MULTI_GPU/NPU/XPU/... only); on CPU (gloo, MULTI_CPU) `--fsdp` would silently train as
     plain DDP — so it is refused rather than ignored;
@@ -103,7 +103,17 @@ def planned_world_size(env) -> int:
     return settings.nproc_per_node * settings.nnodes if settings else 1
 
 
-def check_fsdp(args, algo: str, *, cuda: Optional[bool] = None) -> Optional[dict]:
+def local_processes(env) -> int:
+    from .launch import launch_settings, under_launcher
+    from .env import dist_env
+
+    if under_launcher(env):
+        return dist_env(env).local_world_size
+    settings = launch_settings(env)
+    return settings.nproc_per_node if settings else 1
+
+
+def check_fsdp(args, algo: str, *, cuda: Optional[bool] = None, n_gpus: Optional[int] = None) -> Optional[dict]:
     """Refuse what cannot work with --fsdp (module doc); the Trainer's fsdp_config, or None when FSDP is off."""
     t, m, pref = args.train, args.model, args.pref
     config = fsdp_config(t.fsdp, getattr(t, "fsdp_config", None))
@@ -123,6 +133,14 @@ def check_fsdp(args, algo: str, *, cuda: Optional[bool] = None) -> Optional[dict
     if world < 2:
         raise ArgumentError("--fsdp shards the model over processes, and this run has one: start several "
                             "(NPROC_PER_NODE=N, torchrun, or several nodes) — accelerate would run one process unsharded")
+    if n_gpus is None:
+        import torch
+
+        n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if n_gpus > local_processes(os.environ):
+        raise ArgumentError(f"--fsdp needs one GPU per process, and {local_processes(os.environ)} process(es) per node "
+                            f"see {n_gpus} GPUs (each would spread its model over several): set NPROC_PER_NODE="
+                            f"{n_gpus}, or CUDA_VISIBLE_DEVICES to as many GPUs as processes")
     if m.device_map is not None:
         raise ArgumentError("--fsdp with --device_map: FSDP shards the model over processes, one GPU each — drop "
                             "--device_map")

@@ -38,7 +38,7 @@ def dry_run(algo: str, argv, args: RunArgs) -> str:
     if t.fsdp:  # planned for a GPU machine: the no-CUDA refusal is the real run's
         from ..distributed.fsdp import check_fsdp
 
-        config = check_fsdp(args, algo, cuda=True)
+        config = check_fsdp(args, algo, cuda=True, n_gpus=0)
         lines.append("fsdp: FSDP2 (fully_shard), " + ", ".join(f"{k}={v}" for k, v in config.items() if k != "version"))
     facts = gather_device_facts()
     measured = facts.n_visible_gpus > 0  # else the plan counts CUDA_VISIBLE_DEVICES (planning for another machine)
