@@ -9,7 +9,9 @@ Refused in one line before anything loads (`check_fsdp`):
   * one process (accelerate then runs it unsharded), or several GPUs per process (model parallel under FSDP);
   * a machine without CUDA: accelerate selects FSDP only for GPU process groups (accelerate/state.py puts
     DistributedType.FSDP on MULTI_GPU/NPU/XPU/... only); on CPU (gloo, MULTI_CPU) `--fsdp` would silently train as
-    plain DDP — so it is refused rather than ignored;
+    plain DDP — so it is refused rather than ignored (torch's fully_shard does run on gloo, but a model sharded before
+    the Trainer is then wrapped in DDP by accelerate's MULTI_CPU path: `NotImplementedError: Operator
+    c10d.broadcast_.default does not have a sharding strategy registered.`);
   * with --deepspeed (two sharding engines), with a model spread over several GPUs per process (--device_map), with
     FSDP1-only strategies (hybrid_shard, no_shard) or `version: 1` in the config;
   * a separately loaded reference model (full fine-tuning's frozen copy, --ref_model_type/--ref_model_id_or_path)
