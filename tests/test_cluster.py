@@ -228,3 +228,21 @@ def test_the_killed_run_resumes_with_one_process_then_two(pairs, one_node, kille
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "this run has 2: --batch_size 2 --gradient_accumulation_steps 1" in proc.stderr
     assert_same_steps(again, one_node)
+
+
+@pytest.mark.slow  # a killed worker's line from torchrun's report: test_a_killed_rank_stops_the_other_within_the_bound
+def test_on_one_node_a_killed_rank_is_named_and_the_others_stop_at_once(pairs, tmp_path):
+    out = tmp_path / "run"
+    proc = start(argv(pairs, out), environ(NPROC_PER_NODE=2))
+    marker = out / "checkpoint-2" / "checkpoint_complete.json"
+    deadline = time.monotonic() + 240
+    while not marker.is_file() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.002)
+    rank1 = descendants(proc.pid)[-1]  # prefswift -> torchrun -> rank 0, rank 1
+    os.kill(rank1, signal.SIGKILL)
+    killed_at = time.monotonic()
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode != 0 and time.monotonic() - killed_at < 30
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert lines == ["error: rank 1 (local rank 1 on this node) died: exit code -9, SIGKILL; torchrun stopped this "
+                     "node's other ranks"], err[-3000:]
