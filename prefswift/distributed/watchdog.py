@@ -195,6 +195,8 @@ def watched(watch: Optional[PeerWatch]):
         else:
             first = str(exc).splitlines()[0][:200] if str(exc) else ""
             watch.announce(f"{type(exc).__name__}: {first}" if first else type(exc).__name__)
+            if watch.rank == 0:  # it hosts the store: let the others read the verdict before it goes
+                time.sleep(2 * watch.interval)
         raise
     else:
         watch.stop()
