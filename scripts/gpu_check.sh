@@ -30,6 +30,7 @@ GPU_ONLY_EXAMPLES=(
 STEPS=(
   "install|$PY -m pip install -q --no-index --find-links $WHEELS -r requirements/core.txt -r requirements/test.txt bitsandbytes 2>/dev/null || $PY -m pip install -q -r requirements/core.txt -r requirements/test.txt; $PY -m pip install -q --no-deps -e ."
   "gpu tests|$PY -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_gpu_paths.py tests/test_prefix_sharing.py"
+  "fsdp2 (2 GPUs)|$PY -m pytest -q -p no:cacheprovider -rs tests/test_gpu_fsdp.py"
   "qlora train|PATH=\"$PY_BIN:\$PATH\" PREFSWIFT_EXAMPLE_MODEL=tiny-llama3 PREFSWIFT_EXAMPLE_DATASET=demo MAX_STEPS=20 CUDA_VISIBLE_DEVICES=0 bash examples/qlora_orpo_llama3.sh --logging_steps 5 --overwrite_output_dir true --output_dir $OUT/qlora"
   "qlora merge|$PY -m prefswift merge-lora --ckpt_dir $OUT/qlora/adapter --overwrite true"
   "bench 1.5B bf16|$PY scripts/benchmark.py --shape qwen2.5-1.5b --dtype bf16 --lengths realistic --seq_len 2048 --batch 8 --lora_r 16 --steps 4 --warmup 2 --threads 8 --json $OUT/bench.json"

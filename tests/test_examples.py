@@ -102,7 +102,8 @@ CPU_ARGS = {"qlora_orpo_llama3": ["--optim", "adamw_torch"]}
 
 
 def test_every_recipe_runs_on_cpu_or_is_named_in_the_gpu_check():
-    covered = set(TINY_RUNS) | {"two_node_dpo"} | set(gpu_only_examples())
+    # two_node_dpo: below; multinode_torchrun / multinode_slurm: tests/test_cluster.py (two "nodes" each)
+    covered = set(TINY_RUNS) | {"two_node_dpo", "multinode_torchrun", "multinode_slurm"} | set(gpu_only_examples())
     assert {p.stem for p in EXAMPLES} <= covered
     assert set(CPU_ARGS) <= set(gpu_only_examples())
 
@@ -141,18 +142,17 @@ def test_recipe_runs_for_real_at_tiny_size(name, tmp_path, tiny_llama3_dir):
 
 
 def test_two_node_recipe_runs_as_two_nodes_on_this_machine(tmp_path):
-    """Node 0 and node 1 (one process each) started from the same script, as on two machines."""
+    """Node 0 and node 1 (one process each) started from the same script, as on two machines that share the
+    directory the run is written to (--output_dir must be on shared storage: test_cluster.py)."""
     recipe = ROOT / "examples" / "two_node_dpo.sh"
     port = free_port()
     procs = []
     for node in (0, 1):
-        cwd = tmp_path / f"node{node}"
-        cwd.mkdir()
         env = tiny_env(NNODES="2", NODE_RANK=str(node), MASTER_ADDR="127.0.0.1", NPROC_PER_NODE="1")
         env["MASTER_PORT"] = port
         procs.append(subprocess.Popen(["bash", str(recipe)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True, cwd=cwd, env=env))
+                                      text=True, cwd=tmp_path, env=env))
     results = [p.communicate(timeout=600) for p in procs]
     for p, (_, err) in zip(procs, results):
         assert p.returncode == 0, err[-4000:]
-    trained(output_dir(recipe, tmp_path / "node0"))  # the global rank 0 writes the run
+    trained(output_dir(recipe, tmp_path))  # the global rank 0 writes the run

@@ -191,11 +191,14 @@ class TrainArguments(Section):
     dataloader_num_workers: int = arg(0, "Worker processes for batching (0 = in the main process).", ge=0)
     report_to: List[str] = arg(["none"], "none, tensorboard, wandb, ...", list_type=True, choices=C.report_targets)
     deepspeed: Optional[str] = arg(None, "zero2, zero3, zero2_offload, zero3_offload or a JSON path.")
-    fsdp: Optional[str] = arg(None, "Passed to transformers' Trainer (e.g. 'full_shard auto_wrap').",
+    fsdp: Optional[str] = arg(None, "FSDP2 (fully_shard, CUDA): full_shard or shard_grad_op, optionally with offload.",
                               choices=C.fsdp_options, tokens=True)
+    fsdp_config: Optional[str] = arg(None, "With --fsdp: a JSON file (or inline JSON) of FSDP2 settings "
+                                     "(transformer_layer_cls_to_wrap, activation_checkpointing, cpu_offload, ...).")
     ddp_backend: Optional[str] = arg(None, "nccl, gloo, ... (default: gloo on CPU, nccl on GPU).",
                                      choices=C.DDP_BACKENDS)
-    ddp_timeout: int = arg(1800, "Seconds.", ge=1)
+    ddp_timeout: int = arg(600, "Seconds a collective may wait; also bounds (at most 60 s) how long the other ranks "
+                           "wait once a rank is gone before they stop with one line.", ge=1)
     dry_run: bool = arg(False, "Print the launch and device plan, then exit without loading weights.")
 
 

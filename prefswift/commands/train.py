@@ -20,6 +20,9 @@ from ..arguments.algorithms import get_spec, needs_reference
 from ..data.pipeline import PreparedData, build_preference_data
 from ..distributed.device_plan import DevicePlan, gather_device_facts, plan_devices
 from ..distributed.env import DistEnv, allow_ddp_over_device_map, dist_env, shutdown_distributed
+from ..distributed.shared_dir import check_shared_run_dir
+from ..distributed.slurm import apply_slurm_env
+from ..distributed.watchdog import watched
 from ..errors import ArgumentError
 from ..models.loader import (ResolvedModel, default_device, hub_kwargs, load_tokenizer, parse_device_map,
                              resolve_model)
@@ -28,6 +31,7 @@ from ..scoring.logprobs import resolve_chunk_size
 from ..templates import get_template
 from ..train.callbacks import RunFilesCallback
 from ..train.collate import make_collator
+from ..train.peer_watch import watch_peers
 from ..train.ref_sync import SyncReferenceCallback
 from ..train.console import ConsoleCallback, format_summary, quiet_library_noise, use_console
 from ..train.health import DivergenceWatch, NonFiniteGuard
@@ -50,6 +54,7 @@ def main(algo: str, argv: List[str]) -> None:
     from ..distributed.launch import maybe_relaunch
 
     def go():
+        apply_slurm_env()  # started by srun: SLURM's variables stand in for NNODES/NODE_RANK/... (or RANK/...)
         args = parse_or_help(algo, argv)
         if args.train.dry_run:
             from ..train.dry_run import dry_run
@@ -111,20 +116,23 @@ def train_in_run_dir(args: RunArgs, algo: str, objective, run_dir: Path, resume_
     # before any model is built: with a ZeRO-3 config this makes from_pretrained partition the weights as they load
     # (zero.Init) instead of loading the whole model into host memory on every rank
     targs = training_arguments(args, run_dir, has_eval=bool(data.eval))
+    check_shared_run_dir(run_dir, env)  # several nodes: one run dir that all of them see
     plan, device_map = plan_placement(args, env)
     models = build_models(args, resolved, needs_reference=objective.needs_reference, device_map=device_map,
                           max_memory=plan.max_memory, head=get_spec(algo).head, pad_token_id=tokenizer.pad_token_id)
     announce(args, algo, resolved, template, plan, models, run_dir, env, say)
     trainer, console = build_trainer(args, targs, objective, models, data, tokenizer, run_dir, callbacks)
-    if objective.needs_reference and args.pref.precompute_ref_log_probs:
-        from ..train.reference_cache import precompute_or_load, reference_identity
+    # several processes: a rank that dies makes every other one stop within a bound, with one line (not a hang)
+    with watched(watch_peers(trainer, run_dir, args.train.ddp_timeout)):
+        if objective.needs_reference and args.pref.precompute_ref_log_probs:
+            from ..train.reference_cache import precompute_or_load, reference_identity
 
-        precompute_or_load(trainer, data, trainer.data_collator, run_dir, trainer.args.per_device_eval_batch_size,
-                           reference_identity(args, models, trainer), say if env.is_main else None)
-    if env.is_main:
-        restart_or_truncate_log(run_dir, resume_from, say)
-    train(trainer, run_dir, resume_from, say)
-    save_final(trainer, args, run_dir, tokenizer, env.is_main, log)
+            precompute_or_load(trainer, data, trainer.data_collator, run_dir, trainer.args.per_device_eval_batch_size,
+                               reference_identity(args, models, trainer), say if env.is_main else None)
+        if env.is_main:
+            restart_or_truncate_log(run_dir, resume_from, say)
+        train(trainer, run_dir, resume_from, say)
+        save_final(trainer, args, run_dir, tokenizer, env.is_main, log)
     if env.is_main:
         mark_complete(run_dir, trainer)
         log(format_summary(console.summary(), run_dir, run_dir / ("adapter" if args.tuning.sft_type == "lora"

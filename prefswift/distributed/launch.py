@@ -1,6 +1,7 @@
 """ms-swift's launch convention: `NPROC_PER_NODE=N prefswift dpo ...` re-executes itself under torchrun.
 
-Recognised environment: NPROC_PER_NODE (processes per node), NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT.
+Recognised environment: NPROC_PER_NODE (processes per node), NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT; under
+srun, SLURM's variables stand in for them (distributed/slurm.py).
 Nothing happens when NPROC_PER_NODE is unset, or when we already run under a launcher (torchrun,
 `accelerate launch`, deepspeed: LOCAL_RANK or WORLD_SIZE is set).
 """
@@ -46,10 +47,11 @@ def launch_settings(env: Mapping[str, str], *, always: bool = False) -> Optional
     (DeepSpeed needs the process group torchrun sets up, also for a single process)."""
     if under_launcher(env):
         return None
-    nproc = _env_int(env, "NPROC_PER_NODE", 1 if always else None, minimum=1)
+    nnodes = _env_int(env, "NNODES", 1, minimum=1)
+    # several nodes without NPROC_PER_NODE: one process per node (not one process that waits for nobody)
+    nproc = _env_int(env, "NPROC_PER_NODE", 1 if (always or nnodes > 1) else None, minimum=1)
     if nproc is None:
         return None
-    nnodes = _env_int(env, "NNODES", 1, minimum=1)
     node_rank = _env_int(env, "NODE_RANK", 0, maximum=nnodes - 1)
     master_port = _env_int(env, "MASTER_PORT", None, minimum=1, maximum=65535)
     master_addr = (env.get("MASTER_ADDR") or "").strip() or None

@@ -4,6 +4,9 @@ When a worker fails, torchrun prints every rank's `error: ...` line and then its
 failure report, and exits 1. Users of a single process get one `error:` line and exit code 2: so do they here. The
 launcher's traceback and report are dropped, identical `error:` lines of several ranks are shown once, and a run
 whose workers reported a user error exits 2. A worker's own traceback (a real bug) is passed through untouched.
+A worker that died without a word (SIGKILL: the OOM killer, a lost node) gets the one line the report's root cause
+gives: `error: rank 1 (local rank 1 on this node) died: exit code -9, SIGKILL; torchrun stopped this node's other
+ranks`.
 """
 from __future__ import annotations
 
@@ -17,6 +20,10 @@ LAUNCHER_FILES = ("torch/distributed/run.py", "torch/distributed/elastic", "torc
 # its OMP_NUM_THREADS banner
 LAUNCHER_LOG = re.compile(r"^[WEI]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ .*torch/distributed/")
 BANNER = ("*****************************************", "Setting OMP_NUM_THREADS environment variable")
+# torchrun's failure report (torch.distributed.elastic.multiprocessing.errors._FAILURE_FORMAT_TEMPLATE)
+REPORT_RANK = re.compile(r"^\s+rank\s*: (\d+) \(local_rank: (\d+)\)")
+REPORT_EXIT = re.compile(r"^\s+exitcode\s*: (-?\d+) \(pid: \d+\)\s*(?:\((\w+)\))?")
+ROOT_CAUSE = "Root Cause (first observed failure):"
 
 
 class LauncherNoiseFilter:
@@ -27,12 +34,15 @@ class LauncherNoiseFilter:
         self.errors_seen: List[str] = []
         self._traceback: Optional[List[str]] = None
         self._in_report = False
+        self._in_root_cause = False
+        self.root_cause: Optional[dict] = None  # rank, local_rank, exitcode, signal of the first failed worker
 
     def feed(self, line: str) -> None:
         if self._in_report:  # torchrun's "=====\nprefswift FAILED\n---- ... =====" block: skip to its end
             if line.startswith("====") and self._report_lines > 2:
                 self._in_report = False
             self._report_lines += 1
+            self._read_report(line)
             return
         if self._traceback is not None:
             self._traceback.append(line)
@@ -54,9 +64,29 @@ class LauncherNoiseFilter:
             self.errors_seen.append(line)
         self.out.write(line)
 
+    def _read_report(self, line: str) -> None:
+        if line.startswith(ROOT_CAUSE):
+            self._in_root_cause, self.root_cause = True, {}
+        elif self._in_root_cause and (m := REPORT_RANK.match(line)):
+            self.root_cause.update(rank=int(m.group(1)), local_rank=int(m.group(2)))
+        elif self._in_root_cause and (m := REPORT_EXIT.match(line)):
+            self.root_cause.update(exitcode=int(m.group(1)), signal=m.group(2))
+
+    def died_line(self) -> Optional[str]:
+        """One line for a worker that died without an `error:` line of its own (killed by a signal), else None."""
+        cause = self.root_cause
+        if self.errors_seen or not cause or "rank" not in cause or cause.get("exitcode", 0) >= 0:
+            return None
+        how = f"exit code {cause['exitcode']}" + (f", {cause['signal']}" if cause.get("signal") else "")
+        return (f"error: rank {cause['rank']} (local rank {cause['local_rank']} on this node) died: {how}; torchrun "
+                "stopped this node's other ranks\n")
+
     def close(self) -> None:
         if self._traceback:
             self.out.writelines(self._traceback)
+        died = self.died_line()
+        if died:
+            self.out.write(died)
         self.out.flush()
 
 

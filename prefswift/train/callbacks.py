@@ -48,7 +48,7 @@ class RunFilesCallback(TrainerCallback):
             ckpt = self.run_dir / f"checkpoint-{state.global_step}"
             if ckpt.is_dir():
                 self.run_args.save(ckpt)
-                mark_complete_checkpoint(ckpt)
+                mark_complete_checkpoint(ckpt, world_size=args.world_size)
                 rotate(ckpt, self.run_args.train.save_total_limit, checkpoints(self.run_dir))
 
     def on_train_end(self, args, state, control, **kwargs):

@@ -32,6 +32,7 @@ STATE = "trainer_state.json"
 WEIGHTS = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json", "adapter_model.bin",
            "pytorch_model.bin", "pytorch_model.bin.index.json")
 OPTIMIZER = "optimizer.pt"
+FSDP_OPTIMIZER = "optimizer.bin"  # accelerate's FSDP full optimizer state (with pytorch_model_fsdp.bin)
 TORCH_SUFFIXES = (".pt", ".pth", ".bin")
 
 
@@ -43,11 +44,20 @@ def checkpoints(run_dir: Path) -> List[Path]:
     return [p for _, p in sorted(found)]
 
 
-def mark_complete_checkpoint(ckpt: Path) -> None:
-    """Written last: `ckpt` holds every file the Trainer and prefswift save (names and sizes recorded)."""
+def mark_complete_checkpoint(ckpt: Path, world_size: int = 1) -> None:
+    """Written last: `ckpt` holds every file the Trainer and prefswift save (names and sizes recorded), saved by
+    `world_size` processes (a resume with another number keeps the global batch: distributed/world_size.py)."""
     files = {str(p.relative_to(ckpt)): p.stat().st_size for p in sorted(ckpt.rglob("*"))
              if p.is_file() and p.name != MARKER and not p.name.endswith(".tmp")}
-    write_json_atomic(ckpt / MARKER, {"files": files})
+    write_json_atomic(ckpt / MARKER, {"files": files, "world_size": world_size})
+
+
+def checkpoint_world_size(ckpt: Path) -> Optional[int]:
+    """The number of processes that trained `ckpt` (None for a checkpoint from before it was recorded)."""
+    try:
+        return int(json.loads((Path(ckpt) / MARKER).read_text(encoding="utf-8"))["world_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def unmark_checkpoint(ckpt: Path) -> None:
@@ -117,7 +127,7 @@ def _weights_problem(ckpt: Path) -> Optional[str]:
 
 
 def _optimizer_problem(ckpt: Path) -> Optional[str]:
-    if (ckpt / OPTIMIZER).is_file() or _deepspeed(ckpt):
+    if (ckpt / OPTIMIZER).is_file() or (ckpt / FSDP_OPTIMIZER).is_file() or _deepspeed(ckpt):
         return None
     saved = ckpt / "args.json"
     try:
@@ -144,6 +154,11 @@ def _files_problem(ckpt: Path) -> Optional[str]:
 
 def _deepspeed(ckpt: Path) -> bool:
     return any(p.is_dir() for p in ckpt.glob("global_step*"))
+
+
+def is_deepspeed_checkpoint(ckpt: Path) -> bool:
+    """DeepSpeed keeps its (ZeRO-partitioned) model and optimizer states in global_step*/ of the checkpoint."""
+    return _deepspeed(Path(ckpt))
 
 
 def safetensors_problem(path: Path) -> Optional[str]:

@@ -37,6 +37,11 @@ def dry_run(algo: str, argv, args: RunArgs) -> str:
                                              args.pref.precompute_ref_log_probs,
                                              bool(m.ref_model_type or m.ref_model_id_or_path))
         lines.append(f"deepspeed: ZeRO-{stage} ({t.deepspeed}); reference: {ref}")
+    if t.fsdp:  # planned for a GPU machine: the no-CUDA refusal is the real run's
+        from ..distributed.fsdp import check_fsdp
+
+        config = check_fsdp(args, algo, cuda=True, n_gpus=0)
+        lines.append("fsdp: FSDP2 (fully_shard), " + ", ".join(f"{k}={v}" for k, v in config.items() if k != "version"))
     facts = gather_device_facts()
     measured = facts.n_visible_gpus > 0  # else the plan counts CUDA_VISIBLE_DEVICES (planning for another machine)
     lines.append(describe_launch([algo] + list(argv), os.environ, facts.n_visible_gpus if measured else None,

@@ -4,10 +4,12 @@
 does not give are taken from the checkpoint's args.json (the run's, not today's defaults: resuming without repeating
 `--gradient_accumulation_steps 4 --num_train_epochs 3` keeps them). An explicit value that changes what the checkpoint
 is (model, LoRA shape) or how it was trained so far (schedule, data) is refused in one line. Extending the run
-(`--max_steps`, `--num_train_epochs`) and changing how it is logged or saved are fine.
+(`--max_steps`, `--num_train_epochs`) and changing how it is logged or saved are fine. Another number of processes
+than the checkpoint's keeps its global batch (`world_size_change`, prefswift/distributed/world_size.py).
 """
 import dataclasses
 import json
+import logging
 from pathlib import Path
 from typing import Optional
 
@@ -15,9 +17,13 @@ from ..arguments import ARGS_FILE, RunArgs, section_from_flat
 from ..arguments.algorithms import default_beta, default_loss_type, is_algorithm, split_loss_types
 from ..arguments.fields import DataArguments
 from ..data.pipeline import prompt_budget
+from ..distributed.env import dist_env
+from ..distributed.world_size import rescale_batch
 from ..errors import ArgumentError
 from ..registry.plugins import load_plugins
+from .checkpoint_files import checkpoint_world_size, is_deepspeed_checkpoint
 
+logger = logging.getLogger("prefswift")
 COMPLETE_FILE = "complete.json"
 # what the checkpoint is
 SHAPE = ("model_type", "model_id_or_path", "adapter_name_or_path", "quantization_bit", "sft_type", "lora_rank",
@@ -28,7 +34,7 @@ SHAPE = ("model_type", "model_id_or_path", "adapter_name_or_path", "quantization
 SCHEDULE = ("learning_rate", "lr_scheduler_type", "warmup_ratio", "warmup_steps", "gradient_accumulation_steps",
             "batch_size", "optim", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "seed", "dataset",
             "val_dataset", "dataset_seed", "eval_ratio", "train_dataset_sample", "max_length", "max_prompt_length",
-            "deepspeed", "max_tokens_per_batch")
+            "deepspeed", "fsdp", "max_tokens_per_batch")
 # taken from the checkpoint unless given again (their defaults today may differ from what the run used)
 ADOPTED_SECTIONS = ("model", "data", "tuning", "train", "pref")
 NOT_ADOPTED = {"output_dir", "resume_from_checkpoint", "overwrite_output_dir", "dry_run", "hub_token",
@@ -46,7 +52,10 @@ def adopt_checkpoint_args(args: RunArgs, ckpt: Path) -> RunArgs:
     if saved is None:  # a checkpoint from before args.json was saved with every checkpoint: trust the command line
         return args
     current = args.to_flat_dict()  # local paths absolute, as args.json stores them
+    rescaled = world_size_change(args, ckpt, saved)
     for name in SHAPE + SCHEDULE:
+        if rescaled and name in rescaled:
+            continue
         if name in args.explicit and name in saved and effective(name, current) != effective(name, saved):
             raise ArgumentError(f"--{name} {_show(_value(args, name))} contradicts the checkpoint {ckpt.name} "
                                 f"({_show(effective(name, saved))}): resuming continues that run — drop --{name}, "
@@ -58,10 +67,32 @@ def adopt_checkpoint_args(args: RunArgs, ckpt: Path) -> RunArgs:
             continue
         updates = {f.name: saved[f.name] for f in dataclasses.fields(current)
                    if f.name in saved and f.name not in args.explicit and f.name not in NOT_ADOPTED}
+        updates.update({k: v for k, v in (rescaled or {}).items() if hasattr(current, k)})
         sections[section] = dataclasses.replace(current, **updates)
     resumed = dataclasses.replace(args, **sections)
     load_plugins(resumed.model.custom_register_path)  # the run's own algorithm, loss type or template
     return resumed
+
+
+def world_size_change(args: RunArgs, ckpt: Path, saved: dict) -> Optional[dict]:
+    """{batch_size, gradient_accumulation_steps} that keep the checkpoint's global batch when this run has another
+    number of processes than the one that saved it (distributed/world_size.py), else None."""
+    saved_world, world = checkpoint_world_size(ckpt), dist_env().world_size
+    if saved_world is None or saved_world == world or "batch_size" not in saved:
+        return None
+    if is_deepspeed_checkpoint(ckpt):
+        raise ArgumentError(f"{ckpt.name} is a DeepSpeed checkpoint partitioned over {saved_world} process(es) and "
+                            f"this run has {world}: resume it with {saved_world}, or start a new run from its weights")
+    # the same command line again (its values equal the checkpoint's) is not a request to change them
+    explicit = {n: _value(args, n) for n in ("batch_size", "gradient_accumulation_steps")
+                if n in args.explicit and _value(args, n) != saved.get(n)}
+    bs, ga = rescale_batch(saved_world, world, int(saved["batch_size"]), int(saved["gradient_accumulation_steps"]),
+                           explicit.get("batch_size"), explicit.get("gradient_accumulation_steps"))
+    if dist_env().is_main:
+        logger.warning("%s was trained by %d process(es), this run has %d: --batch_size %d "
+                       "--gradient_accumulation_steps %d keep its global batch of %d rows", ckpt.name, saved_world,
+                       world, bs, ga, bs * ga * world)
+    return {"batch_size": bs, "gradient_accumulation_steps": ga}
 
 
 def _value(args: RunArgs, name: str):

@@ -67,7 +67,8 @@ def claimed_run_dir(run_dir: Path, is_main: bool):
     check_output_path(run_dir)
     made = first_missing(run_dir)
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        if is_main:  # only global rank 0 writes the run dir (the others reach it once the process group is up)
+            run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ArgumentError(f"--output_dir {run_dir}: cannot create it ({e.strerror}); give a folder you can write "
                             "to") from None

@@ -52,7 +52,9 @@ def training_arguments(args: RunArgs, run_dir: Path, has_eval: bool):
 
         kwargs["deepspeed"] = resolve_deepspeed(t.deepspeed)
     if t.fsdp:
-        kwargs["fsdp"] = t.fsdp
+        from ..distributed.fsdp import fsdp_config
+
+        kwargs["fsdp"], kwargs["fsdp_config"] = True, fsdp_config(t.fsdp, t.fsdp_config)
     targs = TrainingArguments(**kwargs)
     if t.deepspeed and not cuda:
         # accelerate's CPU path sets up torch.distributed but not deepspeed.comm, which zero.Init (ZeRO-3 loading

@@ -11,6 +11,7 @@ from pathlib import Path
 from ..algorithms import BatchObjective, build_objective
 from ..arguments import RunArgs
 from ..data.pipeline import check_data_options, parse_columns
+from ..distributed.fsdp import check_fsdp
 from ..errors import ArgumentError
 from ..models.loader import default_device
 from ..models.precision import training_precision
@@ -56,6 +57,7 @@ def check_training_options(args: RunArgs, algo: str) -> None:
         steps_or_ratio(t.eval_steps)
     if t.deepspeed:
         check_deepspeed(args, algo)
+    check_fsdp(args, algo)  # --fsdp: what FSDP2 cannot run is refused here
 
 
 def check_deepspeed(args: RunArgs, algo: str) -> None:

@@ -1,0 +1,202 @@
+"""Failure, not hang: the ranks of a distributed run watch each other and all stop, within a bound, when one is gone.
+
+Collectives (DDP's gradient all-reduce, metric gathering, barriers, FSDP's gathers) wait for every rank. When a rank
+dies (OOM, SIGKILL, a lost node), NCCL waits up to the process group's timeout and gloo either fails at once with a
+bare "Connection closed by peer" or waits too; neither says which rank is gone. `PeerWatch` gives every rank a
+heartbeat in a small key-value store (`torch.distributed.TCPStore`, hosted by global rank 0 on a port the OS picks; the
+port goes to the other ranks once over the process group). A background thread of every rank counts its own beat up
+every `interval` seconds; rank 0 reads everyone's, and a rank whose beat has not moved for `bound` seconds — by rank 0's
+own clock, so the nodes' clocks need not agree — is declared gone: rank 0 publishes one verdict line, every rank prints
+it and exits with code 1, also when its main thread is blocked inside a collective. A rank whose main thread fails
+(an exception that is not a collective's) publishes its own verdict before it exits. The other ranks notice a lost rank
+0 (the store host) by the store no longer answering.
+
+So a rank that dies never leaves the others waiting longer than `bound` + 2 x `interval` (`bound_for`: the smaller of
+--ddp_timeout and 60 s; --ddp_timeout is also the process group's own timeout for a rank that is alive but stuck).
+A run that ends normally marks each rank done before the final barrier, so nobody mistakes an ending rank for a dead one.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Callable, Dict, Optional
+
+from prefswift.errors import PrefswiftError
+
+MAX_BOUND_S = 60.0
+INTERVAL_S = 2.0
+VERDICT = "verdict"
+
+
+def bound_for(ddp_timeout: float) -> float:
+    """Seconds without a heartbeat after which a rank counts as gone."""
+    return float(min(ddp_timeout, MAX_BOUND_S))
+
+
+def open_store(rank: int, timeout_s: float):
+    """The heartbeat store: hosted by rank 0 (all interfaces, a free port), reached by the others at MASTER_ADDR.
+    Needs the process group (the port is broadcast over it)."""
+    import torch.distributed as dist
+
+    host = os.environ.get("MASTER_ADDR", "127.0.0.1")
+    timeout = timedelta(seconds=max(5.0, timeout_s))
+    if rank == 0:
+        store = dist.TCPStore(host, 0, None, True, timeout, wait_for_workers=False)
+        port = [store.port]
+    else:
+        store, port = None, [None]
+    dist.broadcast_object_list(port, src=0)
+    if store is None:
+        store = dist.TCPStore(host, int(port[0]), None, False, timeout)
+    return store
+
+
+class PeerWatch:
+    """See the module doc. `note()`: where the run stands (e.g. its newest whole checkpoint), added to the line."""
+
+    def __init__(self, store, rank: int, world_size: int, bound: float, interval: float = INTERVAL_S,
+                 note: Callable[[], str] = lambda: "", out=None, exit: Callable[[int], None] = os._exit):
+        self.store, self.rank, self.world_size = store, rank, world_size
+        self.bound, self.interval = bound, interval
+        self.note, self.out, self._exit = note, out, exit
+        self.step = 0  # this rank's last completed optimizer step (StepBeat keeps it current)
+        self._stopping = threading.Event()
+        self._verdict = threading.Event()
+        self._seen: Dict[int, tuple] = {}  # rank -> (beat, monotonic time it was first seen)
+        self._thread = threading.Thread(target=self._loop, name="prefswift-peer-watch", daemon=True)
+
+    # ---- lifecycle ---------------------------------------------------------------------------------------------
+    def start(self) -> "PeerWatch":
+        self._beat()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """This rank ends normally: it is done (not dead) for the others, and stops watching."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        try:
+            self.store.add(f"done/{self.rank}", 1)
+        except Exception:  # noqa: BLE001  (the store host already ended: nothing to tell)
+            pass
+
+    def announce(self, what: str) -> None:
+        """This rank fails (not in a collective): tell the others, once, before it exits."""
+        try:
+            if not self.store.check([VERDICT]):
+                self.store.set(VERDICT, f"rank {self.rank} failed after step {self.step}: {what}")
+        except Exception:  # noqa: BLE001
+            pass
+        self._stopping.set()
+
+    def await_verdict(self) -> bool:
+        """The main thread's collective failed: give the watch time to name the rank that is gone (it then ends the
+        process). False when no verdict came within the bound."""
+        return self._verdict.wait(self.bound + 3 * self.interval)
+
+    # ---- the thread ----------------------------------------------------------------------------------------------
+    def _beat(self) -> None:
+        self.store.add(f"beat/{self.rank}", 1)
+
+    def _loop(self) -> None:
+        while not self._stopping.wait(self.interval):
+            try:
+                self._beat()
+                verdict = self.check()
+            except Exception as exc:  # noqa: BLE001  (the store cannot be reached: its host is gone)
+                if self._stopping.is_set():
+                    return
+                verdict = (f"rank 0 is gone (its heartbeat store at {os.environ.get('MASTER_ADDR', '127.0.0.1')} "
+                           f"does not answer: {str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__}) "
+                           f"after step {self.step}")
+            if verdict and not self._stopping.is_set():
+                self.fail(verdict)
+                return
+
+    def check(self, now: Optional[float] = None) -> Optional[str]:
+        """The published verdict, or (rank 0) the one this check reaches, or None while every rank is alive."""
+        if self.store.check([VERDICT]):
+            return self.store.get(VERDICT).decode()
+        if self.rank != 0:
+            return None
+        now = time.monotonic() if now is None else now
+        for r in range(1, self.world_size):
+            if self.store.add(f"done/{r}", 0):
+                continue
+            beat = self.store.add(f"beat/{r}", 0)
+            seen = self._seen.get(r)
+            if seen is None or seen[0] != beat:
+                self._seen[r] = (beat, now)
+            elif now - seen[1] > self.bound:
+                # the ranks step together: rank 0's last completed step is the run's
+                verdict = (f"rank {r} stopped responding (no heartbeat for {self.bound:.0f} s) after step "
+                           f"{self.step}")
+                if not self.store.check([VERDICT]):
+                    self.store.set(VERDICT, verdict)
+                return self.store.get(VERDICT).decode()
+        return None
+
+    def fail(self, verdict: str) -> None:
+        note = ""
+        try:
+            note = self.note()
+        except Exception:  # noqa: BLE001  (a note is a courtesy; the line and the exit are what matter)
+            pass
+        line = f"error: {verdict}; every rank stops{note}"
+        print(line, file=self.out or sys.stderr, flush=True)
+        self._verdict.set()
+        self._exit(1)
+
+
+def start_peer_watch(rank: int, world_size: int, ddp_timeout: float, note: Callable[[], str] = lambda: "",
+                     interval: float = INTERVAL_S) -> Optional[PeerWatch]:
+    """A started PeerWatch for this rank, or None for a single process."""
+    if world_size < 2:
+        return None
+    bound = bound_for(ddp_timeout)
+    return PeerWatch(open_store(rank, bound), rank, world_size, bound, interval, note).start()
+
+
+def is_collective_failure(exc: BaseException) -> bool:
+    """An exception a collective raises when a peer is gone (gloo: connection closed/reset; NCCL: a timeout/abort)."""
+    import torch.distributed as dist
+
+    if isinstance(exc, dist.DistError):
+        return True
+    text = str(exc)
+    return any(s in text for s in ("Connection closed by peer", "Connection reset by peer", "gloo", "NCCL",
+                                   "Broken pipe", "timed out"))
+
+
+@contextmanager
+def watched(watch: Optional[PeerWatch]):
+    """Run the body under `watch`: a collective failure waits for the watch's verdict (the process then ends with its
+    line); any other exception is announced to the other ranks, then raised as usual; a normal end marks this rank
+    done."""
+    if watch is None:
+        yield
+        return
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C reaches every rank: each ends with its own message
+        watch.stop()
+        raise
+    except Exception as exc:
+        if is_collective_failure(exc):
+            if not watch.await_verdict():  # every rank still beats: one is stuck, or the network failed
+                first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+                raise PrefswiftError(f"a collective failed after step {watch.step} while every rank was still "
+                                     f"alive ({first}); the newest whole checkpoint stays valid") from exc
+        else:
+            first = str(exc).splitlines()[0][:200] if str(exc) else ""
+            watch.announce(f"{type(exc).__name__}: {first}" if first else type(exc).__name__)
+            if watch.rank == 0:  # it hosts the store: let the others read the verdict before it goes
+                time.sleep(2 * watch.interval)
+        raise
+    else:
+        watch.stop()
