@@ -7,6 +7,7 @@
 #
 # A real model (one GPU, 7-8B with LoRA; the reward model from the same base on a preference set):
 #   MODEL=qwen2.5-7b-instruct RM_DATASET=hh-rlhf-cn:harmless_base_cn PROMPTS=prompts.jsonl HELDOUT=heldout.jsonl \
+#   EVAL_DATASET=hh-rlhf-cn:harmless_base_cn \
 #   K=8 ROUNDS=3 RM_STEPS=2000 DPO_STEPS=500 MAX_NEW_TOKENS=512 OUT=output/iterative bash examples/iterative_dpo.sh
 # The tiny CPU run (tests/test_iterative_dpo.py runs exactly this): bash examples/iterative_dpo.sh
 set -euo pipefail
@@ -14,6 +15,7 @@ set -euo pipefail
 MODEL="${MODEL:-tiny-llama3}"
 RM_DATASET="${RM_DATASET:-demo}"
 PROMPTS="${PROMPTS:-demo}"                     # any prompt-only, preference or KTO file, or a registered dataset
+EVAL_DATASET="${EVAL_DATASET:-demo}"           # eval's held-out pairs (a registered dataset's test split, or a file)
 HELDOUT="${HELDOUT:-$(python -c 'import prefswift.data.datasets as d; print(d._DEMO_DIR)')/demo_test.jsonl}"
 ROUNDS="${ROUNDS:-2}"
 K="${K:-4}"
@@ -55,7 +57,7 @@ for round in $(seq 1 "$ROUNDS"); do
   prefswift dpo "${policy[@]}" --dataset "$dir/pairs.jsonl" --output_dir "$dir/dpo" \
       --max_steps "$DPO_STEPS" --learning_rate "${DPO_LR:-2e-3}" "${TRAIN[@]}" --overwrite_output_dir true
   echo "== round $round: eval"
-  prefswift eval --ckpt_dir "$dir/dpo" --val_dataset "$HELDOUT" --infer_output "$dir/eval.json"
+  prefswift eval --ckpt_dir "$dir/dpo" --dataset "$EVAL_DATASET" --infer_output "$dir/eval.json"
   prefswift merge-lora --ckpt_dir "$dir/dpo/adapter" --merge_output_dir "$dir/merged" --overwrite true
   policy=(--model_type "$MODEL" --model_id_or_path "$dir/merged")  # the next round's start and reference
   prefswift sample "${policy[@]}" --dataset "$HELDOUT" --reward_model "$RM" "${SAMPLING[@]}" \

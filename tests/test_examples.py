@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parent.parent
-EXAMPLES = sorted((ROOT / "examples").glob("*.sh"))
+# one training command each (examples/iterative_dpo.sh is a loop of commands: tests/test_iterative_dpo.py runs it)
+EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.sh") if p.stem != "iterative_dpo")
 # what a recipe reads from the caller's environment; the dry run checks each recipe's own defaults
 RECIPE_ENV = ("CUDA_VISIBLE_DEVICES", "NPROC_PER_NODE", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT",
               "PREFSWIFT_EXAMPLE_MODEL", "PREFSWIFT_EXAMPLE_DATASET", "MAX_STEPS")
@@ -126,7 +127,13 @@ def logged_parameter_counts(output):
     return tuple(int(x.replace(",", "")) for x in found.groups())
 
 
-@pytest.mark.parametrize("name", sorted(TINY_RUNS))
+# slow: each named test covers the same kind of run by default (the suite stays near 10 minutes on 2 cores)
+SLOW_RUNS = {"ddp_4gpu_orpo": "test_distributed.py::test_two_process_ddp_equals_one_process, test_cluster.py",
+             "deepspeed_zero2_dpo": "test_deepspeed_cpu.py::test_precomputed_reference_sharded_over_two_ranks_..."}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_RUNS else n
+                                  for n in sorted(TINY_RUNS)])
 def test_recipe_runs_for_real_at_tiny_size(name, tmp_path, tiny_llama3_dir):
     recipe = ROOT / "examples" / f"{name}.sh"
     proc = subprocess.run(["bash", str(recipe), *CPU_ARGS.get(name, [])], capture_output=True, text=True, cwd=tmp_path,
@@ -141,6 +148,7 @@ def test_recipe_runs_for_real_at_tiny_size(name, tmp_path, tiny_llama3_dir):
         assert logged_parameter_counts(proc.stdout + proc.stderr) == (total, total)
 
 
+@pytest.mark.slow  # two nodes on this machine: test_cluster.py (examples/multinode_torchrun.sh, multinode_slurm.sh)
 def test_two_node_recipe_runs_as_two_nodes_on_this_machine(tmp_path):
     """Node 0 and node 1 (one process each) started from the same script, as on two machines that share the
     directory the run is written to (--output_dir must be on shared storage: test_cluster.py)."""

@@ -204,7 +204,7 @@ def test_kto_arguments(tmp_path):
         parse_command("kto", ["--loss_type", "sigmoid"])
     with pytest.raises(ArgumentError, match="desirable_weight"):
         parse_command("dpo", ["--desirable_weight", "2"])
-    with pytest.raises(ArgumentError, match="prefix_sharing.*orpo, dpo, simpo, cpo only"):
+    with pytest.raises(ArgumentError, match="prefix_sharing.*orpo, dpo, simpo, cpo, rm only"):
         parse_command("kto", ["--prefix_sharing", "false"])
     config = tmp_path / "lf.yaml"
     config.write_text("stage: kto\npref_beta: 0.2\nkto_chosen_weight: 1.2\n")

@@ -121,7 +121,7 @@ def run_sample(args: RunArgs, *, log=print) -> Path:
     out = Path(s.output_file).expanduser()
     dropped_path, summary_path = side_files(out)
     source = resolve_source(args)
-    policy = str(source.ckpt_dir) if source.ckpt_dir is not None else (m.model_type or m.model_id_or_path)
+    policy = str(source.ckpt_dir) if source.ckpt_dir is not None else (m.model_id_or_path or m.model_type)
     judge_source = resolve_named(args, args.infer.judge_model, "--judge_model") if args.infer.judge_model else None
     if s.reward_model:
         scorer_id = f"reward_model {Path(s.reward_model).expanduser().resolve()}"
