@@ -75,8 +75,8 @@ class RunArgs:
         return write_json_atomic(Path(directory) / ARGS_FILE, self.to_flat_dict(), indent=2)
 
 
-PATH_FIELDS = ("model_id_or_path", "reward_model", "output_file", "ref_model_id_or_path", "adapter_name_or_path", "ref_adapter_name_or_path",
-               "custom_register_path", "dataset_dir", "deepspeed", "lora_adapter_dir")
+PATH_FIELDS = ("model_id_or_path", "reward_model", "output_file", "ref_model_id_or_path", "adapter_name_or_path",
+               "ref_adapter_name_or_path", "custom_register_path", "dataset_dir", "deepspeed", "lora_adapter_dir")
 LIST_PATH_FIELDS = ("dataset", "val_dataset")
 
 

@@ -232,7 +232,8 @@ class PreferenceArguments(Section):
     f_alpha_divergence_coef: float = arg(0.5, "DPO: alpha of --f_divergence_type alpha_divergence (1 = reverse_kl).",
                                          commands=("@settings",))
     sync_ref_model: bool = arg(False, "DPO TR-DPO, full fine-tuning: mix the policy into the reference every "
-                               "--ref_model_sync_steps steps (ref = a x policy + (1 - a) x ref).", commands=("@settings",))
+                               "--ref_model_sync_steps steps (ref = a x policy + (1 - a) x ref).",
+                               commands=("@settings",))
     ref_model_mixup_alpha: float = arg(0.6, "DPO --sync_ref_model: the a of the mix.", ge=0, le=1,
                                        commands=("@settings",))
     ref_model_sync_steps: int = arg(512, "DPO --sync_ref_model: optimizer steps between two mixes.", ge=1,

@@ -262,7 +262,8 @@ def _load_ref(ref: DatasetRef, args: DataArguments, hub_and_token: tuple, checke
     declared = None if ref.local else dataset_info.lookup(dataset_dir, ref.name)
     if ref.local or declared:
         path, declared_columns = (ref.name, None) if ref.local else declared
-        exs, st = convert_source(read_local_file(path), columns or parse_columns(declared_columns), system, checker, role)
+        exs, st = convert_source(read_local_file(path), columns or parse_columns(declared_columns), system, checker,
+                                 role)
         return exs, None, [st]
     spec = get_dataset_spec(ref.name)
     train: List[PreferenceExample] = []

@@ -1,6 +1,7 @@
 """`prefswift eval` of a KTO run: its implicit rewards on unpaired rows (prompt, completion, desirable or not).
 
-Exactly what KTO training logs (`prefswift.algorithms.kto.kto_metrics`), over all the rows evaluated instead of per batch:
+Exactly what KTO training logs (`prefswift.algorithms.kto.kto_metrics`), over all the rows evaluated instead of per
+batch:
   * reward_chosen / reward_rejected: the mean over desirable / undesirable rows of beta * (log pi - log pi_ref) of the
     completion (summed log-probs); reward_margin: their difference (when both kinds are there);
   * chosen_sum_logp / rejected_sum_logp (training's logps/chosen, logps/rejected) and the per-token averages;
