@@ -19,16 +19,16 @@ from ..algorithms import BatchObjective, PairObjective, build_objective
 from ..arguments import RunArgs, section_from_flat
 from ..arguments.algorithms import get_spec, is_algorithm, needs_reference
 from ..arguments.fields import ModelArguments, PreferenceArguments
-from ..data.selection import result_path, select_pairs, wants_dataset
+from ..data.selection import select_pairs, wants_dataset
 from ..errors import ArgumentError
-from ..evaluate import deltas, eval_record, evaluation_metrics, format_table, pair_logps, write_json
-from ..evaluate.plot import margin_plot
+from ..evaluate import deltas, evaluation_metrics, format_table, pair_logps
 from ..evaluate.rewards import margin_kind
 from ..models.checkpoint import LoadedModel, ModelSource, load_for_inference, resolve_source
 from ..models.reference import Reference, resolve_named, resolve_reference
 from ..models.reward import SEQUENCE_CLASSIFICATION
 from ..scoring.logprobs import resolve_chunk_size
 from ..train.setup_model import check_same_tokenizer
+from .eval_output import write_eval
 from .common import run_command
 from .eval_kto import run_kto
 from .eval_rm import run_rm
@@ -137,13 +137,7 @@ def run_pairs(args: RunArgs, *, log=print) -> Path:
     if other_source is not None:
         extra["compare_to"] = {"model": other_source.describe(), "metrics": other_metrics,
                                "deltas": deltas(metrics, other_metrics), "pairs": other_pairs}
-    record = eval_record(metrics, pairs, rows, model=source.describe(), ckpt_dir=source.ckpt_dir,
-                         base_model=source.base.path, template=source.base.template, data=origin,
-                         seconds=time.time() - start, **extra)
-    path = write_json(result_path(args.infer.infer_output, source.ckpt_dir, "eval_result", ".json"), record)
-    plot = margin_plot(path.with_name(path.stem + "-margins.png"), pairs, other_pairs)
-    log(f"[prefswift] eval results written to {path} (margin plot {plot.name})")
-    return path
+    return write_eval(args, source, metrics, pairs, rows, origin, start, pairs, other_pairs, log, **extra)
 
 
 def describe(objective: Optional[PairObjective], reference: Optional[Reference], pairs, other: Optional[ModelSource]):

@@ -9,16 +9,16 @@ from pathlib import Path
 
 from ..arguments import RunArgs, section_from_flat
 from ..arguments.fields import TrainArguments
-from ..data.selection import result_path, select_pairs
+from ..data.selection import select_pairs
 from ..data.unpaired import add_kl_completions
-from ..evaluate import eval_record, format_table, write_json
-from ..evaluate.plot import margin_plot
+from ..evaluate import format_table
 from ..evaluate.rewards import deltas
 from ..evaluate.unpaired import kto_eval_metrics, matched_pairs, row_logps, with_rewards
 from ..models.checkpoint import load_for_inference
 from ..models.reference import resolve_named
 from ..scoring.logprobs import resolve_chunk_size
 from ..train.setup_model import check_same_tokenizer
+from .eval_output import write_eval
 
 
 def run_kto(args: RunArgs, source, objective, reference, *, log=print) -> Path:
@@ -60,16 +60,7 @@ def run_kto(args: RunArgs, source, objective, reference, *, log=print) -> Path:
     title = f"[prefswift] eval: {source.describe()} on {origin}"
     log(format_table(metrics, title, other_metrics, notes=notes) if metrics["pairs"] or metrics["rows"] else
         "no rows evaluated")
-    record = eval_record(metrics, records, rows, model=source.describe(), ckpt_dir=source.ckpt_dir,
-                         base_model=source.base.path, template=source.base.template, data=origin,
-                         seconds=time.time() - start, **extra)
-    path = write_json(result_path(args.infer.infer_output, source.ckpt_dir, "eval_result", ".json"), record)
-    note = ""
-    if pairs:
-        plot = margin_plot(path.with_name(path.stem + "-margins.png"), pairs, other_pairs)
-        note = f" (margin plot {plot.name})"
-    log(f"[prefswift] eval results written to {path}{note}")
-    return path
+    return write_eval(args, source, metrics, records, rows, origin, start, pairs, other_pairs, log, **extra)
 
 
 __all__ = ["run_kto"]

@@ -12,14 +12,14 @@ from typing import Dict, List
 
 from ..arguments import RunArgs
 from ..errors import ArgumentError
-from ..evaluate import eval_record, format_table, write_json
-from ..evaluate.plot import margin_plot
+from ..evaluate import format_table
 from ..evaluate.rewards import deltas, length_bias, reward_metrics
-from ..data.selection import result_path, select_pairs
+from ..data.selection import select_pairs
 from ..models.checkpoint import ModelSource, load_for_inference
 from ..models.reference import resolve_named
 from ..models.reward import SEQUENCE_CLASSIFICATION, score_token_ids
 from ..train.setup_model import check_same_tokenizer
+from .eval_output import write_eval
 
 
 def reward_pairs(model, rows: List[dict], pad_token_id: int) -> List[Dict[str, float]]:
@@ -78,16 +78,7 @@ def run_rm(args: RunArgs, source: ModelSource, objective, *, log=print) -> Path:
     if other_source is not None:
         notes.append(f"compare_to: {other_source.describe()}")
     log(format_table(metrics, f"[prefswift] eval: {source.describe()} on {origin}", other_metrics, notes=notes))
-    record = eval_record(metrics, pairs, rows, model=source.describe(), ckpt_dir=source.ckpt_dir,
-                         base_model=source.base.path, template=source.base.template, data=origin,
-                         seconds=time.time() - start, **extra)
-    path = write_json(result_path(args.infer.infer_output, source.ckpt_dir, "eval_result", ".json"), record)
-    note = ""
-    if pairs:
-        plot = margin_plot(path.with_name(path.stem + "-margins.png"), pairs, other_pairs)
-        note = f" (margin plot {plot.name})"
-    log(f"[prefswift] eval results written to {path}{note}")
-    return path
+    return write_eval(args, source, metrics, pairs, rows, origin, start, pairs, other_pairs, log, **extra)
 
 
 __all__ = ["run_rm", "reward_pairs", "reward_model_metrics"]
