@@ -138,9 +138,13 @@ class PairObjective(BatchObjective):
             return None
         if "ref_chosen_logps" in batch:
             return batch["ref_chosen_logps"], batch["ref_rejected_logps"]
-        with ctx.reference(model) as ref:
-            chosen, rejected = self.sequence_logps(pair_forward(ref, batch, chunk_size=ctx.chunk_size))
+        chosen, rejected = self.reference_sequence_logps(ctx, model, batch)
         return chosen.detach(), rejected.detach()
+
+    def reference_sequence_logps(self, ctx: ScoringContext, model, batch) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The reference's (chosen, rejected) `sequence_logps` of a batch, scored now (no gradient)."""
+        with ctx.reference(model) as ref:
+            return self.sequence_logps(pair_forward(ref, batch, chunk_size=ctx.chunk_size))
 
     def batch_loss(self, ctx: ScoringContext, model, batch) -> Tuple[torch.Tensor, Metrics]:
         pol = self.policy_logps(ctx, model, batch)
@@ -162,7 +166,6 @@ class PairObjective(BatchObjective):
         return out.chosen_rewards, out.rejected_rewards
 
     def reference_values(self, ctx: ScoringContext, model, batch) -> Dict[str, torch.Tensor]:
-        with ctx.reference(model) as ref:
-            chosen, rejected = self.sequence_logps(pair_forward(ref, batch, chunk_size=ctx.chunk_size))
+        chosen, rejected = self.reference_sequence_logps(ctx, model, batch)
         return {"ref_chosen_logps": chosen, "ref_rejected_logps": rejected}
 
