@@ -147,3 +147,14 @@ def test_register_loss_refuses_names_it_cannot_take():
         register_loss("sigmoid")(lambda c, r, *, beta, **o: c)
     with pytest.raises(ValueError, match="no algorithm has the loss family 'ppo'"):
         register_loss("mine", family="ppo")(lambda c, r, *, beta, **o: c)
+
+
+def test_a_plugin_the_registry_refuses_is_one_error_line(tmp_path):
+    bad = tmp_path / "bad_plugin.py"
+    bad.write_text("from prefswift.algorithms import register_loss\n\n"
+                   "@register_loss('sigmoid')\ndef mine(c, r, *, beta, **options):\n    return c\n")
+    proc = subprocess.run([sys.executable, "-m", "prefswift", "dpo", "--custom_register_path", str(bad), "--dataset",
+                           "demo"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (f"error: --custom_register_path {bad}: loss type 'sigmoid' is built into the dpo "
+                                   "family; give the new loss another name")

@@ -25,5 +25,8 @@ def load_plugins(custom_register_path: Optional[str] = None) -> None:
     spec = importlib.util.spec_from_file_location(f"prefswift_plugin_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
-    spec.loader.exec_module(module)  # its register_model/template/dataset calls run here
+    try:
+        spec.loader.exec_module(module)  # its register_model/template/dataset/loss/algorithm calls run here
+    except ValueError as e:  # a registration the registries refuse (a taken name, a bad spec): one line, not a trace
+        raise ArgumentError(f"--custom_register_path {custom_register_path}: {e}") from None
     _loaded.add(str(path))
