@@ -1,4 +1,4 @@
-"""Trainer callbacks: logging.jsonl, args.json and the completion marker in every checkpoint (checkpoint_files.py),
+"""Trainer callbacks: logging.jsonl, args.json and the completion marker in every checkpoint (run/checkpoints.py),
 plots at the end (rank 0 only)."""
 import json
 import math
