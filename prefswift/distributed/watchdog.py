@@ -162,15 +162,47 @@ def start_peer_watch(rank: int, world_size: int, ddp_timeout: float, note: Calla
     return PeerWatch(open_store(rank, bound), rank, world_size, bound, interval, note).start()
 
 
+# Where a collective's failure is raised from: torch.distributed's own functions (barrier, all_reduce, the object
+# collectives, the store), DDP's forward and DeepSpeed's comm; DDP's gradient all-reduce fails inside the autograd
+# engine's backward.
+_COLLECTIVE_MODULES = ("torch.distributed", "torch.nn.parallel", "deepspeed.comm")
+_BACKWARD_MODULES = ("torch.autograd",)
+# what the communication libraries (C++) put in the errors they raise through the autograd engine: their source path,
+# or gloo's state after a timeout
+_BACKEND_SOURCES = ("/gloo/", "ProcessGroupNCCL", "NCCL", "pair closure")
+
+
+def raised_in(exc: BaseException) -> str:
+    """The module of the innermost Python frame `exc` was raised from ('' when unknown)."""
+    tb = exc.__traceback__
+    if tb is None:
+        return ""
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return str(tb.tb_frame.f_globals.get("__name__", ""))
+
+
+def _within(module: str, packages) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
 def is_collective_failure(exc: BaseException) -> bool:
-    """An exception a collective raises when a peer is gone (gloo: connection closed/reset; NCCL: a timeout/abort)."""
+    """A failure of the communication between ranks, by its type and where it was raised (never by its text alone:
+    a hub upload's `ReadTimeout` or a `BrokenPipeError` is no collective's failure):
+    torch.distributed's own errors (DistError: DistBackendError, DistNetworkError, DistStoreError, ...) anywhere;
+    a plain RuntimeError raised by torch.distributed's functions or DDP (gloo's 'Connection closed by peer' and
+    timeouts are plain RuntimeErrors); one raised by the autograd engine (DDP's gradient all-reduce) only when it comes
+    from gloo/NCCL."""
     import torch.distributed as dist
 
     if isinstance(exc, dist.DistError):
         return True
-    text = str(exc)
-    return any(s in text for s in ("Connection closed by peer", "Connection reset by peer", "gloo", "NCCL",
-                                   "Broken pipe", "timed out"))
+    if type(exc) is not RuntimeError:
+        return False
+    where = raised_in(exc)
+    if _within(where, _COLLECTIVE_MODULES):
+        return True
+    return _within(where, _BACKWARD_MODULES) and any(s in str(exc) for s in _BACKEND_SOURCES)
 
 
 @contextmanager
