@@ -110,9 +110,11 @@ def one_node(pairs, tmp_path_factory):
 def test_two_nodes_by_nnodes_and_node_rank_train_as_one_node(pairs, one_node, tmp_path):
     port = free_port()
     out = tmp_path / "run"
-    two_nodes(example("multinode_torchrun", pairs, out),
-              lambda node: dict(NNODES=2, NODE_RANK=node, MASTER_ADDR="127.0.0.1", MASTER_PORT=port, NPROC_PER_NODE=1))
+    (out0, _), _ = two_nodes(example("multinode_torchrun", pairs, out), lambda node: dict(
+        NNODES=2, NODE_RANK=node, MASTER_ADDR="127.0.0.1", MASTER_PORT=port, NPROC_PER_NODE=1))
     assert_same_steps(out, one_node)
+    # node 0 announces the one world of 2 it trains in (was "local rank 0/1 (world size 1): CPU")
+    assert "devices: local rank 0/1 (world size 2): CPU + DDP across 2 processes [gloo]" in out0, out0[-2000:]
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
     assert not list(out.glob(".prefswift-node-*"))  # the shared-storage markers are gone
 
