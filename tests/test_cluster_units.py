@@ -1,6 +1,7 @@
 """The pure parts of the cluster support: SLURM's variables, the global batch across world sizes, torchrun's report
 of a killed worker, the heartbeat watch's verdicts (with an in-memory store and a hand-moved clock)."""
 import io
+import time
 
 import pytest
 
@@ -105,6 +106,11 @@ class DictStore:
     def check(self, keys):
         return all(k in self.data for k in keys)
 
+    def compare_set(self, key, expected, desired):
+        if self.data.get(key, b"") == expected.encode():
+            self.data[key] = desired.encode()
+        return self.data[key]
+
 
 def test_rank_zero_declares_a_silent_rank_gone_after_the_bound_and_everyone_reads_it():
     store = DictStore()
@@ -121,8 +127,35 @@ def test_rank_zero_declares_a_silent_rank_gone_after_the_bound_and_everyone_read
     verdict = zero.check(now=10.5)
     assert verdict == "rank 1 stopped responding (no heartbeat for 10 s) after step 7"
     assert two.check() == verdict  # the other ranks print rank 0's verdict
+    two.fail(two.check())
+    assert store.data["read/2"] == 1  # rank 2 has read it: rank 0 (the store's host) need not wait for it
+    started = time.monotonic()
     zero.fail(verdict)
-    assert lines.getvalue() == f"error: {verdict}; every rank stops — here\n" and exits == [1]
+    assert time.monotonic() - started < 1
+    assert lines.getvalue() == f"error: {verdict}; every rank stops\nerror: {verdict}; every rank stops — here\n"
+    assert exits == [1, 1]
+
+
+def test_rank_zero_keeps_the_store_up_until_every_running_rank_has_read_the_verdict():
+    """Rank 0 (the store's host) exits only once the ranks that still run have read the verdict (rank 3 reads it
+    1 s later here); not for the culprit or a rank that ended; at most 3 intervals + 2 s."""
+    import threading
+
+    store = DictStore()
+    exits = []
+    zero = PeerWatch(store, 0, 4, bound=5, interval=0.5, out=io.StringIO(), exit=exits.append)
+    store.add("done/2", 1)
+    reader = PeerWatch(store, 3, 4, bound=5, interval=0.5, out=io.StringIO(), exit=exits.append)
+    verdict = zero.publish("rank 1 stopped responding (no heartbeat for 5 s) after step 3")
+    threading.Timer(1.0, lambda: reader.fail(reader.check())).start()
+    started = time.monotonic()
+    zero.fail(verdict)
+    waited = time.monotonic() - started
+    assert 0.9 < waited < 2.5 and exits == [1, 1], waited
+    store.data.pop("read/3")
+    started = time.monotonic()
+    zero.fail(verdict)  # rank 3 never reads it: rank 0 goes after 3 x 0.5 + 2 s
+    assert 3.4 < time.monotonic() - started < 4.5
 
 
 def test_a_rank_that_ended_is_not_dead_and_a_failing_rank_announces_itself():
