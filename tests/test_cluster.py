@@ -271,6 +271,55 @@ def test_the_killed_run_resumes_with_one_process_then_two(pairs, one_node, kille
     assert_same_steps(again, one_node)
 
 
+def faulty(data, out, *extra):
+    """tests/faulty_worker.py under torchrun, 2 processes: `prefswift dpo` with the faults its environment names."""
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", free_port(),
+            str(ROOT / "tests" / "faulty_worker.py"), "dpo", *options(data, out, *extra)]
+
+
+def test_a_slow_rank0_save_outlives_the_timeout_and_a_stuck_rank_does_not(pairs, tmp_path):
+    """--ddp_timeout 3 on gloo. Rank 0 writes checkpoint-2's optimizer state 8 s slower than usual, so the other rank
+    waits for it longer than the timeout: the checkpoint is whole and training goes on (the waiting rank beats instead
+    of blocking in a collective). Then rank 1 stops, alive, after step 3: rank 0's next collective gives up after the
+    timeout (gloo used to keep its 30-minute default whatever --ddp_timeout said) and the run stops with one line."""
+    out = tmp_path / "run"
+    proc = start(faulty(pairs, out, "--ddp_timeout", "3"), environ(FAULT_SLOW_SAVE=8, FAULT_STALL="3:600"))
+    marker = out / "checkpoint-2" / "checkpoint_complete.json"
+    deadline = time.monotonic() + 240
+    while not marker.is_file() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    marked_at = time.monotonic()
+    try:
+        err = proc.communicate(timeout=90)[1]
+    except subprocess.TimeoutExpired:
+        for pid in reversed(descendants(proc.pid)):
+            os.kill(pid, signal.SIGKILL)
+        proc.kill()
+        err = proc.communicate()[1]
+        pytest.fail("rank 1 stopped after step 3 and the run was still waiting for it 90 s later (--ddp_timeout 3): "
+                    + err[-2000:])
+    stopped_s = time.monotonic() - marked_at
+    ckpt = out / "checkpoint-2"
+    assert marker.is_file(), err[-3000:]
+    waited = (ckpt / "optimizer.pt").stat().st_mtime - (ckpt / "rng_state_1.pth").stat().st_mtime
+    assert waited > 3 * 2, waited  # rank 1 had its files written long before rank 0's save ended
+    assert proc.returncode != 0 and not (out / "checkpoint-4").exists()
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and lines[0].startswith(
+        "error: a collective failed after step 3 while every rank was still alive"), err[-3000:]
+    # timeout 3 s, then the wait for a verdict (bound 3 s + 3 beats of 2 s), then torchrun's teardown
+    assert stopped_s < 3 + 3 + 6 + 20, stopped_s
+
+
+@pytest.mark.slow  # the same beating wait: test_a_slow_rank0_save_outlives_the_timeout_and_a_stuck_rank_does_not
+def test_a_slow_final_save_outlives_the_timeout(pairs, tmp_path):
+    """Rank 0 takes 8 s more before the final save (a slow upload), --ddp_timeout 3: the other rank waits for it
+    beating, not in the final barrier, and the run ends whole."""
+    out = tmp_path / "run"
+    finish([start(faulty(pairs, out, "--ddp_timeout", "3", "--max_steps", "4"), environ(FAULT_SLOW_END=8))])
+    assert (out / "adapter" / "adapter_model.safetensors").is_file() and (out / "complete.json").is_file()
+
+
 @pytest.mark.slow  # a killed worker's line from torchrun's report: test_a_killed_rank_stops_the_other_within_the_bound
 def test_on_one_node_a_killed_rank_is_named_and_the_others_stop_at_once(pairs, tmp_path):
     out = tmp_path / "run"

@@ -30,6 +30,8 @@ from prefswift.errors import PrefswiftError
 
 MAX_BOUND_S = 60.0
 INTERVAL_S = 2.0
+BARRIER_POLL_S = 0.1
+_ACTIVE: Optional["PeerWatch"] = None  # this process's started watch (one per rank)
 VERDICT = "verdict"
 
 
@@ -67,18 +69,24 @@ class PeerWatch:
         self.step = 0  # this rank's last completed optimizer step (StepBeat keeps it current)
         self._stopping = threading.Event()
         self._verdict = threading.Event()  # this rank knows the verdict (its watch thread ends the process)
+        self._barriers: Dict[str, int] = {}
         self._exited = threading.Event()  # set once the exit function returned (only a test's does)
         self._seen: Dict[int, tuple] = {}  # rank -> (beat, monotonic time it was first seen)
         self._thread = threading.Thread(target=self._loop, name="prefswift-peer-watch", daemon=True)
 
     # ---- lifecycle ---------------------------------------------------------------------------------------------
     def start(self) -> "PeerWatch":
+        global _ACTIVE
         self._beat()
         self._thread.start()
+        _ACTIVE = self
         return self
 
     def stop(self) -> None:
         """This rank ends normally: it is done (not dead) for the others, and stops watching."""
+        global _ACTIVE
+        if _ACTIVE is self:
+            _ACTIVE = None
         if self._stopping.is_set():
             return
         self._stopping.set()
@@ -105,6 +113,18 @@ class PeerWatch:
             return False
         self._exited.wait()  # the watch thread prints the line and ends the process
         return True
+
+    def barrier(self, name: str) -> None:
+        """Wait until every rank has reached the barrier `name` (once per run), as long as it takes: the ranks keep
+        beating meanwhile, so the wait ends at a verdict when one of them is gone, never at a timeout while they
+        live. For what one rank does alone while the others wait (rank 0 saving a checkpoint, uploading)."""
+        self._barriers[name] = self._barriers.get(name, 0) + 1  # every rank passes the same barriers in order
+        key = f"barrier/{name}/{self._barriers[name]}"
+        self.store.add(key, 1)
+        pause = 0.005
+        while self.store.add(key, 0) < self.world_size:
+            time.sleep(pause)
+            pause = min(2 * pause, BARRIER_POLL_S)
 
     def publish(self, verdict: str) -> str:
         """Make `verdict` the run's verdict unless another was published first; the run's verdict."""
@@ -269,4 +289,17 @@ def watched(watch: Optional[PeerWatch]):
             watch.announce(f"{type(exc).__name__}: {first}" if first else type(exc).__name__)  # rank 0 lingers
         raise
     else:
+        watch.barrier("end")  # rank 0 may still save or upload the result: the others wait for it, beating
         watch.stop()
+
+
+def wait_for_all(name: str) -> None:
+    """Every rank waits here for the others: with a watch, beating (as long as each lives: `PeerWatch.barrier`);
+    without one, torch.distributed's barrier (bounded by --ddp_timeout); one process: nothing to wait for."""
+    if _ACTIVE is not None:
+        _ACTIVE.barrier(name)
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
