@@ -7,13 +7,20 @@ heartbeat in a small key-value store (`torch.distributed.TCPStore`, hosted by gl
 port goes to the other ranks once over the process group). A background thread of every rank counts its own beat up
 every `interval` seconds; rank 0 reads everyone's, and a rank whose beat has not moved for `bound` seconds — by rank 0's
 own clock, so the nodes' clocks need not agree — is declared gone: rank 0 publishes one verdict line, every rank prints
-it and exits with code 1, also when its main thread is blocked inside a collective. A rank whose main thread fails
-(an exception that is not a collective's) publishes its own verdict before it exits. The other ranks notice a lost rank
-0 (the store host) by the store no longer answering.
+it and exits with code 1, also when its main thread is blocked inside a collective; rank 0, the store's host, exits
+only once the other running ranks have read the verdict (`linger`). A rank whose main thread fails (an exception that
+is not a collective's: `is_collective_failure` goes by type and where it was raised) publishes its own verdict before
+it exits. The other ranks notice a lost rank 0 (the store host) by the store no longer answering.
+
+What one rank does alone while the others wait (rank 0 writing a checkpoint, saving and uploading the result) is
+waited for in `PeerWatch.barrier` (`wait_for_all`): in the store, beating, for as long as that rank lives — never in a
+collective that --ddp_timeout would end.
 
 So a rank that dies never leaves the others waiting longer than `bound` + 2 x `interval` (`bound_for`: the smaller of
---ddp_timeout and 60 s; --ddp_timeout is also the process group's own timeout for a rank that is alive but stuck).
-A run that ends normally marks each rank done before the final barrier, so nobody mistakes an ending rank for a dead one.
+--ddp_timeout and 60 s; --ddp_timeout is also the process group's own timeout, on every backend, for a collective that
+waits for a rank which is alive but stuck).
+A run that ends normally marks each rank done after the final barrier, so nobody mistakes an ending rank for a dead
+one.
 """
 from __future__ import annotations
 
