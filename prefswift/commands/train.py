@@ -91,7 +91,8 @@ def run_training(args: RunArgs, algo: str, *, log=print, callbacks=()) -> Path:
     quiet_library_noise()  # before the models are built (peft warns while it wraps them)
     say = log if env.is_main else (lambda *a, **k: None)
     run_dir = Path(args.train.output_dir).expanduser().resolve()
-    resume_from = resolve_resume(run_dir, args.train.resume_from_checkpoint, warn=say)
+    resume_from = resolve_resume(run_dir, args.train.resume_from_checkpoint, warn=say,
+                                 overwrite=args.train.overwrite_output_dir)
     if resume_from is not None:
         args = adopt_checkpoint_args(args, resume_from)
         finished = finished_message(args, run_dir, resume_from)
