@@ -197,8 +197,11 @@ class TrainArguments(Section):
                                      "(transformer_layer_cls_to_wrap, activation_checkpointing, cpu_offload, ...).")
     ddp_backend: Optional[str] = arg(None, "nccl, gloo, ... (default: gloo on CPU, nccl on GPU).",
                                      choices=C.DDP_BACKENDS)
-    ddp_timeout: int = arg(600, "Seconds a collective may wait; also bounds (at most 60 s) how long the other ranks "
-                           "wait once a rank is gone before they stop with one line.", ge=1)
+    ddp_timeout: int = arg(600, "Seconds a collective (DDP's gradient all-reduce, gathers, on gloo and NCCL) waits for "
+                           "a rank that is alive but stuck before the run stops. Rank 0 saving a checkpoint or the "
+                           "result, or uploading it, is not bounded by it: the other ranks wait for that beating, as "
+                           "long as rank 0 lives. Also bounds (at most 60 s) how long the others wait once a rank is "
+                           "gone before they stop with one line.", ge=1)
     dry_run: bool = arg(False, "Print the launch and device plan, then exit without loading weights.")
 
 

@@ -177,7 +177,7 @@ def plan_placement(args: RunArgs, env: DistEnv):
     set_seed(args.train.seed)
     facts = gather_device_facts()
     plan = plan_devices(facts.n_visible_gpus, env.local_world_size, env.local_rank, facts.free_memory,
-                        use_deepspeed=bool(args.train.deepspeed))
+                        use_deepspeed=bool(args.train.deepspeed), world_size=env.world_size)  # all nodes' processes
     device_map = plan.device_map if args.model.device_map is None else parse_device_map(args.model.device_map)
     if plan.mode == "mp_ddp":
         if args.model.quantization_bit:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from ..distributed.watchdog import wait_for_all
 from ..run.checkpoints import checkpoints, mark_complete_checkpoint, rotate, unmark_checkpoint
 from .plots import write_plots
 
@@ -39,17 +40,19 @@ class RunFilesCallback(TrainerCallback):
             unmark_checkpoint(self.run_dir / f"checkpoint-{state.global_step}")
 
     def on_save(self, args, state, control, **kwargs):
-        """After the Trainer's files: args.json, then the marker (last), then --save_total_limit's rotation."""
-        import torch.distributed as dist
+        """After the Trainer's files: args.json, then the marker (last), then --save_total_limit's rotation.
 
-        if dist.is_available() and dist.is_initialized():
-            dist.barrier()  # every rank has written its own files (rng_state_N.pth) before the marker lists them
+        Rank 0 writes the weights and the optimizer alone (minutes for a big model on a slow disk) while the other
+        ranks wait: they wait beating (`wait_for_all`), not in a collective that --ddp_timeout would end."""
+        step = state.global_step
+        wait_for_all(f"checkpoint-{step}/files")  # every rank's own files (rng_state_N.pth) before the marker
         if state.is_world_process_zero:
-            ckpt = self.run_dir / f"checkpoint-{state.global_step}"
+            ckpt = self.run_dir / f"checkpoint-{step}"
             if ckpt.is_dir():
                 self.run_args.save(ckpt)
                 mark_complete_checkpoint(ckpt, world_size=args.world_size)
                 rotate(ckpt, self.run_args.train.save_total_limit, checkpoints(self.run_dir))
+        wait_for_all(f"checkpoint-{step}/marked")  # the next step's all-reduce waits for nobody's disk
 
     def on_train_end(self, args, state, control, **kwargs):
         if state.is_world_process_zero and self.log_path.is_file():
