@@ -156,5 +156,25 @@ def test_a_plugin_the_registry_refuses_is_one_error_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "prefswift", "dpo", "--custom_register_path", str(bad), "--dataset",
                            "demo"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == (f"error: --custom_register_path {bad}: loss type 'sigmoid' is built into the dpo "
-                                   "family; give the new loss another name")
+    assert proc.stderr.strip() == (f"error: --custom_register_path {bad}, line 3: loss type 'sigmoid' is built into "
+                                   "the dpo family; give the new loss another name")
+
+
+@pytest.mark.parametrize("source, line, message", [
+    ("import os\n\ndef broken(:\n    pass\n", 3, "SyntaxError: invalid syntax"),
+    ("import json\n\n\ndef helper():\n    return undefined_name\n\n\nhelper()\n", 5,
+     "NameError: name 'undefined_name' is not defined"),
+    ("x = 1\nimport no_such_module_for_prefswift\n", 2,
+     "ModuleNotFoundError: No module named 'no_such_module_for_prefswift'"),
+    ("raise RuntimeError('plugin\\nbroke')\n", 1, "RuntimeError: plugin broke"),
+])
+def test_any_failure_loading_a_plugin_is_one_line_naming_the_file_and_line(tmp_path, source, line, message):
+    """The oracle is the hand-written file: the line the failure is on, counted by hand, and Python's own message."""
+    from prefswift.errors import ArgumentError
+
+    bad = tmp_path / "broken_plugin.py"
+    bad.write_text(source)
+    with pytest.raises(ArgumentError) as caught:
+        load_plugins(str(bad))
+    assert str(caught.value) == f"--custom_register_path {bad}, line {line}: {message}"
+    assert "prefswift_plugin_broken_plugin" not in sys.modules  # a half-run module is not left behind
