@@ -11,6 +11,7 @@ Steps: resume point -> validate -> claim the run dir (its lock) and prepare it -
 plan -> models -> trainer (with the nan/inf guard) -> train -> save.
 """
 import logging
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -43,7 +44,7 @@ from ..train.saving import save_final
 from ..train.setup_model import Models, build_models
 from ..train.trainer import PreferenceTrainer
 from ..train.training_args import training_arguments
-from ..train.validation import validate, validate_run
+from ..train.validation import validate_run
 from .common import parse_or_help, run_user_command, setup_logging
 
 logger = logging.getLogger("prefswift")
@@ -51,7 +52,7 @@ logger = logging.getLogger("prefswift")
 
 def main(algo: str, argv: List[str]) -> None:
     """`prefswift <algo> ...`: --dry_run prints the plan; NPROC_PER_NODE relaunches under torchrun; else train."""
-    from ..distributed.launch import maybe_relaunch
+    from ..distributed.launch import launch_settings, maybe_relaunch
 
     def go():
         apply_slurm_env()  # started by srun: SLURM's variables stand in for NNODES/NODE_RANK/... (or RANK/...)
@@ -62,8 +63,14 @@ def main(algo: str, argv: List[str]) -> None:
 
             typer.echo(dry_run(algo, argv, args))
             return
-        validate(args, algo)  # before a relaunch: one error line, not one per rank
-        maybe_relaunch([algo] + list(argv), always=bool(args.train.deepspeed))  # DeepSpeed needs a process group
+        launch = launch_settings(os.environ, always=bool(args.train.deepspeed))  # DeepSpeed needs a process group
+        if launch is not None:  # the validation phase before a relaunch: one error line, not one per rank
+            plan = validate_run(args, algo, warn=lambda *a, **k: None,
+                                world_size=launch.nproc_per_node * launch.nnodes)
+            if plan.finished:  # nothing left to train: no processes to start
+                print(plan.finished)
+                return
+        maybe_relaunch([algo] + list(argv), always=bool(args.train.deepspeed))
         setup_logging()
         run_training(args, algo)
 

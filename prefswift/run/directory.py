@@ -30,6 +30,32 @@ def resolve_resume(run_dir: Path, resume: Optional[str], warn=print) -> Optional
     return Path(resume)
 
 
+def resumed_plugin(output_dir: str, resume: str) -> Optional[str]:
+    """The plugin file (--custom_register_path) the run being resumed was trained with, as its args.json names it:
+    the run dir's for `latest`, else the checkpoint's own or its run dir's; None when the run had none. A plugin that
+    is no longer where args.json says is one error line saying to pass its new path."""
+    import json
+
+    if resume.lower() == "latest":
+        places = [Path(output_dir) / "args.json"]
+    else:
+        places = [Path(resume) / "args.json", Path(resume).parent / "args.json"]
+    for args_file in places:
+        try:
+            saved = json.loads(args_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        plugin = saved.get("custom_register_path") if isinstance(saved, dict) else None
+        if not plugin:
+            return None
+        if not Path(plugin).is_file():
+            raise ArgumentError(f"--resume_from_checkpoint {resume}: the run was trained with the plugin {plugin} "
+                                f"({args_file} names it), which is not there any more — pass --custom_register_path "
+                                "with the plugin's path now")
+        return plugin
+    return None
+
+
 def check_run_dir(run_dir: Path, resume_from: Optional[Path], overwrite: bool, resume: Optional[str] = None) -> bool:
     """The run-dir refusals, writing nothing (the validation phase and `--dry_run` call this, and `prepare_run_dir`
     again under the run's lock): an args.json prefswift did not write, results without one, an earlier run that is
