@@ -47,24 +47,43 @@ def add_train_commands() -> None:
             _train_command(algo, get_spec(algo).summary)
 
 
-def plugin_path(argv) -> str:
-    """The value of --custom_register_path (or --custom-register-path) on the command line, if any."""
+def option_value(argv, name: str) -> str:
+    """The value of --name (or its dashed spelling) on the command line, if any."""
     for i, tok in enumerate(argv):
         key, eq, value = tok.partition("=")
-        if key in ("--custom_register_path", "--custom-register-path"):
+        if key in (f"--{name}", f"--{name.replace('_', '-')}"):
             if eq:
                 return value
             return argv[i + 1] if i + 1 < len(argv) else ""
     return ""
 
 
+def plugin_path(argv) -> str:
+    """The value of --custom_register_path (or --custom-register-path) on the command line, if any."""
+    return option_value(argv, "custom_register_path")
+
+
+def resumed_run_plugin(argv) -> str:
+    """A resume that does not repeat --custom_register_path: the plugin the run's args.json names, so its loss type
+    or algorithm is known when the command line (`--loss_type my_sigmoid`) is parsed."""
+    resume = option_value(argv, "resume_from_checkpoint")
+    if not resume:
+        return ""
+    from .arguments.fields import TrainArguments
+    from .run.directory import resumed_plugin
+
+    output_dir = option_value(argv, "output_dir") or TrainArguments.output_dir
+    return resumed_plugin(output_dir, resume) or ""
+
+
 def load_cli_plugins(argv) -> None:
-    """Plugins first (entry points, and the file --custom_register_path names): they may register algorithms
-    (subcommands of their own) and loss types before the command line is dispatched and parsed."""
+    """Plugins first (entry points, and the file --custom_register_path names, or the one a resumed run was trained
+    with): they may register algorithms (subcommands of their own) and loss types before the command line is
+    dispatched and parsed."""
     from .commands.common import run_user_command
     from .registry.plugins import load_plugins
 
-    run_user_command(lambda: load_plugins(plugin_path(argv) or None))
+    run_user_command(lambda: load_plugins(plugin_path(argv) or resumed_run_plugin(argv) or None))
 
 
 add_train_commands()

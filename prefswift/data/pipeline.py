@@ -301,10 +301,11 @@ def _load_ref(ref: DatasetRef, args: DataArguments, hub_and_token: tuple, checke
 def _fit(template, tokenizer, ex, prompt: list, responses: List[list], texts: Sequence[str], args: DataArguments,
          checker: RowChecker):
     """(prompt, responses, what truncation cut or None) within --max_length / --max_prompt_length, or None when the
-    row is dropped (--truncation_strategy delete, or headers alone too long: counted, with where it came from).
+    row is dropped (--truncation_strategy delete, or no part of the question fits: counted, with where it came from).
 
     keep_end: the prompt keeps `kept_lengths`' share, shortened in its content (`fit_prompt`: oldest turns first,
-    then the start of the last user message; the template's BOS and headers stay), and is encoded again with its
+    then the end of the system prompt, the start of the last user message last; never down to an empty question;
+    the template's BOS and headers stay), and is encoded again with its
     responses (`texts`); the responses lose their end to fit max_length."""
     max_length, max_prompt = args.max_length, prompt_budget(args)
     longest = max(len(r) for r in responses)
@@ -319,7 +320,8 @@ def _fit(template, tokenizer, ex, prompt: list, responses: List[list], texts: Se
     if keep < len(prompt):
         fitted = fit_prompt(template, tokenizer, ex.system, ex.history, ex.prompt, keep)
         if fitted is None:
-            checker.drop("template headers alone longer than max_prompt_length", origin)
+            checker.drop("question does not fit max_prompt_length (earlier turns and system prompt already cut)",
+                         origin)
             return None
         text = template.render_prompt(fitted.system, fitted.history, fitted.query)
         responses = [template.encode_pair(tokenizer, text, fitted.ids, r) for r in texts]
