@@ -126,3 +126,35 @@ def test_marked_bash_blocks_run(code, mark, line, tmp_path):
         proc = subprocess.run(argv, cwd=ROOT if mark == "dry-run" else tmp_path, env=env, capture_output=True,
                               text=True, timeout=600)
         assert proc.returncode == 0, f"README.md:{line}: {command}\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+
+
+def _help_commands():
+    """The commands `prefswift --help` prints (its Commands: section), from a fresh process."""
+    proc = subprocess.run([sys.executable, "-m", "prefswift", "--help"], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    section = proc.stdout.split("Commands:", 1)[1]
+    return {m.group(1) for m in re.finditer(r"^  ([a-z][a-z0-9-]*)\b", section, re.M)}
+
+
+def test_the_first_paragraph_and_the_commands_table_name_every_command_of_help():
+    """Issue 27: the README's top still said "DPO (9 loss types)" and left out KTO, rm and sample. The oracle is the
+    live `prefswift --help`: a command added there must be named at the top and in the Commands table."""
+    text = README.read_text(encoding="utf-8")
+    first = text.split("\n\n")[1]  # the paragraph after the title
+    assert not first.startswith(("#", "```")), first
+    named = set(re.findall(r"`prefswift ([a-z][a-z0-9-]*)`", first))
+    table = text.split("\n## Commands\n", 1)[1].strip().split("\n\n", 1)[0]
+    rows = set(re.findall(r"^\| `prefswift ([a-z][a-z0-9-]*)[ `]", table, re.M))
+    commands = _help_commands()
+    assert named == commands, f"first paragraph: missing {commands - named}, not a command {named - commands}"
+    assert rows == commands, f"Commands table: missing {commands - rows}, not a command {rows - commands}"
+
+
+def test_the_loss_type_count_in_the_readme_is_the_codes():
+    from prefswift.arguments.algorithms import loss_types
+
+    text = README.read_text(encoding="utf-8")
+    claims = re.findall(r"`prefswift dpo --help` lists \((\d+), `sft` among them\)", text)
+    assert claims and all(int(n) == len(loss_types("dpo")) for n in claims) and "sft" in loss_types("dpo")
+    assert not re.search(r"\b\d+ loss types\b", text), "a loss-type count that no test checks"
