@@ -270,12 +270,15 @@ class PreferenceArguments(Section):
     packing: bool = arg(True, "Pack a batch's sequences into fewer rows (rows as long as its longest pair, positions "
                         "restarting per pair, a block-diagonal mask): less padding, same numbers. With "
                         "--prefix_sharing false: padding-free rows (one row of all sequences on flash_attention_2's "
-                        "varlen kernels). false = one pair (or sequence) per row.", commands=("@paired",))
+                        "varlen kernels). sft: padding-free rows of whole conversations. false = one pair (or "
+                        "sequence) per row.", commands=("@paired", "sft"))
     max_tokens_per_batch: int = arg(0, "Batches by tokens instead of pairs: each batch takes as many pairs of similar "
                                     "length as fit in N tokens as the forward gets them (rows x row length, padding "
                                     "included, in the layout --prefix_sharing/--packing choose); a longer pair gets "
                                     "a batch of its own; replaces --per_device_train_batch_size. 0 = off.", ge=0,
-                                    commands=("@paired",))
+                                    commands=("@paired", "sft"))
+    loss_on: str = arg("all", "sft: train on every assistant answer of a conversation (all) or only its last one.",
+                       choices=("all", "last"), commands=("@settings",))
 
 
 @dataclass

@@ -165,7 +165,9 @@ def split_by_ratio(items: list, ratio: float, seed: int, key: Optional[Callable]
 
 
 def example_key(ex) -> tuple:
-    """What makes two pairs (or two unpaired rows) the same."""
+    """What makes two pairs (or two unpaired rows, or two SFT conversations: their own `key`) the same."""
+    if hasattr(ex, "key"):
+        return ex.key()
     if isinstance(ex, UnpairedExample):
         return (ex.system, tuple(map(tuple, ex.history)), ex.prompt, ex.completion, ex.label)
     return (ex.system, tuple(map(tuple, ex.history)), ex.prompt, ex.chosen, ex.rejected)
@@ -193,12 +195,19 @@ class RowChecker:
         self.first: Dict[str, str] = {}  # reason -> where its first dropped row is (file and line, when known)
 
     def check(self, source: RawSource, ex) -> None:
+        if hasattr(ex, "turns"):  # an SFT dataset's conversation (prefswift.data.sft)
+            raise ArgumentError(f"{source.label}: SFT conversations (no chosen/rejected pair): `prefswift sft` trains "
+                                "on them; this command needs preference rows")
         if not isinstance(ex, UnpairedExample):
             check_example(ex)
         elif self.unpaired:
             check_unpaired(ex)
         else:
             raise UnpairedDataError(source.label)
+
+    def detect(self, row) -> tuple:
+        """(format label, converter) of a local file's first row."""
+        return detect_source_format(row)
 
     def bad(self, source: RawSource, index: int, err: RowError) -> None:
         if self.strategy == "error":
@@ -221,7 +230,7 @@ def convert_source(source: RawSource, columns: Optional[dict], system: Optional[
     if converter is None:  # a local file: detect its format from the first row that is an object
         first = next((i for i, r in enumerate(rows) if isinstance(r, dict)), 0)
         try:
-            source.format_name, converter = detect_source_format(rows[first])
+            source.format_name, converter = checker.detect(rows[first])
         except RowError as e:
             raise data_error(source.where(first), first, e.field, e.problem, e.fix) from None
     before = sum(checker.dropped.values())
@@ -425,14 +434,15 @@ class CollectedExamples:
 
 
 def collect_examples(args: DataArguments, *, hub: Optional[str] = None, token: Optional[str] = None,
-                     log=print, unpaired: bool = False) -> CollectedExamples:
+                     log=print, unpaired: bool = False, checker: Optional[RowChecker] = None) -> CollectedExamples:
     """Load, convert, check and split the preference data (the steps of `build_preference_data` before encoding).
     `hub` / `token`: --hub and --hub_token for registered datasets that are downloaded (None = auto / the client's
     own login). `unpaired` (KTO): rows are (prompt, completion, label); pairs are split into a desirable and an
-    undesirable row after the eval split (both halves of a pair stay on one side)."""
+    undesirable row after the eval split (both halves of a pair stay on one side). `checker`: the checks and format
+    detection of another kind of rows (SFT: `prefswift.data.sft_pipeline`)."""
     check_data_options(args)
     seed, ratio = args.dataset_seed, args.eval_ratio
-    checker = RowChecker(args.check_dataset_strategy, log, unpaired=unpaired)
+    checker = checker or RowChecker(args.check_dataset_strategy, log, unpaired=unpaired)
     val_refs = [parse_dataset_arg(t) for t in args.val_dataset]
     all_stats: List[SourceStats] = []
     train_exs: List[PreferenceExample] = []
