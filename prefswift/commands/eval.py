@@ -145,7 +145,8 @@ def run_pairs(args: RunArgs, *, log=print) -> Path:
 def describe(objective: Optional[PairObjective], reference: Optional[Reference], pairs, other: Optional[ModelSource]):
     """The lines under the table's title: whose rewards, against what, which margin the length split uses."""
     if objective is None:
-        lines = ["rewards: none (a model without a training run's args.json; --ref_model_* gives DPO rewards)"]
+        lines = ["rewards: none (an SFT run, or a model without a training run's args.json; --ref_model_* gives DPO "
+                 "rewards)"]
     elif reference is not None:
         lines = [f"rewards: {objective.describe()} against {reference.note}",
                  "KL est.: log pi - log pi_ref of the chosen responses (not samples of pi: can be negative)"]
