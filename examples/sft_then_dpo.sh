@@ -6,7 +6,8 @@
 # (--continue_adapter true trains the SFT adapter itself instead, its frozen copy the reference.)
 #
 # A real model (one GPU, 7-8B with LoRA):
-#   MODEL=qwen2.5-7b-instruct SFT_DATASET='alpaca-gpt4-data-en#5000' DPO_DATASET=ultrafeedback EVAL_DATASET=ultrafeedback \
+#   MODEL=qwen2.5-7b-instruct SFT_DATASET='alpaca-gpt4-data-en#5000' DPO_DATASET=ultrafeedback \
+#   EVAL_DATASET=ultrafeedback \
 #   SFT_EPOCHS=1 DPO_STEPS=1000 SFT_LR=1e-4 DPO_LR=5e-6 OUT=output/sft_then_dpo bash examples/sft_then_dpo.sh
 # The tiny CPU run (tests/test_sft_then_dpo.py runs exactly this): bash examples/sft_then_dpo.sh
 set -euo pipefail

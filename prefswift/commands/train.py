@@ -1,6 +1,7 @@
 """`prefswift sft|orpo|dpo|simpo|cpo|kto|rm`: the training recipe, read top to bottom.
 
-Supports SFT (the NLL of the assistant's answers), ORPO, DPO (14 loss types, several at once with weights; rpo_alpha, LD-DPO, WPO, f-divergences, TR-DPO),
+Supports SFT (the NLL of the assistant's answers), ORPO, DPO (14 loss types, several at once with weights; rpo_alpha,
+LD-DPO, WPO, f-divergences, TR-DPO),
 SimPO, CPO, KTO (unpaired rows; pairs are split) and Bradley-Terry reward models (rm: a sequence classifier); LoRA,
 QLoRA (4/8-bit) and full fine-tuning; starting from an SFT adapter; a DPO/KTO reference that is the adapter-disabled
 base, a reference adapter, a separate model, a frozen copy or log-probs precomputed once; one CPU or GPU, DDP

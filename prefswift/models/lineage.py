@@ -86,6 +86,11 @@ def with_sft_start(args: RunArgs, run_dir: Path) -> RunArgs:
         return dataclasses.replace(args, lineage=(base, {"stage": args.command, "run": str(run_dir)}))
     adapter, sft_run = start_adapter(m.adapter_name_or_path)
     saved = _saved(sft_run) or _saved(adapter)
+    if saved.get("adapter_name_or_path") and not saved.get("continue_adapter"):
+        raise ArgumentError(f"--adapter_name_or_path {m.adapter_name_or_path}: that run itself trained on top of the "
+                            f"adapter {saved['adapter_name_or_path']}, so its adapter alone is not the whole model: "
+                            "merge it first (prefswift merge-lora --ckpt_dir RUN) and start from the merged model "
+                            "with --model_id_or_path")
     chain: List[dict] = list(saved.get("lineage") or [base])[:-1] or [base]
     chain.append({"stage": saved.get("command", "adapter"), "run": str(sft_run or adapter), "adapter": str(adapter),
                   "used": "trained further (--continue_adapter)" if m.continue_adapter else "merged into the base"})
