@@ -106,3 +106,14 @@ def test_start_options_are_refused_where_they_cannot_act(tmp_path, pairs):
         result = runner.invoke(app, ["dpo", *COMMON, "--dataset", str(pairs), "--output_dir", str(tmp_path / "x"),
                                      *argv])
         assert result.exit_code != 0 and message in result.output, result.output
+
+
+def test_ref_model_base_is_the_bare_base_only_when_asked(tmp_path, sft_run, pairs):
+    run = tmp_path / "dpo"
+    out = cli("dpo", *COMMON, *SHAPE, "--adapter_name_or_path", sft_run, "--dataset", pairs, "--output_dir", run,
+              "--batch_size", "4", "--max_steps", "1", "--logging_steps", "1", "--ref_model", "base")
+    assert "reference: the bare base model" in out
+    first = json.loads((run / "logging.jsonl").read_text().splitlines()[0])
+    assert first["rewards/chosen"] != 0  # the policy starts at the SFT model, the reference is the base
+    lineage = json.loads((run / "args.json").read_text())["lineage"]
+    assert "--ref_model base" in lineage[2]["reference"]
