@@ -7,8 +7,8 @@ import sys
 import typer
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True, rich_markup_mode=None,
-                  help="Align LLMs with human preferences: ORPO, DPO, SimPO, CPO, KTO; reward models (rm); then "
-                       "merge, chat, evaluate; lint data.")
+                  help="Align LLMs with human preferences: SFT first, then ORPO, DPO, SimPO, CPO, KTO; reward models "
+                       "(rm); then merge, chat, evaluate; lint data.")
 PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 
 

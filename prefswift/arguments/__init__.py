@@ -59,6 +59,7 @@ class RunArgs:
     lint: Optional[LintArguments] = None
     sample: Optional[SampleArguments] = None
     explicit: frozenset = frozenset()
+    lineage: tuple = ()  # a training run's chain (base -> SFT run -> this run): `prefswift.models.lineage`
 
     def to_flat_dict(self) -> Dict[str, Any]:
         """Flat {field: value} of every section present: the content of args.json."""
@@ -69,6 +70,8 @@ class RunArgs:
                 out.update(dataclasses.asdict(section))
         for name in SECRET_FIELDS:
             out.pop(name, None)
+        if self.lineage:
+            out["lineage"] = list(self.lineage)
         return absolute_paths(out)
 
     def save(self, directory) -> Path:

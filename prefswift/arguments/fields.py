@@ -93,8 +93,16 @@ class ModelArguments(Section):
                                               "reference rewards are measured against (default: the run's own).",
                                               commands=("@reference", "eval"))
     adapter_name_or_path: Optional[str] = arg(
-        None, "Start from this LoRA adapter (e.g. an SFT checkpoint); for DPO/KTO it is also the reference.",
+        None, "Start from this LoRA adapter: an SFT run dir (`prefswift sft`), its adapter/ or a checkpoint; merged "
+        "into the base, a new adapter trained on top (or --continue_adapter true); for DPO/KTO the SFT model is the "
+        "reference.",
         commands=WEIGHT_COMMANDS)
+    continue_adapter: bool = arg(
+        False, "With --adapter_name_or_path: train that (SFT) adapter further, its frozen copy the reference, instead "
+        "of merging it into the base and training a new adapter on top (the default).", commands=("@train",))
+    ref_model: str = arg("start", "DPO/KTO: `start` = the model the run starts from (the SFT model with "
+                         "--adapter_name_or_path); `base` = the bare base model even then.", choices=("start", "base"),
+                         commands=("@reference",))
     ref_adapter_name_or_path: Optional[str] = arg(
         None, "DPO with LoRA: the reference is the base model with this LoRA adapter, loaded next to the trained one "
         "as adapter \"ref\" (TRL's ref adapter, ms-swift's --ref_adapters).", aliases=("ref_adapters",),
@@ -270,12 +278,15 @@ class PreferenceArguments(Section):
     packing: bool = arg(True, "Pack a batch's sequences into fewer rows (rows as long as its longest pair, positions "
                         "restarting per pair, a block-diagonal mask): less padding, same numbers. With "
                         "--prefix_sharing false: padding-free rows (one row of all sequences on flash_attention_2's "
-                        "varlen kernels). false = one pair (or sequence) per row.", commands=("@paired",))
+                        "varlen kernels). sft: padding-free rows of whole conversations. false = one pair (or "
+                        "sequence) per row.", commands=("@paired", "sft"))
     max_tokens_per_batch: int = arg(0, "Batches by tokens instead of pairs: each batch takes as many pairs of similar "
                                     "length as fit in N tokens as the forward gets them (rows x row length, padding "
                                     "included, in the layout --prefix_sharing/--packing choose); a longer pair gets "
                                     "a batch of its own; replaces --per_device_train_batch_size. 0 = off.", ge=0,
-                                    commands=("@paired",))
+                                    commands=("@paired", "sft"))
+    loss_on: str = arg("all", "sft: train on every assistant answer of a conversation (all) or only its last one.",
+                       choices=("all", "last"), commands=("@settings",))
 
 
 @dataclass

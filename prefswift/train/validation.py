@@ -15,6 +15,7 @@ from ..arguments import RunArgs
 from ..data.pipeline import check_data_options, parse_columns
 from ..distributed.fsdp import check_fsdp
 from ..errors import ArgumentError
+from ..models.lineage import with_sft_start
 from ..models.loader import default_device
 from ..models.precision import training_precision
 from ..models.push import check_push
@@ -55,6 +56,9 @@ def validate_run(args: RunArgs, algo: str, warn=print, world_size: Optional[int]
         if finished:
             return RunPlan(args, run_dir, resume_from=resume_from, finished=finished)
     objective = validate(args, algo)
+    args = with_sft_start(args, run_dir)  # an SFT run to start from: its adapter, the reference, the lineage
+    if args.model.adapter_name_or_path:
+        objective = validate(args, algo)  # the resolved start and reference (--ref_model base) pass the same checks
     if resume_from is not None and args.pref.sync_ref_model:
         raise ArgumentError("--sync_ref_model runs cannot be resumed: checkpoints do not hold the mixed reference "
                             "model; start a new run (--overwrite_output_dir true or another --output_dir)")
