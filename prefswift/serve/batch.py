@@ -10,17 +10,9 @@ from typing import List
 import torch
 import torch.nn.functional as F
 
+from .kv_cache import cache_tensors as _layers
+from .kv_cache import new_cache as _cache_from
 from .row import Row
-
-
-def _cache_from(tensors):
-    from transformers import DynamicCache
-
-    return DynamicCache(ddp_cache_data=tensors)
-
-
-def _layers(cache):
-    return [(k, v) for k, v, *_ in cache]
 
 
 def _left_pad(t: torch.Tensor, width: int) -> torch.Tensor:

@@ -348,7 +348,7 @@ class Engine:
             self._waiting = keep
         return taken
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _step(self) -> None:
         if self._batch is not None:
             self._batch.drop_cancelled()
