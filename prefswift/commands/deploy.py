@@ -15,6 +15,7 @@ from typing import List, Optional
 from ..arguments import RunArgs
 from ..errors import ArgumentError, PrefswiftError
 from ..models.checkpoint import ModelSource, check_generates, load_for_inference, resolve_source
+from ..run.state import is_run_dir, read_run
 from ..serve.app import build_app
 from ..serve.engine import Engine
 from ..serve.server import check_exposure, effective_api_key, run_server
@@ -41,6 +42,17 @@ def served_name(source: ModelSource, given: Optional[str]) -> str:
 
 def base_name(source: ModelSource) -> str:
     return source.model_args.model_type or Path(source.base.path).name
+
+
+def run_note(path) -> Optional[str]:
+    """A line for a run dir that did not finish (still running, stopped on nan/inf, failed, interrupted): what is
+    served is whatever it saved last."""
+    if path is None or not is_run_dir(Path(path)):
+        return None
+    info = read_run(Path(path))
+    if info.state == "finished":
+        return None
+    return f"the run {info.path} is {info.state} (step {info.step}); serving what it saved: {info.result or 'none'}"
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -86,6 +98,9 @@ def run_deploy(args: RunArgs, *, log=print) -> None:
     api_key = effective_api_key(d.api_key)
     check_exposure(d.host, api_key, d.allow_unauthenticated)
     check_port_free(d.host, d.port)
+    note = run_note(args.infer.ckpt_dir)
+    if note:
+        log(f"[prefswift] deploy: warning: {note}")
     source = resolve_source(args)
     check_generates(source, "prefswift deploy")
     resolver = AdapterResolver(args, source)
