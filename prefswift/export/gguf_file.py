@@ -9,10 +9,6 @@ from typing import Callable, Dict, Optional
 
 import numpy as np
 
-OUTTYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q5_0")
-# K-quants and the other llama.cpp-only types: made from an f16 file by llama.cpp's llama-quantize.
-K_QUANTS = ("q2_k", "q3_k_s", "q3_k_m", "q3_k_l", "q4_k_s", "q4_k_m", "q5_k_s", "q5_k_m", "q6_k", "iq4_nl", "iq4_xs",
-            "q4_1", "q5_1", "tq1_0", "tq2_0")
 
 
 def _types():
@@ -88,4 +84,4 @@ def map_state_dict(state: Dict[str, "np.ndarray"], arch: str, n_layers: int,
     return mapped, unmapped
 
 
-__all__ = ["OUTTYPES", "K_QUANTS", "GGUFOut", "encode_tensor", "file_type", "map_state_dict"]
+__all__ = ["GGUFOut", "encode_tensor", "file_type", "map_state_dict"]

@@ -1,0 +1,56 @@
+"""Where an export goes, and the one rule for replacing it: only an earlier export (its args.json says so) and only
+with --overwrite true. The export is written into a hidden temporary sibling folder that is renamed into place at
+the end, so a refusal or a crash never leaves a half-written export behind.
+"""
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..arguments import ARGS_FILE
+from ..errors import ArgumentError
+from ..merge import replace_dir
+
+
+def written_by_export(path: Path) -> bool:
+    try:
+        saved = json.loads((path / ARGS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(saved, dict) and saved.get("command") == "export" and "model_type" in saved
+
+
+def check_destination(path: Path, overwrite: bool) -> None:
+    """Refuse (one line, before any work) a destination that is a file, a folder prefswift's export did not write,
+    or an earlier export without --overwrite true."""
+    if path.exists() and not path.is_dir():
+        raise ArgumentError(f"--output_dir {path}: exists and is a file; choose another path")
+    if not path.is_dir() or not any(path.iterdir()):
+        return
+    if not written_by_export(path):
+        raise ArgumentError(f"--output_dir {path} already holds files prefswift export did not write; nothing there "
+                            "is replaced — choose a new --output_dir")
+    if not overwrite:
+        raise ArgumentError(f"--output_dir {path} holds an earlier export; pass --overwrite true to replace it, or "
+                            "choose another --output_dir")
+
+
+@contextmanager
+def staging_dir(output: Path):
+    """A private temporary folder next to `output`; on success it becomes `output`, on any error it is removed."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)
+    try:
+        yield tmp
+        replace_dir(tmp, output)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+__all__ = ["check_destination", "staging_dir", "written_by_export"]
