@@ -7,12 +7,14 @@
     if problem: print(problem)                               # one line naming the first conversation that differs
 
 Each probe conversation is rendered by transformers' `apply_chat_template` (its jinja engine) and tokenized without
-added special tokens, then compared with `Template.encode_prompt` (the generation prompt) and with the prompt plus
-`encode_pair` (a whole conversation with its answer): the ids training saw.
+added special tokens, then compared with `Template.encode_prompt` (the generation prompt: the ids training saw) and
+with training's rendering of the whole conversation with its answer, tokenized in one piece. (Training tokenizes an
+answer apart from its prompt when the two would merge tokens across the boundary; a runtime never tokenizes the
+answer it generates, so only the one-piece form is a runtime's.)
 """
 from typing import List, Optional, Sequence, Tuple
 
-from .base import Template
+from .base import Template, fill_special_tokens
 
 # (system or None, history, query, answer): plain, with a system prompt, multi-turn, non-ASCII
 PROBES: Tuple[Tuple[Optional[str], Sequence[Tuple[str, str]], str, str], ...] = (
@@ -44,7 +46,8 @@ def check_template(chat_template: Optional[str], tokenizer, template: Template,
             continue
         prompt_text = template.render_prompt(system, history, query)
         want_prompt = template.encode_prompt(tokenizer, system, history, query)
-        want_full = want_prompt + template.encode_pair(tokenizer, prompt_text, want_prompt, answer)
+        full_text = fill_special_tokens(tokenizer, prompt_text + template.render_response(answer))
+        want_full = list(tokenizer(full_text, add_special_tokens=False)["input_ids"])
         prompt_messages = template.to_messages(system, history, query)
         full_messages = template.to_messages(system, history, query, answer)
         try:
