@@ -6,12 +6,11 @@ parsed); both must give the ids `Template.encode_prompt` / `encode_pair` give in
 import pytest
 
 from gotemplate import render
-from prefswift.export.gguf_tokenizer import adds_bos
 from prefswift.models.loader import load_tokenizer
 from prefswift.templates import get_template
 from prefswift.templates.check import PROBES, check_template
 from prefswift.templates.jinja import to_jinja
-from prefswift.templates.ollama import go_template, modelfile
+from prefswift.templates.ollama import go_template, modelfile, starts_with_bos
 
 # every built-in template, with the tiny model whose tokenizer has its special tokens
 CASES = [("llama3", "tiny-llama3"), ("default", "tiny-llama3"), ("mistral", "tiny-llama3"), ("qwen", "tiny-qwen"),
@@ -71,8 +70,8 @@ def test_check_template_names_the_difference(tokenizers):
 
 def ollama_ids(tok, template, system, history, query, answer=None):
     """What Ollama feeds llama.cpp: the Modelfile's SYSTEM when the conversation has none, collated into .System
-    and .Messages; the text tokenized with BOS in front when the model adds one."""
-    add_bos = adds_bos(tok)
+    and .Messages; the text tokenized with BOS in front when the GGUF says add_bos_token (`starts_with_bos`)."""
+    add_bos = starts_with_bos(template, tok)
     system = template.resolve_system(system)
     messages = [{"Role": "system", "Content": system}] if system else []
     for user, assistant in history:
@@ -94,11 +93,11 @@ def test_ollama_template_renders_the_training_prompt(tokenizers, name, model):
 
 def test_modelfile_system_and_stops(tokenizers):
     tok = tokenizers["tiny-qwen"]
-    text = modelfile("model-q8_0.gguf", get_template("qwen"), tok, add_bos=False)
+    text = modelfile("model-q8_0.gguf", get_template("qwen"), tok)
     lines = text.splitlines()
     assert lines[0] == "FROM ./model-q8_0.gguf"
     assert 'SYSTEM """You are a helpful assistant."""' in lines
     assert 'PARAMETER stop "<|im_end|>"' in lines and 'PARAMETER stop "<|endoftext|>"' in lines
-    llama = modelfile("m.gguf", get_template("llama3"), tokenizers["tiny-llama3"], add_bos=True)
+    llama = modelfile("m.gguf", get_template("llama3"), tokenizers["tiny-llama3"])
     assert "<|begin_of_text|>" not in llama  # llama.cpp adds BOS itself: the template leaves it out
     assert 'PARAMETER stop "<|eot_id|>"' in llama

@@ -11,6 +11,7 @@ import numpy as np
 from ..errors import ArgumentError
 from ..templates import Template
 from ..templates.jinja import to_jinja
+from ..templates.ollama import starts_with_bos
 from .gguf_arch import family_of, tensor_transform, write_hparams
 from .gguf_file import GGUFOut, file_type, map_state_dict
 from .gguf_tokenizer import gguf_vocab, write_vocab
@@ -68,6 +69,7 @@ def write_gguf(path: Path, model, tokenizer, template: Template, config: dict, o
     w.add_file_type(file_type(outtype))
     w.add_quantization_version(2)
     write_hparams(w, family, config)
+    vocab.add_bos = starts_with_bos(template, tokenizer)  # llama.cpp adds BOS exactly when training's prompts had it
     write_vocab(w, tokenizer, vocab, eos_ids)
     w.add_chat_template(to_jinja(template.spec))
     w.add_string("prefswift.template", template.name)

@@ -33,7 +33,7 @@ class GGUFVocab:
     types: List[int]
     merges: List[str]
     scores: Optional[List[float]]
-    add_bos: bool
+    add_bos: bool                    # set by the writer from the training template (`starts_with_bos`)
     add_space_prefix: Optional[bool] = None
 
 
@@ -58,14 +58,6 @@ def _has(node, kind: str) -> bool:
 
 def _merge_strings(merges) -> List[str]:
     return [m if isinstance(m, str) else " ".join(m) for m in merges]
-
-
-def adds_bos(tokenizer) -> bool:
-    """Whether tokenizing plain text puts the BOS token in front (llama.cpp's add_bos_token)."""
-    if tokenizer.bos_token_id is None:
-        return False
-    ids = tokenizer("a", add_special_tokens=True)["input_ids"]
-    return bool(ids) and ids[0] == tokenizer.bos_token_id
 
 
 def gguf_vocab(tokenizer, vocab_size: int, where: str = "the tokenizer") -> GGUFVocab:
@@ -110,13 +102,13 @@ def gguf_vocab(tokenizer, vocab_size: int, where: str = "the tokenizer") -> GGUF
             raise ArgumentError(f"{where}: a byte-level BPE tokenizer whose pre-tokenizer split llama.cpp does not "
                                 "know by name (prefswift recognises the Llama 3 and Qwen2 splits); use llama.cpp's "
                                 "convert_hf_to_gguf.py, which lists more")
-        return GGUFVocab("gpt2", pre, tokens, types, merges, None, adds_bos(tokenizer))
+        return GGUFVocab("gpt2", pre, tokens, types, merges, None, False)
     if not model.get("byte_fallback"):
         raise ArgumentError(f"{where}: a BPE tokenizer that is neither byte-level nor SentencePiece (byte fallback); "
                             "prefswift cannot describe it in GGUF metadata")
     scores = [-float(i) for i in range(vocab_size)]
     space_prefix = _has(data.get("normalizer"), "Prepend") or _has(data.get("pre_tokenizer"), "Metaspace")
-    return GGUFVocab("llama", "default", tokens, types, merges, scores, adds_bos(tokenizer), space_prefix)
+    return GGUFVocab("llama", "default", tokens, types, merges, scores, False, space_prefix)
 
 
 def write_vocab(writer, tokenizer, voc: GGUFVocab, eos_ids) -> None:
@@ -145,4 +137,4 @@ def write_vocab(writer, tokenizer, voc: GGUFVocab, eos_ids) -> None:
         writer.add_add_space_prefix(voc.add_space_prefix)
 
 
-__all__ = ["GGUFVocab", "gguf_vocab", "write_vocab", "adds_bos"]
+__all__ = ["GGUFVocab", "gguf_vocab", "write_vocab"]

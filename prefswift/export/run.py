@@ -27,7 +27,7 @@ from ..templates.stops import stop_tokens
 from .destination import check_destination, staging_dir
 from .gguf_arch import family_of
 from .gguf_model import write_gguf
-from .gguf_tokenizer import adds_bos, gguf_vocab
+from .gguf_tokenizer import gguf_vocab
 
 MODELFILE = "Modelfile"
 
@@ -117,7 +117,7 @@ def _export_gguf(args: RunArgs, source, dest: Path, to: str, outtype: str, log) 
     with staging_dir(dest) as tmp:
         counts = write_gguf(tmp / gguf_name(outtype), model, tokenizer, template, config, outtype, eos_ids, name, where)
         if to == "ollama":
-            (tmp / MODELFILE).write_text(modelfile(gguf_name(outtype), template, tokenizer, adds_bos(tokenizer)),
+            (tmp / MODELFILE).write_text(modelfile(gguf_name(outtype), template, tokenizer),
                                          encoding="utf-8")
         _save_args(args, tmp, source, to, outtype)
     types = ", ".join(f"{n} {t}" for t, n in sorted(counts.items()))

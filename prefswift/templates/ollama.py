@@ -3,7 +3,7 @@
 Ollama renders TEMPLATE with `.System` (the system text) and `.Messages` (every message, system ones included,
 each with `.Role` and `.Content`), then tokenizes the text with llama.cpp, which parses special tokens and puts
 BOS in front when the GGUF says `add_bos_token`. So the template leaves out a leading BOS that llama.cpp adds
-itself. What it renders for [system?, user, assistant, ..., user] is `Template.render_prompt` token for token
+itself (the GGUF's add_bos_token says whether training's prompts open with BOS). What it renders for [system?, user, assistant, ..., user] is `Template.render_prompt` token for token
 (tested by rendering the Go template with a small independent renderer and comparing ids with training's).
 
 Not expressible in Go templates without functions Ollama lacks: the `| trim` of templates with `strip_content`
@@ -19,6 +19,13 @@ from .base import Template, fill_special_tokens
 def _go_text(text: str) -> str:
     """Literal text for a Go template: `{{` would open an action, so it is written as an action printing it."""
     return text.replace("{{", "{{ \"{{\" }}")
+
+
+def starts_with_bos(template: Template, tokenizer) -> bool:
+    """Whether training's prompts open with the BOS token (from the template's text: training never lets the tokenizer
+    add one). Written as the GGUF's `add_bos_token`, so llama.cpp puts BOS in front exactly when training did."""
+    bos = getattr(tokenizer, "bos_token", None)
+    return bool(bos) and fill_special_tokens(tokenizer, template.spec.prefix).startswith(bos)
 
 
 def go_template(template: Template, tokenizer, drop_bos: bool) -> str:
@@ -62,8 +69,10 @@ def _quoted(text: str) -> str:
     return '"""' + text + '"""'
 
 
-def modelfile(gguf_name: str, template: Template, tokenizer, add_bos: bool) -> str:
-    lines = [f"FROM ./{gguf_name}", "TEMPLATE " + _quoted(go_template(template, tokenizer, drop_bos=add_bos))]
+def modelfile(gguf_name: str, template: Template, tokenizer) -> str:
+    """The Modelfile for a GGUF whose add_bos_token is `starts_with_bos(template, tokenizer)`."""
+    drop_bos = starts_with_bos(template, tokenizer)
+    lines = [f"FROM ./{gguf_name}", "TEMPLATE " + _quoted(go_template(template, tokenizer, drop_bos=drop_bos))]
     system = template.spec.default_system
     if system:
         lines.append("SYSTEM " + _quoted(system))
@@ -72,4 +81,4 @@ def modelfile(gguf_name: str, template: Template, tokenizer, add_bos: bool) -> s
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["go_template", "modelfile", "stop_words"]
+__all__ = ["go_template", "modelfile", "stop_words", "starts_with_bos"]
