@@ -1,0 +1,174 @@
+"""`prefswift export --to gguf|ollama`: the file transformers' GGUF loader reads back (`gguf_file=`) against the model
+merged by peft — logits per out type within the bounds the README states, the same greedy answers, the same
+tokenizer, a chat template that tokenizes as training did — and the refusals, which leave nothing behind.
+"""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from prefswift.arguments import parse_command
+from prefswift.errors import ArgumentError
+from test_merge import adapter_model, encode_batch, make_adapter
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing:FutureWarning")
+
+# max |logit difference| per out type against the merged float32 model: f32 to 1e-5; the others about twice what
+# these tiny random adapters measure (README "Export" has the values measured on the quickstart run)
+BOUNDS = {"f32": 1e-5, "f16": 5e-3, "bf16": 5e-2, "q8_0": 0.1, "q4_0": 1.0, "q5_0": 0.5}
+HELD_OUT = ["What is 12 plus 30?", "What is the opposite of slow?", "How many legs does a spider have?",
+            "What rhymes with cat?", "你好"]
+
+
+def export(*argv, log=lambda *a: None):
+    from prefswift.export.run import export as run_export
+
+    return run_export(parse_command("export", [str(a) for a in argv]), log=log)
+
+
+def load_gguf(path: Path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32).eval()
+    return model, AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+
+
+@pytest.fixture(scope="module")
+def llama_ckpt(tmp_path_factory):
+    return make_adapter("tiny-llama3", tmp_path_factory.mktemp("exp") / "adapter")
+
+
+@pytest.fixture(scope="module")
+def qwen_ckpt(tmp_path_factory):
+    return make_adapter("tiny-qwen", tmp_path_factory.mktemp("exp") / "adapter")
+
+
+def _logits(model, ids, mask):
+    with torch.no_grad():
+        return model(input_ids=ids, attention_mask=mask).logits * mask[..., None]
+
+
+@pytest.mark.parametrize("ckpt_name,base,template", [("llama_ckpt", "tiny-llama3", "llama3"),
+                                                     ("qwen_ckpt", "tiny-qwen", "qwen")])
+def test_gguf_logits_per_outtype_match_the_merged_model(request, tmp_path, ckpt_name, base, template):
+    """q8_0 through the command (adapter merged, staged folder renamed into place, args.json); every other out
+    type written by the same writer from the same merged model; each read back by transformers."""
+    from prefswift.export.gguf_model import write_gguf
+    from prefswift.models.loader import load_tokenizer
+    from prefswift.models.tiny import ensure_tiny_model
+    from prefswift.templates import get_template
+
+    ckpt = request.getfixturevalue(ckpt_name)
+    ids, mask = encode_batch(ckpt, template)
+    merged = adapter_model(ckpt, ensure_tiny_model(base)).merge_and_unload()
+    want = _logits(merged, ids, mask)
+    dest = export("--ckpt_dir", ckpt, "--outtype", "q8_0", "--output_dir", tmp_path / "out")
+    assert sorted(p.name for p in dest.iterdir()) == ["args.json", "model-q8_0.gguf"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no staging folder left
+    assert json.loads((dest / "args.json").read_text())["command"] == "export"
+    diffs = {"q8_0": (_logits(load_gguf(dest / "model-q8_0.gguf")[0], ids, mask) - want).abs().max().item()}
+    tok = load_tokenizer(ckpt)
+    config = json.loads((ensure_tiny_model(base) / "config.json").read_text())
+    for outtype in ("f32", "f16", "bf16", "q4_0", "q5_0"):
+        path = tmp_path / f"{outtype}.gguf"
+        write_gguf(path, merged, tok, get_template(template), config, outtype, [tok.eos_token_id], "m")
+        diffs[outtype] = (_logits(load_gguf(path)[0], ids, mask) - want).abs().max().item()
+    print(base, f"max |logit| {want.abs().max().item():.2f}", {k: f"{v:.2e}" for k, v in diffs.items()})
+    for outtype, diff in diffs.items():
+        assert diff <= BOUNDS[outtype], (outtype, diff)
+    assert diffs["f16"] < diffs["q8_0"] < diffs["q4_0"]
+
+
+def test_gguf_greedy_answers_tokenizer_and_chat_template(tmp_path, llama_ckpt):
+    """Greedy answers of the f32 GGUF (read by transformers) equal the merged model's (this random adapter's logits
+    are near-uniform, so a quantized file may flip near-ties here; the q8_0 greedy check runs on a trained model in
+    test_quickstart.py); the tokenizer rebuilt from the GGUF gives the same ids; the GGUF's chat template renders
+    the training prompt ids (transformers' apply_chat_template on the file's own metadata)."""
+    from prefswift.models.loader import load_tokenizer
+    from prefswift.models.tiny import ensure_tiny_model
+    from prefswift.templates import get_template
+    from prefswift.templates.check import check_gguf_template
+
+    dest = export("--ckpt_dir", llama_ckpt, "--outtype", "f32", "--output_dir", tmp_path / "out")
+    gguf_model, gguf_tok = load_gguf(dest / "model-f32.gguf")
+    merged = adapter_model(llama_ckpt, ensure_tiny_model("tiny-llama3")).merge_and_unload()
+    tok, template = load_tokenizer(llama_ckpt), get_template("llama3")
+    eos = [tok.convert_tokens_to_ids("<|eot_id|>"), tok.convert_tokens_to_ids("<|end_of_text|>")]
+    for prompt in HELD_OUT:
+        ids = torch.tensor([template.encode_prompt(tok, None, [], prompt)])
+        assert gguf_tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                            tokenize=True, return_dict=False) == ids[0].tolist()
+        outs = [m.generate(ids, max_new_tokens=12, do_sample=False, eos_token_id=eos, pad_token_id=eos[0])
+                for m in (merged, gguf_model)]
+        assert outs[0].tolist() == outs[1].tolist(), prompt
+    text = "Sure! 12 + 30 = 42. 你好 <|eot_id|>"
+    assert gguf_tok(text, add_special_tokens=False)["input_ids"] == tok(text, add_special_tokens=False)["input_ids"]
+    assert check_gguf_template(dest / "model-f32.gguf") is None
+
+
+def test_ollama_export_and_k_quant_hint(tmp_path, qwen_ckpt):
+    lines = []
+    dest = export("--ckpt_dir", qwen_ckpt, "--to", "ollama", "--outtype", "q4_k_m", "--output_dir", tmp_path / "o",
+                  log=lines.append)
+    assert sorted(p.name for p in dest.iterdir()) == ["Modelfile", "args.json", "model-f16.gguf"]
+    assert (dest / "Modelfile").read_text().startswith("FROM ./model-f16.gguf\nTEMPLATE ")
+    assert any(f"cd {dest} && ollama create exp" in line and line.endswith(" -f Modelfile") for line in lines)
+    assert any(f"llama-quantize {dest}/model-f16.gguf {dest}/model-q4_k_m.gguf Q4_K_M" in line for line in lines)
+
+
+def _one_line(excinfo):
+    assert "\n" not in str(excinfo.value)
+    return str(excinfo.value)
+
+
+def test_refusals_leave_nothing_behind(tmp_path, llama_ckpt):
+    with pytest.raises(ArgumentError) as e:
+        parse_command("export", ["--ckpt_dir", str(llama_ckpt), "--outtype", "q3"])
+    assert "--outtype: 'q3' is not one of" in _one_line(e)
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(ArgumentError) as e:
+        export("--ckpt_dir", llama_ckpt, "--output_dir", foreign, "--overwrite", "true")
+    assert "prefswift export did not write" in _one_line(e)
+    assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
+    first = export("--ckpt_dir", llama_ckpt, "--outtype", "f32", "--output_dir", tmp_path / "out")
+    with pytest.raises(ArgumentError) as e:
+        export("--ckpt_dir", llama_ckpt, "--output_dir", first)
+    assert "--overwrite true" in _one_line(e)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "out"]
+
+
+def _full_model(tmp_path, base, edit):
+    """A copy of a tiny model dir (weights and config changed by `edit`) with no args.json: a plain model dir."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from prefswift.models.tiny import ensure_tiny_model
+
+    src = ensure_tiny_model(base)
+    model = AutoModelForCausalLM.from_pretrained(str(src), dtype=torch.float32)
+    edit(model)
+    out = tmp_path / "model"
+    model.save_pretrained(str(out))
+    AutoTokenizer.from_pretrained(str(src)).save_pretrained(str(out))
+    return out
+
+
+def test_non_finite_weights_and_unsupported_family_are_refused(tmp_path):
+    def poison(model):
+        with torch.no_grad():
+            model.model.layers[1].mlp.down_proj.weight[0, 0] = float("nan")
+
+    bad = _full_model(tmp_path, "tiny-qwen", poison)
+    with pytest.raises(ArgumentError) as e:
+        export("--ckpt_dir", bad, "--template", "qwen", "--output_dir", tmp_path / "out")
+    assert "model.layers.1.mlp.down_proj.weight holds nan/inf" in _one_line(e)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    config = json.loads((bad / "config.json").read_text())
+    config.update(model_type="gpt_neox", architectures=["GPTNeoXForCausalLM"])
+    (bad / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ArgumentError) as e:
+        export("--ckpt_dir", bad, "--template", "qwen", "--output_dir", tmp_path / "out")
+    assert "model family 'gpt_neox' cannot be exported to GGUF" in _one_line(e)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
