@@ -172,3 +172,38 @@ def test_non_finite_weights_and_unsupported_family_are_refused(tmp_path):
         export("--ckpt_dir", bad, "--template", "qwen", "--output_dir", tmp_path / "out")
     assert "model family 'gpt_neox' cannot be exported to GGUF" in _one_line(e)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+# registry families llama.cpp maps (besides the tiny llama and qwen2 above), as tiny random models with the tiny-llama3
+# tokenizer; the shapes transformers' GGUF loader rebuilds from the metadata (it reads no qwen3 head_dim nor gemma2
+# query_pre_attn_scalar, so those keep their defaults here)
+FAMILY_CONFIGS = {"mistral": {}, "qwen3": {"head_dim": 128}, "gemma2": {"head_dim": 16, "sliding_window": 64},
+                  "phi3": {"pad_token_id": 999}}
+
+
+@pytest.mark.parametrize("model_type", sorted(FAMILY_CONFIGS))
+def test_other_families_read_back_exactly_at_f32(tmp_path, model_type):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from prefswift.export.gguf_model import write_gguf
+    from prefswift.models.loader import load_tokenizer
+    from prefswift.models.tiny import ensure_tiny_model
+    from prefswift.templates import get_template
+
+    tok = load_tokenizer(ensure_tiny_model("tiny-llama3"))
+    config = AutoConfig.for_model(model_type, vocab_size=1000, hidden_size=64, intermediate_size=128,
+                                  num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                  max_position_embeddings=256, bos_token_id=994, eos_token_id=998,
+                                  **FAMILY_CONFIGS[model_type])
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    with torch.no_grad():  # norms away from their initial ones, so the gemma (1 + w) convention is exercised
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.add_(torch.randn_like(p) * 0.1)
+    path = tmp_path / "m.gguf"
+    write_gguf(path, model, tok, get_template("llama3"), json.loads(config.to_json_string()), "f32", [998], "m")
+    ids = torch.tensor([tok("Hello world, 12 plus 30 is 42?")["input_ids"]])
+    with torch.no_grad():
+        diff = (load_gguf(path)[0](ids).logits - model(ids).logits).abs().max().item()
+    assert diff <= 1e-5

@@ -33,7 +33,7 @@ FAMILIES: Dict[str, GGUFFamily] = {
     "llama": GGUFFamily("llama", rotary_interleave=True),
     "mistral": GGUFFamily("llama", rotary_interleave=True, name_hint="mistral"),
     "qwen2": GGUFFamily("qwen2", rope_dim=False),
-    "qwen3": GGUFFamily("qwen3"),
+    "qwen3": GGUFFamily("qwen3", head_dim_keys=True),
     "gemma2": GGUFFamily("gemma2", norm_plus_one=True, head_dim_keys=True, rope_dim=False),
     "phi3": GGUFFamily("phi3"),
 }
