@@ -231,3 +231,30 @@ def test_bnb_safetensors_load_with_plain_transformers(tmp_path, llama_ckpt):
     with pytest.raises(ArgumentError) as e:
         export("--ckpt_dir", llama_ckpt, "--push_to_hub", "true", "--output_dir", tmp_path / "p")
     assert "--hub_model_id" in _one_line(e) and not (tmp_path / "p").exists()
+
+
+def test_gguf_lora_applied_to_the_base_gguf_gives_the_merged_gguf(tmp_path, llama_ckpt):
+    """llama.cpp's LoRA rule, worked with gguf's own reader: base + (alpha / r) * B @ A, tensor by tensor, equals the
+    merged export (which transformers reads back above); names, shapes, scale and the q/k row order all agree."""
+    from gguf import GGUFReader
+
+    lora = export("--ckpt_dir", llama_ckpt, "--to", "gguf-lora", "--outtype", "f32", "--output_dir", tmp_path / "l")
+    base = export("--model_type", "tiny-llama3", "--outtype", "f32", "--output_dir", tmp_path / "b")
+    merged = export("--ckpt_dir", llama_ckpt, "--outtype", "f32", "--output_dir", tmp_path / "m")
+
+    def tensors(path):
+        reader = GGUFReader(str(path))
+        return reader, {t.name: t.data.astype("float64") for t in reader.tensors}
+
+    reader, adapter = tensors(lora / "adapter.gguf")
+    assert reader.get_field("general.type").contents() == "adapter"
+    alpha = reader.get_field("adapter.lora.alpha").contents()
+    assert alpha == 8.0  # make_adapter: r 4, lora_alpha 8
+    _, base_w = tensors(base / "model-f32.gguf")
+    _, merged_w = tensors(merged / "model-f32.gguf")
+    names = sorted(n[:-len(".lora_a")] for n in adapter if n.endswith(".lora_a"))
+    assert len(names) == 14 and "blk.0.attn_q.weight" in names
+    for name in names:
+        a, b = adapter[name + ".lora_a"], adapter[name + ".lora_b"]
+        assert a.shape[0] == b.shape[1] == 4
+        assert abs(base_w[name] + alpha / 4 * b @ a - merged_w[name]).max() < 1e-5, name

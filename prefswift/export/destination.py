@@ -53,4 +53,12 @@ def staging_dir(output: Path):
         raise
 
 
-__all__ = ["check_destination", "staging_dir", "written_by_export"]
+def save_args(args, tmp: Path, source, to: str, outtype: str) -> None:
+    """args.json of an export: what `written_by_export` recognises (and what it was exported from)."""
+    flat = args.to_flat_dict()
+    flat.update({"model_type": source.model_args.model_type, "exported_from": str(source.ckpt_dir or source.base.path),
+                 "template": source.base.template, "to": to, "outtype": outtype})
+    (tmp / ARGS_FILE).write_text(json.dumps(flat, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+__all__ = ["save_args", "check_destination", "staging_dir", "written_by_export"]

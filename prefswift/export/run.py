@@ -12,7 +12,7 @@ import json
 import logging
 from pathlib import Path
 
-from ..arguments import ARGS_FILE, RunArgs
+from ..arguments import RunArgs
 from ..arguments.fields import LLAMA_QUANTIZE_TYPES
 from ..errors import ArgumentError
 from ..merge import load_merged_model
@@ -24,7 +24,7 @@ from ..templates.check import check_template
 from ..templates.jinja import to_jinja
 from ..templates.ollama import modelfile
 from ..templates.stops import stop_tokens
-from .destination import check_destination, staging_dir
+from .destination import check_destination, save_args, staging_dir
 from .gguf_arch import family_of
 from .gguf_model import write_gguf
 from .gguf_tokenizer import gguf_vocab
@@ -119,7 +119,7 @@ def _export_gguf(args: RunArgs, source, dest: Path, to: str, outtype: str, log) 
         if to == "ollama":
             (tmp / MODELFILE).write_text(modelfile(gguf_name(outtype), template, tokenizer),
                                          encoding="utf-8")
-        _save_args(args, tmp, source, to, outtype)
+        save_args(args, tmp, source, to, outtype)
     types = ", ".join(f"{n} {t}" for t, n in sorted(counts.items()))
     log(f"[export] {dest / gguf_name(outtype)} ({types} tensors; template {template.name} in its metadata)")
     if to == "ollama":
@@ -130,13 +130,6 @@ def _export_gguf(args: RunArgs, source, dest: Path, to: str, outtype: str, log) 
 def _ollama_name(name: str) -> str:
     cleaned = "".join(c if c.isalnum() or c in "-_." else "-" for c in name.lower()).strip("-.")
     return cleaned or "prefswift-model"
-
-
-def _save_args(args: RunArgs, tmp: Path, source, to: str, outtype: str) -> None:
-    flat = args.to_flat_dict()
-    flat.update({"model_type": source.model_args.model_type, "exported_from": str(source.ckpt_dir or source.base.path),
-                 "template": source.base.template, "to": to, "outtype": outtype})
-    (tmp / ARGS_FILE).write_text(json.dumps(flat, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 __all__ = ["export", "gguf_name", "default_destination"]
