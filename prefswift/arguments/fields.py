@@ -348,8 +348,8 @@ class SampleArguments(Section):
 @dataclass
 class PushArguments(Section):
     push_to_hub: bool = arg(False, "Upload the result (training: the final adapter or full model; merge-lora: the "
-                                   "merged model) to --hub_model_id on --hub; refused before any work when the id or "
-                                   "a token is missing.")
+                                   "merged model; export: the export folder) to --hub_model_id on --hub; refused "
+                                   "before any work when the id or a token is missing.")
     hub_model_id: Optional[str] = arg(None, "OWNER/NAME of the repo --push_to_hub creates or updates.")
     hub_private_repo: bool = arg(False, "Create the --push_to_hub repo as private.")
 

@@ -64,6 +64,9 @@ def _targets(args: RunArgs):
                             "prefswift merge-lora writes)")
     if "outtype" in args.explicit and to in ("safetensors",):
         raise ArgumentError(f"--outtype is a GGUF tensor type; --to {to} does not take it")
+    if to == "gguf-lora" and e.outtype not in ("f32", "f16", "bf16", "q8_0"):
+        raise ArgumentError(f"--to gguf-lora --outtype {e.outtype}: a GGUF LoRA is written as f32, f16, bf16 or q8_0 "
+                            "(llama.cpp applies it to a base GGUF of any type)")
     return to
 
 
@@ -83,14 +86,14 @@ def export(args: RunArgs, log=print) -> Path:
     if to == "gguf-lora":
         from .gguf_lora import export_gguf_lora
 
-        export_gguf_lora(args, source, dest, "f16" if quantize_later else outtype, log)
+        export_gguf_lora(args, source, dest, outtype, log)
     elif to == "safetensors":
         from .bnb import export_bnb
 
         export_bnb(args, source, dest, log)
     else:
         _export_gguf(args, source, dest, to, "f16" if quantize_later else outtype, log)
-    if quantize_later and to != "safetensors":
+    if quantize_later and to in ("gguf", "ollama"):
         file = dest / gguf_name("f16")
         then = f" (then point FROM in {MODELFILE} at it)" if to == "ollama" else ""
         log(f"[export] {outtype} is a K-quant that needs llama.cpp's quantizer; run: llama-quantize {file} "
@@ -117,8 +120,7 @@ def _export_gguf(args: RunArgs, source, dest: Path, to: str, outtype: str, log) 
     with staging_dir(dest) as tmp:
         counts = write_gguf(tmp / gguf_name(outtype), model, tokenizer, template, config, outtype, eos_ids, name, where)
         if to == "ollama":
-            (tmp / MODELFILE).write_text(modelfile(gguf_name(outtype), template, tokenizer),
-                                         encoding="utf-8")
+            (tmp / MODELFILE).write_text(modelfile(gguf_name(outtype), template, tokenizer), encoding="utf-8")
         save_args(args, tmp, source, to, outtype)
     types = ", ".join(f"{n} {t}" for t, n in sorted(counts.items()))
     log(f"[export] {dest / gguf_name(outtype)} ({types} tensors; template {template.name} in its metadata)")

@@ -3,8 +3,8 @@
 The jinja renders exactly what `Template.render_prompt` + `render_response` render, so the ids a chat runtime
 feeds the model are the ids training saw (checked in tests against `apply_chat_template` on the exported file):
 
-    messages = [system?, user, assistant, ..., user]  + add_generation_prompt  ->  render_prompt(system, history, q)
-    messages = [system?, user, ..., user, assistant]                           ->  render_prompt(...) + render_response(a)
+    [system?, user, assistant, ..., user] + add_generation_prompt  ->  render_prompt(system, history, q)
+    [system?, user, ..., user, assistant]                           ->  render_prompt(...) + render_response(a)
 
 Only plain jinja is used (string literals, `namespace`, `loop.first/last`, `| trim`), which llama.cpp's own jinja
 engine and transformers both render.

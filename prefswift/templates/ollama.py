@@ -3,8 +3,9 @@
 Ollama renders TEMPLATE with `.System` (the system text) and `.Messages` (every message, system ones included,
 each with `.Role` and `.Content`), then tokenizes the text with llama.cpp, which parses special tokens and puts
 BOS in front when the GGUF says `add_bos_token`. So the template leaves out a leading BOS that llama.cpp adds
-itself (the GGUF's add_bos_token says whether training's prompts open with BOS). What it renders for [system?, user, assistant, ..., user] is `Template.render_prompt` token for token
-(tested by rendering the Go template with a small independent renderer and comparing ids with training's).
+itself (the GGUF's add_bos_token says whether training's prompts open with BOS). What it renders for
+[system?, user, assistant, ..., user] is `Template.render_prompt` token for token (tested by rendering the Go
+template with a small independent renderer and comparing ids with training's).
 
 Not expressible in Go templates without functions Ollama lacks: the `| trim` of templates with `strip_content`
 (Llama 3); a message with leading or trailing blanks renders them where training stripped them.
