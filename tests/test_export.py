@@ -258,3 +258,38 @@ def test_gguf_lora_applied_to_the_base_gguf_gives_the_merged_gguf(tmp_path, llam
         a, b = adapter[name + ".lora_a"], adapter[name + ".lora_b"]
         assert a.shape[0] == b.shape[1] == 4
         assert abs(base_w[name] + alpha / 4 * b @ a - merged_w[name]).max() < 1e-5, name
+
+
+def test_sentencepiece_style_tokenizer_is_written_as_a_llama_vocabulary(tmp_path):
+    """A Llama 2 / Mistral style tokenizer.json (BPE with byte fallback, `▁` for spaces), trained here, written as
+    `tokenizer.ggml.model = llama`: the tokenizer transformers rebuilds from the file gives the same ids. (Not on text
+    that starts with a space: transformers rebuilds a Metaspace pre-tokenizer where the original prepends `▁` in
+    its normalizer, a difference of the rebuild that its GGUF tokenizer code documents for phi3.)"""
+    from tokenizers import Tokenizer, decoders, models, normalizers, trainers
+    from transformers import AutoTokenizer, LlamaConfig, PreTrainedTokenizerFast
+
+    from prefswift.export.gguf_model import write_gguf
+    from prefswift.templates import get_template
+    from prefswift.templates.check import check_gguf_template
+
+    backend = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>", fuse_unk=True))
+    backend.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    backend.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                         decoders.Strip(" ", 1, 0)])
+    special = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)]
+    corpus = ["Hello world, how are you today? What is 12 plus 30?", "The quick brown fox jumps over the dog."]
+    backend.train_from_iterator(corpus * 50, trainers.BpeTrainer(vocab_size=600, special_tokens=special,
+                                                                 show_progress=False))
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                         num_attention_heads=4, num_key_value_heads=2, bos_token_id=1, eos_token_id=2)
+    torch.manual_seed(0)
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_config(config).eval()
+    path = tmp_path / "sp.gguf"
+    write_gguf(path, model, tok, get_template("mistral"), json.loads(config.to_json_string()), "f32", [2], "sp")
+    rebuilt = AutoTokenizer.from_pretrained(str(tmp_path), gguf_file=path.name)
+    for text in ("Hello world, how are you?", "ünïcode 你好 and bytes", "12 plus 30 [INST] x </s>"):
+        assert rebuilt(text, add_special_tokens=False)["input_ids"] == tok(text, add_special_tokens=False)["input_ids"]
+    assert check_gguf_template(path) is None
