@@ -12,14 +12,14 @@ from pathlib import Path
 from ..arguments import ARGS_FILE
 from ..errors import ArgumentError
 from ..merge import replace_dir
+from ..run.ownership import written_by_prefswift
 
 
 def written_by_export(path: Path) -> bool:
-    try:
-        saved = json.loads((path / ARGS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    """A folder an earlier `prefswift export` wrote: prefswift's args.json (`run.ownership`) naming the export."""
+    if not written_by_prefswift(path / ARGS_FILE):
         return False
-    return isinstance(saved, dict) and saved.get("command") == "export" and "model_type" in saved
+    return json.loads((path / ARGS_FILE).read_text(encoding="utf-8")).get("command") == "export"
 
 
 def check_destination(path: Path, overwrite: bool) -> None:
