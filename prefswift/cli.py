@@ -116,6 +116,17 @@ def merge_lora_cmd(ctx: typer.Context):
     merge.main(list(ctx.args))
 
 
+@app.command("export", context_settings=PASSTHROUGH,
+             help="A trained model for local runtimes: --to gguf (--outtype f16|bf16|f32|q8_0|q4_0|q5_0, adapters "
+                  "merged, training chat template in the metadata), ollama (+ Modelfile), gguf-lora (the adapter "
+                  "alone), or --quant bnb-4bit|bnb-8bit safetensors.")
+def export_cmd(ctx: typer.Context):
+    precheck("export", list(ctx.args))
+    from .commands import export
+
+    export.main(list(ctx.args))
+
+
 @app.command("infer", context_settings=PASSTHROUGH,
              help="Chat with a checkpoint or model (commands exit/quit, clear, reset-system; end a line with \\ to "
                   "continue it; stdin from a pipe: one prompt per line, one JSON line out per answer), or answer a "

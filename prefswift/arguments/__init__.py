@@ -8,8 +8,9 @@ from typing import Any, Dict, List, Optional
 from ..errors import ArgumentError
 from ..files import write_json_atomic
 from .algorithms import algorithm_names, is_algorithm
-from .fields import (DataArguments, DeployArguments, InferArguments, LintArguments, ModelArguments, PreferenceArguments,
-                     PreviewArguments, PushArguments, SECTIONS, SampleArguments, TrainArguments, TuningArguments)
+from .fields import (DataArguments, DeployArguments, ExportArguments, InferArguments, LintArguments, ModelArguments,
+                     PreferenceArguments, PreviewArguments, PushArguments, SECTIONS, SampleArguments, TrainArguments,
+                     TuningArguments)
 from .parser import help_text, parse_args
 
 TRAIN_SECTIONS = ("model", "data", "tuning", "train", "pref", "push")
@@ -21,6 +22,7 @@ OTHER_SECTIONS = {
     "lint": ("model", "data", "lint"),
     "sample": ("model", "data", "infer", "sample"),
     "deploy": ("model", "infer", "deploy"),
+    "export": ("model", "infer", "export", "push"),
 }
 
 
@@ -60,6 +62,7 @@ class RunArgs:
     lint: Optional[LintArguments] = None
     sample: Optional[SampleArguments] = None
     deploy: Optional[DeployArguments] = None
+    export: Optional[ExportArguments] = None
     explicit: frozenset = frozenset()
     lineage: tuple = ()  # a training run's chain (base -> SFT run -> this run): `prefswift.models.lineage`
 

@@ -26,7 +26,7 @@ GPU_LOGITS_BUDGET = 1 << 30
 
 # The commands that load model weights; the options that only shape loading weights act for these alone (`lint` and
 # `preview` load a tokenizer at most).
-WEIGHT_COMMANDS = ("@train", "infer", "eval", "merge-lora", "sample", "deploy")
+WEIGHT_COMMANDS = ("@train", "infer", "eval", "merge-lora", "sample", "deploy", "export")
 # the data options that shape pairs or held-out splits: `sample` reads prompts only (it refuses them)
 PAIR_DATA_COMMANDS = ("@train", "preview", "infer", "eval", "lint")
 
@@ -292,14 +292,15 @@ class PreferenceArguments(Section):
 @dataclass
 class InferArguments(Section):
     ckpt_dir: Optional[str] = arg(None, "A checkpoint / adapter dir / merged dir with args.json.",
-                                  commands=("infer", "eval", "merge-lora", "sample", "deploy"))
+                                  commands=("infer", "eval", "merge-lora", "sample", "deploy", "export"))
     merge_lora: bool = arg(False, "infer: merge the adapter first.", commands=("infer",))
     merge_device_map: str = arg("cpu", "Where to merge: cpu or auto (any --device_map value).",
-                                commands=("infer", "merge-lora"), check=check_device_map)
+                                commands=("infer", "merge-lora", "export"), check=check_device_map)
     merge_output_dir: Optional[str] = arg(None, "merge-lora: where the merged model goes (default <ckpt_dir>-merged).",
                                           aliases=("output_dir",), commands=("merge-lora",))
     overwrite: bool = arg(False, "merge-lora: replace a non-empty output dir; sample: replace an earlier sample "
-                          "output.", commands=("infer", "merge-lora", "sample"))
+                          "output; export: replace an earlier export (only one prefswift wrote).",
+                          commands=("infer", "merge-lora", "sample", "export"))
     max_new_tokens: int = arg(512, "Longest answer in tokens (deploy: a chat request's default max_tokens).", ge=1,
                               commands=("infer", "eval", "sample", "deploy"))
     temperature: float = arg(0.3, "Sampling temperature (with --do_sample true; sample always samples, default 1.0).",
@@ -389,10 +390,33 @@ class DeployArguments(Section):
 @dataclass
 class PushArguments(Section):
     push_to_hub: bool = arg(False, "Upload the result (training: the final adapter or full model; merge-lora: the "
-                                   "merged model) to --hub_model_id on --hub; refused before any work when the id or "
-                                   "a token is missing.")
+                                   "merged model; export: the export folder) to --hub_model_id on --hub; refused "
+                                   "before any work when the id or a token is missing.")
     hub_model_id: Optional[str] = arg(None, "OWNER/NAME of the repo --push_to_hub creates or updates.")
     hub_private_repo: bool = arg(False, "Create the --push_to_hub repo as private.")
+
+
+EXPORT_TARGETS = ("gguf", "gguf-lora", "ollama", "safetensors")
+# what the gguf package writes itself; the K-quants and other llama.cpp-only types are answered with the
+# llama-quantize command to run on an f16 export
+GGUF_OUTTYPES = ("f16", "bf16", "f32", "q8_0", "q4_0", "q5_0")
+LLAMA_QUANTIZE_TYPES = ("q2_k", "q3_k_s", "q3_k_m", "q3_k_l", "q4_k_s", "q4_k_m", "q5_k_s", "q5_k_m", "q6_k",
+                        "iq4_nl", "iq4_xs", "q4_1", "q5_1")
+
+
+@dataclass
+class ExportArguments(Section):
+    to: str = arg("gguf", "export: gguf (adapters merged first), gguf-lora (the LoRA adapter alone, for llama.cpp "
+                  "--lora / Ollama ADAPTER), ollama (GGUF + Modelfile) or safetensors (with --quant).",
+                  choices=EXPORT_TARGETS)
+    outtype: str = arg("f16", "export: GGUF tensor type: " + ", ".join(GGUF_OUTTYPES) + " (K-quants such as q4_k_m "
+                       "print the llama-quantize command to run on the f16 file).",
+                       choices=GGUF_OUTTYPES + LLAMA_QUANTIZE_TYPES)
+    quant: Optional[str] = arg(None, "export: bnb-4bit or bnb-8bit: quantized safetensors that load with plain "
+                               "transformers (implies --to safetensors).", choices=("bnb-4bit", "bnb-8bit"))
+    export_dir: Optional[str] = arg(None, "export: where the export goes (default <ckpt_dir>-<to>); replaced only "
+                                    "with --overwrite true and only when an earlier export wrote it.",
+                                    aliases=("output_dir",))
 
 
 @dataclass
@@ -443,6 +467,7 @@ SECTIONS = {
     "push": PushArguments,
     "lint": LintArguments,
     "deploy": DeployArguments,
+    "export": ExportArguments,
 }
 
 
