@@ -9,7 +9,8 @@ from ..errors import ArgumentError
 from ..files import write_json_atomic
 from .algorithms import algorithm_names, is_algorithm
 from .fields import (DataArguments, InferArguments, LintArguments, ModelArguments, PreferenceArguments,
-                     PreviewArguments, PushArguments, SECTIONS, SampleArguments, TrainArguments, TuningArguments)
+                     PreviewArguments, PushArguments, SECTIONS, SampleArguments, TrainArguments, TuningArguments,
+                     WebArguments)
 from .parser import help_text, parse_args
 
 TRAIN_SECTIONS = ("model", "data", "tuning", "train", "pref", "push")
@@ -20,6 +21,7 @@ OTHER_SECTIONS = {
     "eval": ("model", "data", "infer", "pref"),
     "lint": ("model", "data", "lint"),
     "sample": ("model", "data", "infer", "sample"),
+    "web": ("web",),
 }
 
 
@@ -40,7 +42,7 @@ class _CommandSections(Mapping):
 
 COMMAND_SECTIONS: Mapping = _CommandSections()
 ARGS_FILE = "args.json"
-SECRET_FIELDS = ("hub_token",)  # never written to args.json
+SECRET_FIELDS = ("hub_token", "api_key")  # never written to args.json
 
 
 @dataclasses.dataclass
@@ -48,7 +50,7 @@ class RunArgs:
     """Parsed arguments of one command. Sections are attributes (`args.model.model_type`)."""
 
     command: str
-    model: ModelArguments
+    model: Optional[ModelArguments] = None  # None for `web`, which loads no model of its own
     data: Optional[DataArguments] = None
     tuning: Optional[TuningArguments] = None
     train: Optional[TrainArguments] = None
@@ -58,6 +60,7 @@ class RunArgs:
     push: Optional[PushArguments] = None
     lint: Optional[LintArguments] = None
     sample: Optional[SampleArguments] = None
+    web: Optional[WebArguments] = None
     explicit: frozenset = frozenset()
 
     def to_flat_dict(self) -> Dict[str, Any]:

@@ -359,6 +359,22 @@ class PreviewArguments(Section):
     json: bool = arg(False, "Print ids, labels and texts as JSON.")
 
 
+@dataclass
+class WebArguments(Section):
+    runs_dir: str = arg("output", "prefswift web: the folder whose training runs the pages show (searched 4 levels "
+                        "deep).")
+    host: str = arg("127.0.0.1", "Address to listen on; any other than 127.0.0.1/localhost needs --api_key or "
+                    "--allow_unauthenticated true.")
+    port: int = arg(7860, "Port to listen on.", ge=1, le=65535)
+    api_key: Optional[str] = arg(None, "A key every API request must carry (Authorization: Bearer KEY; the page "
+                                 "asks for it once).")
+    allow_unauthenticated: bool = arg(False, "Listen on another address than 127.0.0.1 without --api_key.")
+    votes_file: Optional[str] = arg(None, "The arena's votes (JSONL, appended; `prefswift dpo --dataset` trains on "
+                                    "it). Default: <runs_dir>/arena/votes.jsonl.")
+    prompt_file: Optional[str] = arg(None, "Prompts the arena can draw from: a data file or a registered dataset "
+                                     "(read as `prefswift sample` reads --dataset: pairs or prompt-only rows).")
+
+
 def _limits_help() -> str:
     return ", ".join(f"{k} {v:g}" for k, v in LINT_LIMITS.items())
 
@@ -400,6 +416,7 @@ SECTIONS = {
     "sample": SampleArguments,
     "push": PushArguments,
     "lint": LintArguments,
+    "web": WebArguments,
 }
 
 

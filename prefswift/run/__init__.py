@@ -1,0 +1,1 @@
+"""A run directory: its lock, checkpoints, ownership and state."""
