@@ -39,8 +39,6 @@ from ..train.resume_schedule import NothingLeftCallback, NothingLeftToTrain, Res
 from ..train.resume import adopt_checkpoint_args, finished_message, mark_complete
 from ..train.run_dir import interrupted_message, prepare_run_dir, resolve_resume, restart_or_truncate_log
 from ..train.run_lock import claimed_run_dir
-from ..train.ownership import written_by_prefswift
-from ..run.state import last_logged_step, record_outcome
 from ..train.saving import save_final
 from ..train.setup_model import Models, build_models
 from ..train.trainer import PreferenceTrainer
@@ -107,12 +105,7 @@ def run_training(args: RunArgs, algo: str, *, log=print, callbacks=()) -> Path:
         # `latest` on an unfinished run without one whole checkpoint starts it over (prepare_run_dir says so)
         prepare_run_dir(run_dir, resume_from, args.train.overwrite_output_dir, env.is_main,
                         args.train.resume_from_checkpoint, say)
-        try:
-            return train_in_run_dir(args, algo, objective, run_dir, resume_from, env, say, log, callbacks)
-        except BaseException as e:  # the run says how it ended (stopped.json: prefswift web shows it)
-            if env.is_main and written_by_prefswift(run_dir / "args.json"):
-                record_outcome(run_dir, e, last_logged_step(run_dir))
-            raise
+        return train_in_run_dir(args, algo, objective, run_dir, resume_from, env, say, log, callbacks)
 
 
 def train_in_run_dir(args: RunArgs, algo: str, objective, run_dir: Path, resume_from, env: DistEnv, say, log,

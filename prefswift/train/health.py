@@ -28,8 +28,6 @@ ZERO_GRAD_LOGS = 3
 class NonFiniteError(PrefswiftError):
     """Training produced nan/inf: the run stops, nothing non-finite is saved."""
 
-    run_state = "nonfinite"  # what the run's stopped.json records (prefswift.run.state)
-
 
 def show(value: float) -> str:
     """nan, inf, -inf as such; other numbers as %g."""

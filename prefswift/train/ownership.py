@@ -22,8 +22,7 @@ ADAPTER_FILES = frozenset({
     "generation_config.json"})
 # what a training run writes into its --output_dir besides checkpoint-N dirs (and the lock file while it runs)
 RUN_RESULTS = ("adapter", "final", "complete.json", "logging.jsonl")
-# args.json last (see run_dir.prepare_run_dir); stopped.json: how an unfinished run ended (run/state.py)
-RUN_EXTRAS = ("images", "adapter.tmp", "final.tmp", "stopped.json", ARGS_FILE)
+RUN_EXTRAS = ("images", "adapter.tmp", "final.tmp", ARGS_FILE)  # args.json last (see run_dir.prepare_run_dir)
 
 
 def written_by_prefswift(args_file: Path) -> bool:

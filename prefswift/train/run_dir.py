@@ -65,8 +65,6 @@ def restart_or_truncate_log(run_dir: Path, resume_from: Optional[Path], log) -> 
     """Resuming: keep logging.jsonl up to the checkpoint's step (later rows are logged again). Else start it anew."""
     from .callbacks import truncate_log_after
 
-    # an earlier attempt's stopped.json (prefswift.run.state.record_outcome) no longer describes the run
-    (run_dir / "stopped.json").unlink(missing_ok=True)
     if resume_from is not None:
         log(f"[prefswift] resuming from {resume_from}")
         truncate_log_after(run_dir / "logging.jsonl", int(resume_from.name.split("-")[-1]))

@@ -21,21 +21,6 @@ except ImportError:  # Windows: no advisory locks; runs are not guarded against 
     fcntl = None
 
 
-def locked_briefly(fd: int, tries: int = 5, pause_s: float = 0.05) -> None:
-    """flock(LOCK_EX) without blocking, tried a few times: a reader (prefswift web, run/state.lock_held) probes the
-    lock with a shared lock held for microseconds, which must not refuse a run starting at that moment."""
-    import time
-
-    for attempt in range(tries):
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except OSError:
-            if attempt == tries - 1:
-                raise
-            time.sleep(pause_s)
-
-
 class RunDirLock:
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / LOCK_FILE
@@ -47,7 +32,7 @@ class RunDirLock:
         for _ in range(10):  # another run may remove the file between our open and our lock: lock the file again
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                locked_briefly(fd)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
                 os.close(fd)

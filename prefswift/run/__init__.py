@@ -1,1 +1,0 @@
-"""A run directory: its lock, checkpoints, ownership and state."""
