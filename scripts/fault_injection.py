@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-MARKER = "checkpoint_complete.json"  # prefswift.train.checkpoint_files.MARKER (read here without importing torch)
+MARKER = "checkpoint_complete.json"  # prefswift.run.checkpoints.MARKER (read here without importing torch)
 
 
 def command(out: Path, model_type: str, max_steps: int, save_steps: int):

@@ -11,8 +11,8 @@ import torch
 from prefswift.arguments import parse_command
 from prefswift.commands.train import run_training
 from prefswift.errors import ArgumentError
-from prefswift.train.checkpoint_files import MARKER, checkpoint_problem, safetensors_problem, torch_archive_problem
-from prefswift.train.run_dir import resolve_resume
+from prefswift.run.checkpoints import MARKER, checkpoint_problem, safetensors_problem, torch_archive_problem
+from prefswift.run.directory import resolve_resume
 
 BASE = ["--model_type", "tiny-llama3", "--dataset", "demo#24", "--eval_ratio", "0", "--logging_steps", "1",
         "--save_steps", "1", "--lora_target_modules", "q_proj,v_proj", "--learning_rate", "1e-3"]
@@ -110,7 +110,7 @@ def test_every_checkpoint_is_marked_whole_listing_its_files(three_steps):
 def test_latest_without_a_whole_checkpoint_starts_the_run_again(three_steps, tmp_path):
     """Killed during its first save: `latest` has nothing whole to continue, so the run starts from step 0 (its own
     cut-short checkpoints are replaced); a finished run is never restarted this way."""
-    from prefswift.train.run_dir import prepare_run_dir
+    from prefswift.run.directory import prepare_run_dir
 
     run = unfinished_copy(three_steps, tmp_path / "run")
     for ckpt in run.glob("checkpoint-*"):

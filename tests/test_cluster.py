@@ -202,7 +202,7 @@ def test_a_killed_rank_stops_the_other_within_the_bound_with_one_line(killed):
 def test_the_killed_run_resumes_with_one_process_then_two(pairs, one_node, killed, tmp_path):
     """2 -> 1: --gradient_accumulation_steps 2 keeps the global batch of 4; 1 -> 2: back to 1. Every later step has the
     one-node run's loss and learning rate."""
-    from prefswift.train.checkpoint_files import checkpoint_world_size, newest_whole_checkpoint
+    from prefswift.run.checkpoints import checkpoint_world_size, newest_whole_checkpoint
 
     run = tmp_path / "run"
     shutil.copytree(killed["out"], run)

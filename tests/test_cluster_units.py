@@ -142,7 +142,7 @@ def test_a_rank_that_ended_is_not_dead_and_a_failing_rank_announces_itself():
 
 def test_a_deepspeed_checkpoint_is_not_resumed_with_another_world_size(tmp_path, monkeypatch):
     from prefswift.arguments import parse_command
-    from prefswift.train.checkpoint_files import mark_complete_checkpoint
+    from prefswift.run.checkpoints import mark_complete_checkpoint
     from prefswift.train.resume import world_size_change
 
     ckpt = tmp_path / "checkpoint-4"

@@ -139,7 +139,7 @@ def test_a_second_run_into_a_busy_output_dir_exits_2_naming_the_holder(tmp_path)
 
 def test_a_lock_left_by_a_killed_run_is_stale(tmp_path):
     """A process holding the run dir's lock is killed (-9): the next run takes the dir over."""
-    from prefswift.train.run_lock import LOCK_FILE, claimed_run_dir
+    from prefswift.run.lock import LOCK_FILE, claimed_run_dir
 
     out = tmp_path / "run"
     out.mkdir()

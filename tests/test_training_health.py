@@ -144,3 +144,13 @@ def test_a_collapsed_fp32_run_finishes_with_the_warning_in_console_and_summary(t
     assert printed.count("[prefswift] warning: ") == 1 and "gradient norm has been 0" in printed
     summary = lines[-1]
     assert summary.startswith("==> training summary") and "  warning " in summary
+
+
+def test_a_run_stopped_on_nan_reads_as_non_finite_for_every_command_that_shows_runs(stopped_run):
+    from prefswift.run.state import read_run
+
+    out, message = stopped_run
+    info = read_run(out)
+    # step 3 (the one named) was not applied: the run stopped after 2 steps
+    assert info.state == "non-finite" and info.stopped["step"] == 2 and info.stopped["message"] == message
+    assert info.result is None and [c.step for c in info.checkpoints] == [1, 2]

@@ -28,17 +28,18 @@ from ..models.loader import (ResolvedModel, default_device, hub_kwargs, load_tok
                              resolve_model)
 from ..scoring.collators import ListDataset
 from ..scoring.logprobs import resolve_chunk_size
+from ..run.directory import interrupted_message, prepare_run_dir, resolve_resume, restart_or_truncate_log
+from ..run.lock import claimed_run_dir
+from ..run.state import clear_stopped, write_complete, write_stopped
 from ..templates import get_template
 from ..train.callbacks import RunFilesCallback
 from ..train.collate import make_collator
 from ..train.peer_watch import watch_peers
 from ..train.ref_sync import SyncReferenceCallback
 from ..train.console import ConsoleCallback, format_summary, quiet_library_noise, use_console
-from ..train.health import DivergenceWatch, NonFiniteGuard
+from ..train.health import DivergenceWatch, NonFiniteError, NonFiniteGuard
 from ..train.resume_schedule import NothingLeftCallback, NothingLeftToTrain, ResumedScheduleCallback
-from ..train.resume import adopt_checkpoint_args, finished_message, mark_complete
-from ..train.run_dir import interrupted_message, prepare_run_dir, resolve_resume, restart_or_truncate_log
-from ..train.run_lock import claimed_run_dir
+from ..train.resume import adopt_checkpoint_args, finished_message
 from ..train.saving import save_final
 from ..train.setup_model import Models, build_models
 from ..train.trainer import PreferenceTrainer
@@ -131,10 +132,11 @@ def train_in_run_dir(args: RunArgs, algo: str, objective, run_dir: Path, resume_
                                reference_identity(args, models, trainer), say if env.is_main else None)
         if env.is_main:
             restart_or_truncate_log(run_dir, resume_from, say)
-        train(trainer, run_dir, resume_from, say)
+            clear_stopped(run_dir)
+        train(trainer, run_dir, resume_from, say, record=env.is_main)
         save_final(trainer, args, run_dir, tokenizer, env.is_main, log)
     if env.is_main:
-        mark_complete(run_dir, trainer)
+        write_complete(run_dir, trainer.state.global_step, trainer.state.max_steps)
         log(format_summary(console.summary(), run_dir, run_dir / ("adapter" if args.tuning.sft_type == "lora"
                                                                     else "final")))
     shutdown_distributed()
@@ -197,8 +199,13 @@ def announce(args: RunArgs, algo: str, resolved: ResolvedModel, template, plan: 
     args.save(run_dir)
 
 
-def train(trainer: PreferenceTrainer, run_dir: Path, resume_from, say) -> None:
-    """trainer.train(); Ctrl-C ends with where the run stopped and the command that continues it (exit code 130)."""
+def train(trainer: PreferenceTrainer, run_dir: Path, resume_from, say, record: bool = True) -> None:
+    """trainer.train(); Ctrl-C ends with where the run stopped and the command that continues it (exit code 130).
+    A run that ends early leaves stopped.json saying why (`record`: rank 0), for every command that reads runs."""
+    def stopped(reason: str, message: str) -> None:
+        if record:
+            write_stopped(run_dir, reason, trainer.state.global_step, message)
+
     try:
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     except NothingLeftToTrain:  # killed after the last checkpoint, before the final save: only that is left to do
@@ -206,8 +213,16 @@ def train(trainer: PreferenceTrainer, run_dir: Path, resume_from, say) -> None:
             f"{trainer.state.max_steps}): nothing left to train")
         trainer.callback_handler.on_train_end(trainer.args, trainer.state, trainer.control)
     except KeyboardInterrupt:
-        say(interrupted_message(run_dir, trainer.state.global_step))
+        message = interrupted_message(run_dir, trainer.state.global_step)
+        stopped("interrupted", message)
+        say(message)
         raise SystemExit(130) from None
+    except NonFiniteError as e:
+        stopped("non-finite", str(e))
+        raise
+    except Exception as e:
+        stopped("failed", f"{type(e).__name__}: {e}")
+        raise
 
 
 def build_trainer(args: RunArgs, targs, objective: BatchObjective, models: Models,

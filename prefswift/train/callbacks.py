@@ -1,4 +1,4 @@
-"""Trainer callbacks: logging.jsonl, args.json and the completion marker in every checkpoint (checkpoint_files.py),
+"""Trainer callbacks: logging.jsonl, args.json and the completion marker in every checkpoint (run/checkpoints.py),
 plots at the end (rank 0 only)."""
 import json
 import math
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from .checkpoint_files import checkpoints, mark_complete_checkpoint, rotate, unmark_checkpoint
+from ..run.checkpoints import checkpoints, mark_complete_checkpoint, rotate, unmark_checkpoint
 from .console import peak_memory
 from .plots import write_plots
 
@@ -64,19 +64,3 @@ class RunFilesCallback(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         if state.is_world_process_zero and self.log_path.is_file():
             write_plots(self.log_path, self.run_dir / "images")
-
-
-def truncate_log_after(log_path: Path, step: int) -> None:
-    """On resume, drop log rows written after the checkpoint we resume from (they will be logged again)."""
-    if not log_path.is_file():
-        return
-    keep = []
-    for line in log_path.read_text(encoding="utf-8").splitlines():
-        try:
-            if json.loads(line).get("step", 0) <= step:
-                keep.append(line)
-        except json.JSONDecodeError:
-            continue
-    tmp = log_path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(l + "\n" for l in keep), encoding="utf-8")
-    tmp.replace(log_path)

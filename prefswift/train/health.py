@@ -16,7 +16,7 @@ import torch
 from transformers import TrainerCallback
 
 from ..errors import PrefswiftError
-from .checkpoint_files import newest_whole_checkpoint
+from ..run.checkpoints import newest_whole_checkpoint
 
 # the loss is exploding when it rises past this multiple of its lowest logged value (and past twice its first one,
 # so that a loss near 0 coming back to ordinary values is not taken for an explosion)

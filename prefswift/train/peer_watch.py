@@ -8,7 +8,7 @@ from transformers import TrainerCallback
 
 from ..distributed.env import dist_env
 from ..distributed.watchdog import PeerWatch, start_peer_watch
-from .checkpoint_files import newest_whole_checkpoint
+from ..run.checkpoints import newest_whole_checkpoint
 
 
 class StepBeat(TrainerCallback):

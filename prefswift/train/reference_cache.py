@@ -5,11 +5,10 @@ keeps of the reference (algorithm, --ld_alpha, KTO's KL column) and the referenc
 weights — path or hub id + revision, a fingerprint of the config and the weights' safetensors headers
 (`prefswift.models.identity`) —, the adapters, dtype, quantization, template and max lengths). Another model, even
 a copy with changed weights, therefore never reads another's cache. `--overwrite_output_dir` removes the caches an
-earlier run wrote (`remove_caches`: only files named as this module names them).
+earlier run wrote (`prefswift.run.ownership.remove_caches`: only files named `ref_logps_*`).
 """
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Optional
 
@@ -24,18 +23,6 @@ ROW_KEYS = ("prompt_input_ids", "chosen_input_ids", "rejected_input_ids", "compl
 LEGACY_COLUMNS = {"chosen": "ref_chosen_logps", "rejected": "ref_rejected_logps"}
 
 
-# the files `precompute_or_load` writes (and their temporary names while writing): nothing else is ever removed
-CACHE_FILE = re.compile(r"^ref_logps_(train|eval)_[0-9a-f]{16}\.(pt|tmp)$")
-
-
-def remove_caches(run_dir: Path) -> list:
-    """Delete the reference caches an earlier run wrote in `run_dir` (--overwrite_output_dir); the removed paths."""
-    if not run_dir.is_dir():
-        return []
-    stale = [p for p in run_dir.iterdir() if p.is_file() and CACHE_FILE.match(p.name)]
-    for p in stale:
-        p.unlink()
-    return stale
 
 
 def _path_or_id(value: Optional[str]) -> Optional[str]:

@@ -21,10 +21,10 @@ from ..distributed.env import dist_env
 from ..distributed.world_size import rescale_batch
 from ..errors import ArgumentError
 from ..registry.plugins import load_plugins
-from .checkpoint_files import checkpoint_world_size, is_deepspeed_checkpoint
+from ..run.state import read_complete
+from ..run.checkpoints import checkpoint_world_size, is_deepspeed_checkpoint
 
 logger = logging.getLogger("prefswift")
-COMPLETE_FILE = "complete.json"
 # what the checkpoint is
 SHAPE = ("model_type", "model_id_or_path", "adapter_name_or_path", "quantization_bit", "sft_type", "lora_rank",
          "lora_alpha", "lora_target_modules", "lora_modules_to_save", "use_rslora", "beta", "loss_type",
@@ -123,19 +123,11 @@ def _show(value) -> str:
     return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
-def mark_complete(run_dir: Path, trainer) -> None:
-    """Written with the final adapter/model: the run reached its last step."""
-    state = trainer.state
-    record = {"global_step": state.global_step, "max_steps": state.max_steps}
-    (run_dir / COMPLETE_FILE).write_text(json.dumps(record) + "\n", encoding="utf-8")
-
-
 def finished_message(args: RunArgs, run_dir: Path, resume_from: Optional[Path]) -> Optional[str]:
     """A line saying the run is already complete (nothing to resume), or None when there is training to do."""
-    path = run_dir / COMPLETE_FILE
-    if resume_from is None or not path.is_file():
+    done = read_complete(run_dir) if resume_from is not None else None
+    if not done:
         return None
-    done = json.loads(path.read_text(encoding="utf-8"))
     state = resume_from / "trainer_state.json"
     if json.loads(state.read_text(encoding="utf-8")).get("global_step", 0) < done["global_step"]:
         return None  # an earlier checkpoint than the run's end (a later one was removed): it is resumed as asked

@@ -5,7 +5,7 @@ from pathlib import Path
 from ..arguments import RunArgs
 from ..models.lora import REF_ADAPTER
 from ..models.push import push_result
-from .ownership import check_adapter_dir, replace_dir
+from ..run.ownership import check_adapter_dir, replace_dir
 
 
 def save_final(trainer, args: RunArgs, run_dir: Path, tokenizer, main: bool, log) -> None:

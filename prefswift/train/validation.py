@@ -17,7 +17,7 @@ from ..models.loader import default_device
 from ..models.precision import training_precision
 from ..models.push import check_push
 from .collate import check_layout
-from .ownership import check_adapter_dir, check_output_path
+from ..run.ownership import check_adapter_dir, check_output_path
 from .training_args import steps_or_ratio
 
 # pip package of each --report_to integration whose name differs from it

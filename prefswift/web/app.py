@@ -3,8 +3,8 @@ events API.
 
   GET  /api/runs                      every run under --runs_dir (state, algorithm, model, step, best eval)
   GET  /api/run?name=N                one run whole: curves (logging.jsonl rows), args, eval results, checkpoints, notes
-  GET  /api/events?run=N&offset=B     SSE: `runs` (the list, when it changes) and, with run=, `rows` (new log rows
-                                      from byte B of its logging.jsonl) and `run` (its state, notes, checkpoints)
+  GET  /api/events?run=N&rows=K       SSE: `runs` (the list, when it changes) and, with run=, `rows` (its log rows
+                                      after the K the page has) and `run` (its state, notes, checkpoints)
   POST /api/chat                      SSE: {run, messages, options} -> `piece` events, then `done`
   GET  /api/arena/prompt              a prompt drawn from --prompt_file
   POST /api/arena/match               {run_a, run_b, prompt, options} -> two answers, positions shuffled, no names
@@ -26,9 +26,10 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException
 
 from ..errors import PrefswiftError
-from ..run.state import LOG_FILE, find_runs, read_log, read_run
+from ..run.state import read_run
 from . import generation
 from .arena import Match, VoteError, VoteFile, new_match, vote_row, winrate_table
+from .runs import chat_targets, detail, runs_summaries, summary, training_runs
 
 STATIC = Path(__file__).parent / "static"
 POLL_S = 1.0
@@ -60,18 +61,19 @@ class WebState:
         path = (self.runs_dir / name).resolve()
         if path != self.runs_dir and self.runs_dir not in path.parents:
             raise BadRequest(f"run {name!r} is not under --runs_dir", 404)
-        if path not in find_runs(self.runs_dir):
+        if path not in training_runs(self.runs_dir):
             raise BadRequest(f"no run {name!r} under {self.runs_dir} (is its args.json there?)", 404)
         return path
 
     def runs(self) -> List[dict]:
-        return [read_run(p, self.runs_dir, with_rows=False) for p in find_runs(self.runs_dir)]
+        return runs_summaries(self.runs_dir)
 
     def model_dir(self, name: str) -> str:
-        run = read_run(self.run_dir(name), self.runs_dir)
-        if not run["chat_dir"]:
-            raise BadRequest(f"run {name!r} has no adapter, final model or whole checkpoint to load yet", 409)
-        return run["chat_dir"]
+        targets = chat_targets(self.runs_dir)
+        if name not in targets:
+            raise BadRequest(f"{name!r}: no run or merged model of that name with an adapter, final model or whole "
+                             "checkpoint to load (yet)", 404)
+        return targets[name]
 
 
 def sse(event: str, data) -> str:
@@ -121,28 +123,30 @@ def create_app(state: WebState) -> FastAPI:
 
     @app.get("/api/run")
     async def run(name: str = ""):
-        return await asyncio.to_thread(read_run, state.run_dir(name), state.runs_dir)
+        path = state.run_dir(name)
+        return await asyncio.to_thread(lambda: detail(read_run(path), state.runs_dir))
 
     @app.get("/api/events")
-    async def events(request: Request, run: str = "", offset: int = 0):
+    async def events(request: Request, run: str = "", rows: int = 0):
+        """`rows`: how many of the run's log rows the page has; only later ones are sent."""
         run_dir = state.run_dir(run) if run else None
 
         async def stream():
-            last_runs, last_run, pos = None, None, max(0, offset)
+            last_runs, last_run, sent = None, None, max(0, rows)
             while not await request.is_disconnected():
                 listing = await asyncio.to_thread(state.runs)
                 if listing != last_runs:
                     last_runs = listing
                     yield sse("runs", listing)
                 if run_dir is not None:
-                    log = await asyncio.to_thread(read_log, run_dir / LOG_FILE, pos)
-                    if log.rows:
-                        yield sse("rows", {"rows": log.rows, "offset": log.size})
-                    pos = log.size
-                    info = await asyncio.to_thread(read_run, run_dir, state.runs_dir, False)
-                    if info != last_run:
-                        last_run = info
-                        yield sse("run", info)
+                    info = await asyncio.to_thread(read_run, run_dir)
+                    if len(info.logs) > sent:
+                        yield sse("rows", {"rows": detail(info, state.runs_dir)["rows"][sent:]})
+                        sent = len(info.logs)
+                    now = summary(info, state.runs_dir)
+                    if now != last_run:
+                        last_run = now
+                        yield sse("run", now)
                 yield ": keep-alive\n\n"
                 await asyncio.sleep(POLL_S)
 
@@ -150,8 +154,7 @@ def create_app(state: WebState) -> FastAPI:
 
     @app.get("/api/models")
     async def models():
-        listing = await asyncio.to_thread(state.runs)
-        return {"models": [r["name"] for r in listing if r["chat"]]}
+        return {"models": sorted(await asyncio.to_thread(chat_targets, state.runs_dir))}
 
     @app.post("/api/chat")
     async def chat(body: Dict):

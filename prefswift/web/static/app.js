@@ -158,7 +158,7 @@ function pageRun(name) {
       el("details", {}, el("summary", {}, "Arguments (args.json)"),
         el("table", {id: "args"}, Object.entries(run.args).map(([k, v]) => el("tr", {}, el("td", {}, k),
           el("td", {}, JSON.stringify(v)))))));
-    listen(`/api/events?run=${encodeURIComponent(name)}&offset=${run.log_size}`, {
+    listen(`/api/events?run=${encodeURIComponent(name)}&rows=${rows.length}`, {
       rows: data => { rows.push(...data.rows); drawCharts(charts, [{name, rows}]); },
       run: info => fillHead(info),
     });

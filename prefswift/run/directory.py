@@ -4,13 +4,15 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import ArgumentError
-from .checkpoint_files import checkpoint_problem, checkpoints, newest_whole_checkpoint
+from .checkpoints import checkpoint_problem, checkpoints, newest_whole_checkpoint
+from .logs import LOG_FILE, truncate_log_after
+from .ownership import remove_caches, remove_run, run_results, written_by_prefswift
 
 logger = logging.getLogger("prefswift")
 
 
 def resolve_resume(run_dir: Path, resume: Optional[str], warn=print) -> Optional[Path]:
-    """The checkpoint to resume from: `latest` is the newest whole one (checkpoint_files.checkpoint_problem), each
+    """The checkpoint to resume from: `latest` is the newest whole one (checkpoints.checkpoint_problem), each
     newer one that is not whole skipped with a warning; a named one that is not whole is refused in one line."""
     if not resume:
         return None
@@ -33,7 +35,6 @@ def prepare_run_dir(run_dir: Path, resume_from: Optional[Path], overwrite: bool,
     """Refuse to replace an earlier run's results (checkpoints, adapter/, final/, complete.json, logging.jsonl)
     unless resuming it or --overwrite_output_dir true, and anything prefswift did not write in any case.
     `--resume_from_checkpoint latest` on a run stopped before its first checkpoint starts it over."""
-    from .ownership import remove_run, run_results, written_by_prefswift
 
     # args.json first: rank 0 removes it last when starting over, so the other ranks never see the results without it
     ours = written_by_prefswift(run_dir / "args.json")
@@ -56,20 +57,17 @@ def prepare_run_dir(run_dir: Path, resume_from: Optional[Path], overwrite: bool,
         log(f"[prefswift] {run_dir} holds a run stopped before its first checkpoint: starting it over")
     if is_main:
         remove_run(run_dir, checkpoints(run_dir))
-        from .reference_cache import remove_caches
 
         remove_caches(run_dir)  # a new run: an earlier run's reference log-probs go too
 
 
 def restart_or_truncate_log(run_dir: Path, resume_from: Optional[Path], log) -> None:
     """Resuming: keep logging.jsonl up to the checkpoint's step (later rows are logged again). Else start it anew."""
-    from .callbacks import truncate_log_after
-
     if resume_from is not None:
         log(f"[prefswift] resuming from {resume_from}")
-        truncate_log_after(run_dir / "logging.jsonl", int(resume_from.name.split("-")[-1]))
+        truncate_log_after(run_dir / LOG_FILE, int(resume_from.name.split("-")[-1]))
     else:
-        (run_dir / "logging.jsonl").unlink(missing_ok=True)
+        (run_dir / LOG_FILE).unlink(missing_ok=True)
 
 
 def interrupted_message(run_dir: Path, step: int) -> str:

@@ -6,6 +6,7 @@ writes. Anything else is refused in one line before any work.
 """
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import List, Optional
@@ -22,7 +23,8 @@ ADAPTER_FILES = frozenset({
     "generation_config.json"})
 # what a training run writes into its --output_dir besides checkpoint-N dirs (and the lock file while it runs)
 RUN_RESULTS = ("adapter", "final", "complete.json", "logging.jsonl")
-RUN_EXTRAS = ("images", "adapter.tmp", "final.tmp", ARGS_FILE)  # args.json last (see run_dir.prepare_run_dir)
+# args.json last (see directory.prepare_run_dir)
+RUN_EXTRAS = ("images", "adapter.tmp", "final.tmp", "stopped.json", ARGS_FILE)
 
 
 def written_by_prefswift(args_file: Path) -> bool:
@@ -95,9 +97,24 @@ def run_results(run_dir: Path, checkpoints: List[Path]) -> List[str]:
 
 def remove_run(run_dir: Path, checkpoints: List[Path]) -> None:
     """--overwrite_output_dir true: remove an earlier prefswift run's own files (its cached reference log-probs go
-    through `reference_cache.remove_caches`, called right after; anything else in the folder stays)."""
+    through ``remove_caches``, called right after; anything else in the folder stays)."""
     for p in [*checkpoints, *(run_dir / n for n in RUN_RESULTS + RUN_EXTRAS)]:
         if p.is_dir():
             shutil.rmtree(p)
         elif p.exists():
             p.unlink()
+
+
+# the reference log-prob caches training writes (train/reference_cache.py) and their temporary names while writing:
+# nothing else is ever removed
+CACHE_FILE = re.compile(r"^ref_logps_(train|eval)_[0-9a-f]{16}\.(pt|tmp)$")
+
+
+def remove_caches(run_dir: Path) -> list:
+    """Delete the reference caches an earlier run wrote in `run_dir` (--overwrite_output_dir); the removed paths."""
+    if not run_dir.is_dir():
+        return []
+    stale = [p for p in run_dir.iterdir() if p.is_file() and CACHE_FILE.match(p.name)]
+    for p in stale:
+        p.unlink()
+    return stale

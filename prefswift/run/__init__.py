@@ -1,0 +1,1 @@
+"""A run directory: its lock, checkpoints, log, ownership and state (state.py: the one reader for every command)."""
