@@ -221,6 +221,7 @@ def test_three_arena_votes_are_three_rows_that_dpo_trains_on(site, capsys):
     Select(d.find_element(By.ID, "arena-b")).select_by_value("done")
     d.find_element(By.ID, "arena-max").clear()
     d.find_element(By.ID, "arena-max").send_keys("8")
+    d.find_element(By.ID, "arena-sample").click()  # sampled, each side with its own seed: two different answers
     shown = []
     for k, choice in enumerate(("A", "B", "tie")):
         prompt = d.find_element(By.ID, "arena-prompt")

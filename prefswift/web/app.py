@@ -214,9 +214,9 @@ def create_app(state: WebState) -> FastAPI:
         same = run_a == run_b
         answers = []
         for k, (name, model_dir) in enumerate(zip((run_a, run_b), dirs)):
-            opts = dict(options)
-            if same:  # two samples of one run: sampled, with different seeds
-                opts.update(do_sample=True, seed=int(opts.get("seed", 42)) + k)
+            opts = dict(options, seed=int(options.get("seed", 42)) + k)  # each side draws its own sample
+            if same:  # two samples of one run: always sampled
+                opts["do_sample"] = True
             try:
                 text = await asyncio.to_thread(generation.reply, state.models, model_dir,
                                                [{"role": "user", "content": prompt}], opts)
