@@ -133,11 +133,11 @@ function pageRun(name) {
     const charts = el("div", {class: "charts", id: "charts"});
     const ckpts = el("div", {id: "checkpoints"});
     const fillHead = info => {
-      head.replaceChildren(badge(info.state), el("span", {class: "muted"}, info.state_note),
+      head.replaceChildren(...[badge(info.state), el("span", {class: "muted"}, info.state_note),
         el("span", {}, `${info.algorithm || ""} · ${info.model} · step `),
         el("b", {id: "run-step", class: "step"}, String(info.step)),
         info.max_steps > 0 ? el("span", {}, ` / ${info.max_steps}`) : null,
-        info.processes ? el("span", {class: "muted"}, ` · ${info.processes} process(es)`) : null);
+        info.processes ? el("span", {class: "muted"}, ` · ${info.processes} process(es)`) : null].filter(Boolean));
       notes.replaceChildren(...info.notes.map(n => el("div", {class: "note"}, n)));
       ckpts.replaceChildren(info.checkpoints.length ? el("table", {},
         el("tr", {}, ["checkpoint", "whole", "processes", "problem"].map(h => el("th", {}, h))),
