@@ -55,7 +55,8 @@ class RowBatch:
         ids = torch.tensor([[r.last_token] for r in self.rows], device=self.mask.device)
         positions = self.mask.sum(-1, keepdim=True)
         self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
-        logits, self.cache = engine.forward(ids, self.mask, positions, self.cache, [r.served.adapter for r in self.rows])
+        adapters = [r.served.adapter for r in self.rows]
+        logits, self.cache = engine.forward(ids, self.mask, positions, self.cache, adapters)
         engine.sample(logits, self.rows)
         self._drop_finished()
 

@@ -6,10 +6,10 @@ calls, images, two users in a row) is refused with one line naming the message.
 """
 from typing import List, Optional, Tuple
 
+from .types import EngineError
+
 
 def _bad(message: str):
-    from .engine import EngineError
-
     return EngineError(400, message, param="messages")
 
 

@@ -10,6 +10,8 @@ from typing import List, Optional
 
 import torch
 
+from .types import Delta
+
 
 class Row:
     def __init__(self, engine, pending, index: int):
@@ -73,13 +75,11 @@ class Row:
         return len(self.generated)
 
     def _emit(self, text: str, tokens: int, finish: Optional[str]) -> None:
-        from .engine import Delta
-
         piece = text[self.sent_text:]
         if not piece and tokens == self.sent_tokens and finish is None:
             return
-        delta = Delta(self.index, piece, self.generated[self.sent_tokens:tokens], self.logprobs[self.sent_tokens:tokens],
-                      finish)
+        span = slice(self.sent_tokens, tokens)
+        delta = Delta(self.index, piece, self.generated[span], self.logprobs[span], finish)
         self.sent_text, self.sent_tokens = max(len(text), self.sent_text), max(tokens, self.sent_tokens)
         self.handle._put(delta)
 

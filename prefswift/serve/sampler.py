@@ -6,6 +6,8 @@ temperature and top_p, as OpenAI's and vLLM's servers report them.
 """
 import torch
 
+from .types import TokenLogprob
+
 
 def _nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
     """probs with everything outside the smallest set of tokens whose probability reaches top_p set to 0."""
@@ -18,8 +20,6 @@ def _nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
 
 
 def _token_logprobs(engine, logp_row: torch.Tensor, token: int, top: int):
-    from .engine import TokenLogprob
-
     decode = engine.tokenizer.decode
     entry = TokenLogprob(token, decode([token]), float(logp_row[token]))
     if top:
