@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional
 from ..errors import ArgumentError
 from ..files import write_json_atomic
 from .algorithms import algorithm_names, is_algorithm
-from .fields import (DataArguments, InferArguments, LintArguments, ModelArguments, PreferenceArguments,
+from .fields import (DataArguments, DeployArguments, InferArguments, LintArguments, ModelArguments, PreferenceArguments,
                      PreviewArguments, PushArguments, SECTIONS, SampleArguments, TrainArguments, TuningArguments)
 from .parser import help_text, parse_args
 
@@ -20,6 +20,7 @@ OTHER_SECTIONS = {
     "eval": ("model", "data", "infer", "pref"),
     "lint": ("model", "data", "lint"),
     "sample": ("model", "data", "infer", "sample"),
+    "deploy": ("model", "infer", "deploy"),
 }
 
 
@@ -40,7 +41,7 @@ class _CommandSections(Mapping):
 
 COMMAND_SECTIONS: Mapping = _CommandSections()
 ARGS_FILE = "args.json"
-SECRET_FIELDS = ("hub_token",)  # never written to args.json
+SECRET_FIELDS = ("hub_token", "api_key")  # never written to args.json
 
 
 @dataclasses.dataclass
@@ -58,6 +59,7 @@ class RunArgs:
     push: Optional[PushArguments] = None
     lint: Optional[LintArguments] = None
     sample: Optional[SampleArguments] = None
+    deploy: Optional[DeployArguments] = None
     explicit: frozenset = frozenset()
 
     def to_flat_dict(self) -> Dict[str, Any]:

@@ -13,6 +13,7 @@ API (all methods are thread-safe; nothing here knows about HTTP)::
     handle = engine.submit(ids, SamplingParams(max_tokens=64, temperature=0.7, n=2, stop=["\\n\\n"], seed=1,
                                                logprobs=True, top_logprobs=3), model="other-run")
     for delta in handle:                             # Delta(index, text, token_ids, logprobs, finish_reason)
+                                                     # (async code: submit(..., loop=loop); await handle.aget())
         print(delta.index, delta.text, end="")       # streamed pieces; finish_reason set on a choice's last piece
     choices = handle.result()                        # or, instead of iterating: [Choice(...)] once all finished
     handle.cancel()                                  # a client gone: its rows leave the batch at the next step
@@ -29,6 +30,8 @@ the running batch; finished or cancelled rows are dropped at once, so a short an
 Stops: the template's end-of-turn tokens and stop words (`templates.stops.stop_tokens`, as `prefswift infer`) and the
 request's own stop strings; the text never contains them.
 """
+import asyncio
+import dataclasses
 import itertools
 import queue
 import threading
@@ -61,12 +64,20 @@ class ServedModel:
 class Handle:
     """The caller's side of one request: a stream of Deltas (iterate it) or the finished choices (`result`)."""
 
-    def __init__(self, request_id: int, n: int, prompt_tokens: int):
+    def __init__(self, request_id: int, n: int, prompt_tokens: int, loop=None):
         self.id, self.n, self.prompt_tokens = request_id, n, prompt_tokens
         self.cancelled = threading.Event()
         self._q: "queue.Queue" = queue.Queue()
+        self._loop = loop                   # an asyncio loop: pieces go to an asyncio.Queue read by `aget`
+        self._aq = asyncio.Queue() if loop is not None else None
         self.choices = [Choice(i) for i in range(n)]
         self._open = n
+
+    def _deliver(self, item) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._aq.put_nowait, item)
+        else:
+            self._q.put(item)
 
     def _put(self, delta: Delta) -> None:
         c = self.choices[delta.index]
@@ -75,22 +86,30 @@ class Handle:
         c.logprobs += delta.logprobs
         if delta.finish_reason:
             c.finish_reason = delta.finish_reason
-        self._q.put(delta)
+        self._deliver(delta)
 
     def _fail(self, error: Exception) -> None:
-        self._q.put(error)
+        self._deliver(error)
 
-    def get(self, timeout: Optional[float] = None) -> Optional[Delta]:
-        """The next Delta; None once every choice has finished (raises the engine's error if it failed)."""
-        if self._open == 0:
-            return None
-        item = self._q.get(timeout=timeout)
+    def _take(self, item) -> Optional[Delta]:
         if isinstance(item, Exception):
             self._open = 0
             raise item
         if item.finish_reason:
             self._open -= 1
         return item
+
+    async def aget(self) -> Optional[Delta]:
+        """`get` for a handle submitted with an asyncio loop (await it on that loop)."""
+        if self._open == 0:
+            return None
+        return self._take(await self._aq.get())
+
+    def get(self, timeout: Optional[float] = None) -> Optional[Delta]:
+        """The next Delta; None once every choice has finished (raises the engine's error if it failed)."""
+        if self._open == 0:
+            return None
+        return self._take(self._q.get(timeout=timeout))
 
     def __iter__(self):
         while True:
@@ -144,8 +163,9 @@ class Engine:
         src = loaded.source
         if src.adapter_dir is not None:   # the checkpoint's adapter (PEFT calls it "default") and the base under it
             self._served[name] = ServedModel(name, src, loaded.template, system, adapter="default")
-            if base_name and base_name != name:
-                self._served[base_name] = ServedModel(base_name, src, loaded.template, system, adapter=BASE_ADAPTER)
+            if base_name and base_name != name:   # the base alone: no run of its own (no objective, no reference)
+                base_src = dataclasses.replace(src, adapter_dir=None, ckpt_dir=None, saved={})
+                self._served[base_name] = ServedModel(base_name, base_src, loaded.template, None, adapter=BASE_ADAPTER)
         else:
             self._served[name] = ServedModel(name, src, loaded.template, system, adapter=None)
         self.default_model = name
@@ -229,7 +249,8 @@ class Engine:
         if p.n > self.max_batch_size:
             raise EngineError(400, f"n={p.n} exceeds the server's --max_batch_size {self.max_batch_size}", param="n")
 
-    def submit(self, prompt_ids: List[int], params: SamplingParams, model: Optional[str] = None) -> Handle:
+    def submit(self, prompt_ids: List[int], params: SamplingParams, model: Optional[str] = None, loop=None) -> Handle:
+        """Queue a request (`loop`: the caller's asyncio loop, to read it with `await handle.aget()`)."""
         served = self.served(model)
         self.check_params(prompt_ids, params)
         with self._lock:
@@ -237,7 +258,7 @@ class Engine:
                 raise EngineError(503, "the server is shutting down", "server_shutting_down")
             if len(self._waiting) >= self.max_queue:
                 raise QueueFull(retry_after=1 + len(self._waiting) // max(self.max_batch_size, 1))
-            handle = Handle(next(self._ids), params.n, len(prompt_ids))
+            handle = Handle(next(self._ids), params.n, len(prompt_ids), loop)
             self._waiting.append(_Pending(handle, list(prompt_ids), params, served))
             self._wake.notify()
         return handle
