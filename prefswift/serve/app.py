@@ -89,7 +89,7 @@ def build_app(engine: Engine, *, api_key: Optional[str] = None, default_max_toke
         handles = []
         try:
             for prompt in parsed.prompts:
-                handles.append(engine.submit(prompt, parsed.params, parsed.model, loop=loop))
+                handles.append(engine.submit(prompt, parsed.params, parsed.model, loop=loop, stream=parsed.stream))
         except EngineError:
             for h in handles:
                 h.cancel()
@@ -106,14 +106,12 @@ def build_app(engine: Engine, *, api_key: Optional[str] = None, default_max_toke
         finally:
             for h in handles:
                 h.cancel()       # a no-op once finished; frees the rows of a client that went away
-        n = parsed.params.n
-        choices = [c for k, h in enumerate(handles) for c in h.choices]
+        choices = [c for h in handles for c in h.choices]
         for k, c in enumerate(choices):
             c.index = k
         if any(c.finish_reason is None for c in choices):
             return fail(499, "the client closed the request", "client_closed")
         build = chat_response if chat else completion_response
-        del n
         return JSONResponse(build(rid, model, choices, parsed, prompt_tokens))
 
     async def wait_piece(request: Request, handle):

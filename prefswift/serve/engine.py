@@ -64,8 +64,10 @@ class ServedModel:
 class Handle:
     """The caller's side of one request: a stream of Deltas (iterate it) or the finished choices (`result`)."""
 
-    def __init__(self, request_id: int, n: int, prompt_tokens: int, loop=None):
+    def __init__(self, request_id: int, n: int, prompt_tokens: int, loop=None, stream: bool = True):
         self.id, self.n, self.prompt_tokens = request_id, n, prompt_tokens
+        self.stream = stream                # False: only each choice's last piece is delivered (its text is whole
+        #                                     in `choices` by then): no wake-up of the reader per token
         self.cancelled = threading.Event()
         self._q: "queue.Queue" = queue.Queue()
         self._loop = loop                   # an asyncio loop: pieces go to an asyncio.Queue read by `aget`
@@ -86,7 +88,8 @@ class Handle:
         c.logprobs += delta.logprobs
         if delta.finish_reason:
             c.finish_reason = delta.finish_reason
-        self._deliver(delta)
+        if self.stream or delta.finish_reason:
+            self._deliver(delta)
 
     def _fail(self, error: Exception) -> None:
         self._deliver(error)
@@ -249,8 +252,10 @@ class Engine:
         if p.n > self.max_batch_size:
             raise EngineError(400, f"n={p.n} exceeds the server's --max_batch_size {self.max_batch_size}", param="n")
 
-    def submit(self, prompt_ids: List[int], params: SamplingParams, model: Optional[str] = None, loop=None) -> Handle:
-        """Queue a request (`loop`: the caller's asyncio loop, to read it with `await handle.aget()`)."""
+    def submit(self, prompt_ids: List[int], params: SamplingParams, model: Optional[str] = None, loop=None,
+               stream: bool = True) -> Handle:
+        """Queue a request (`loop`: the caller's asyncio loop, to read it with `await handle.aget()`; `stream`
+        False: only the last piece of each choice is delivered, read the text from `handle.choices`)."""
         served = self.served(model)
         self.check_params(prompt_ids, params)
         with self._lock:
@@ -258,7 +263,7 @@ class Engine:
                 raise EngineError(503, "the server is shutting down", "server_shutting_down")
             if len(self._waiting) >= self.max_queue:
                 raise QueueFull(retry_after=1 + len(self._waiting) // max(self.max_batch_size, 1))
-            handle = Handle(next(self._ids), params.n, len(prompt_ids), loop)
+            handle = Handle(next(self._ids), params.n, len(prompt_ids), loop, stream)
             self._waiting.append(_Pending(handle, list(prompt_ids), params, served))
             self._wake.notify()
         return handle
