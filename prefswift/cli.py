@@ -151,6 +151,17 @@ def sample_cmd(ctx: typer.Context):
     sample.main(list(ctx.args))
 
 
+@app.command("deploy", context_settings=PASSTHROUGH,
+             help="Serve a checkpoint behind an OpenAI-compatible API (/v1/chat/completions, /v1/completions, "
+                  "/v1/models, /v1/preference): --ckpt_dir RUN, --adapters NAME=PATH ... on the same base chosen by "
+                  "`model`; 127.0.0.1:8000 unless --host (which needs --api_key).")
+def deploy_cmd(ctx: typer.Context):
+    precheck("deploy", list(ctx.args))
+    from .commands import deploy
+
+    deploy.main(list(ctx.args))
+
+
 def main(argv=None):
     from .commands.common import silence_import_noise
 

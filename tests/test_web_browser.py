@@ -49,8 +49,8 @@ class Server:
         from prefswift.web.app import WebState, create_app
 
         prompts = ["Name a colour.", "Count to three."]
-        config = uvicorn.Config(create_app(WebState(root, votes, prompts, None)), host="127.0.0.1", port=port,
-                                log_level="warning")
+        self.state = WebState(root, votes, prompts, None)
+        config = uvicorn.Config(create_app(self.state), host="127.0.0.1", port=port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
@@ -62,6 +62,7 @@ class Server:
     def stop(self):
         self.server.should_exit = True
         self.thread.join(10)
+        self.state.models.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ from typing import Any, Dict, List, Optional
 from ..errors import ArgumentError
 from ..files import write_json_atomic
 from .algorithms import algorithm_names, is_algorithm
-from .fields import (DataArguments, InferArguments, LintArguments, ModelArguments, PreferenceArguments,
-                     PreviewArguments, PushArguments, SECTIONS, SampleArguments, TrainArguments, TuningArguments,
-                     WebArguments)
+from .fields import (DataArguments, DeployArguments, InferArguments, LintArguments, ModelArguments,
+                     PreferenceArguments, PreviewArguments, PushArguments, SECTIONS, SampleArguments, TrainArguments,
+                     TuningArguments, WebArguments)
 from .parser import help_text, parse_args
 
 TRAIN_SECTIONS = ("model", "data", "tuning", "train", "pref", "push")
@@ -21,7 +21,8 @@ OTHER_SECTIONS = {
     "eval": ("model", "data", "infer", "pref"),
     "lint": ("model", "data", "lint"),
     "sample": ("model", "data", "infer", "sample"),
-    "web": ("web",),
+    "deploy": ("model", "infer", "deploy"),
+    "web": ("web", "deploy"),  # where it listens: deploy's options
 }
 
 
@@ -60,6 +61,7 @@ class RunArgs:
     push: Optional[PushArguments] = None
     lint: Optional[LintArguments] = None
     sample: Optional[SampleArguments] = None
+    deploy: Optional[DeployArguments] = None
     web: Optional[WebArguments] = None
     explicit: frozenset = frozenset()
 

@@ -26,7 +26,7 @@ GPU_LOGITS_BUDGET = 1 << 30
 
 # The commands that load model weights; the options that only shape loading weights act for these alone (`lint` and
 # `preview` load a tokenizer at most).
-WEIGHT_COMMANDS = ("@train", "infer", "eval", "merge-lora", "sample")
+WEIGHT_COMMANDS = ("@train", "infer", "eval", "merge-lora", "sample", "deploy")
 # the data options that shape pairs or held-out splits: `sample` reads prompts only (it refuses them)
 PAIR_DATA_COMMANDS = ("@train", "preview", "infer", "eval", "lint")
 
@@ -278,7 +278,7 @@ class PreferenceArguments(Section):
 @dataclass
 class InferArguments(Section):
     ckpt_dir: Optional[str] = arg(None, "A checkpoint / adapter dir / merged dir with args.json.",
-                                  commands=("infer", "eval", "merge-lora", "sample"))
+                                  commands=("infer", "eval", "merge-lora", "sample", "deploy"))
     merge_lora: bool = arg(False, "infer: merge the adapter first.", commands=("infer",))
     merge_device_map: str = arg("cpu", "Where to merge: cpu or auto (any --device_map value).",
                                 commands=("infer", "merge-lora"), check=check_device_map)
@@ -286,7 +286,8 @@ class InferArguments(Section):
                                           aliases=("output_dir",), commands=("merge-lora",))
     overwrite: bool = arg(False, "merge-lora: replace a non-empty output dir; sample: replace an earlier sample "
                           "output.", commands=("infer", "merge-lora", "sample"))
-    max_new_tokens: int = arg(512, "Longest answer in tokens.", ge=1, commands=("infer", "eval", "sample"))
+    max_new_tokens: int = arg(512, "Longest answer in tokens (deploy: a chat request's default max_tokens).", ge=1,
+                              commands=("infer", "eval", "sample", "deploy"))
     temperature: float = arg(0.3, "Sampling temperature (with --do_sample true; sample always samples, default 1.0).",
                              ge=0, commands=("infer", "eval", "sample"))
     top_p: float = arg(0.7, "Nucleus sampling (with --do_sample true; sample: default 1.0).", gt=0, le=1,
@@ -344,6 +345,35 @@ class SampleArguments(Section):
                              "else transformers.", choices=("auto", "transformers", "vllm"))
 
 
+def _check_adapter_pair(flag: str, value) -> None:
+    for item in value if isinstance(value, list) else [value]:
+        name, eq, path = str(item).partition("=")
+        if not eq or not name or not path:
+            raise ArgumentError(f"{flag} {item!r}: give NAME=PATH (the name requests use as `model`, the adapter, "
+                                "checkpoint or run dir)")
+
+
+@dataclass
+class DeployArguments(Section):
+    host: str = arg("127.0.0.1", "deploy, web: the address to listen on; any other than 127.0.0.1/localhost/::1 needs "
+                    "--api_key or --allow_unauthenticated true.")
+    port: int = arg(8000, "deploy, web: the port to listen on.", ge=1, le=65535)
+    api_key: Optional[str] = arg(None, "deploy, web: the key every /v1 (web: /api) request must send as "
+                                 "`Authorization: Bearer KEY` "
+                                 "(default: the PREFSWIFT_API_KEY environment variable, else none).")
+    allow_unauthenticated: bool = arg(False, "deploy, web: listen beyond this machine without an API key (anyone who "
+                                      "reaches the port may use the model).")
+    adapters: List[str] = arg([], "deploy: more LoRA runs on the same base, NAME=PATH each (a run, adapter or "
+                              "checkpoint dir); a request picks one by its `model` field.", list_type=True,
+                              check=_check_adapter_pair, commands=("deploy",))
+    served_model_name: Optional[str] = arg(None, "deploy: the `model` name of --ckpt_dir / the model (default: the "
+                                           "run dir's name, else the model's).", commands=("deploy",))
+    max_batch_size: int = arg(32, "deploy: most sequences generated at once (continuous batching).", ge=1,
+                              commands=("deploy",))
+    max_queue: int = arg(256, "deploy: most requests waiting for a slot; beyond it a request gets 429 with "
+                         "Retry-After.", ge=1, commands=("deploy",))
+
+
 @dataclass
 class PushArguments(Section):
     push_to_hub: bool = arg(False, "Upload the result (training: the final adapter or full model; merge-lora: the "
@@ -363,12 +393,6 @@ class PreviewArguments(Section):
 class WebArguments(Section):
     runs_dir: str = arg("output", "prefswift web: the folder whose training runs the pages show (searched 4 levels "
                         "deep).")
-    host: str = arg("127.0.0.1", "Address to listen on; any other than 127.0.0.1/localhost needs --api_key or "
-                    "--allow_unauthenticated true.")
-    port: int = arg(7860, "Port to listen on.", ge=1, le=65535)
-    api_key: Optional[str] = arg(None, "A key every API request must carry (Authorization: Bearer KEY; the page "
-                                 "asks for it once).")
-    allow_unauthenticated: bool = arg(False, "Listen on another address than 127.0.0.1 without --api_key.")
     votes_file: Optional[str] = arg(None, "The arena's votes (JSONL, appended; `prefswift dpo --dataset` trains on "
                                     "it). Default: <runs_dir>/arena/votes.jsonl.")
     prompt_file: Optional[str] = arg(None, "Prompts the arena can draw from: a data file or a registered dataset "
@@ -416,6 +440,7 @@ SECTIONS = {
     "sample": SampleArguments,
     "push": PushArguments,
     "lint": LintArguments,
+    "deploy": DeployArguments,
     "web": WebArguments,
 }
 

@@ -10,20 +10,11 @@ from typing import List
 
 from ..arguments import RunArgs
 from ..errors import ArgumentError
+from ..serve.server import check_exposure, effective_api_key
 from .common import run_command
-
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
-
 
 def main(argv: List[str]) -> None:
     run_command("web", argv, serve)
-
-
-def check_address(args: RunArgs) -> None:
-    w = args.web
-    if w.host not in LOCAL_HOSTS and not w.api_key and not w.allow_unauthenticated:
-        raise ArgumentError(f"--host {w.host}: other machines could reach every run, chat and vote without a key; "
-                            "pass --api_key KEY, or --allow_unauthenticated true if that is what you want")
 
 
 def web_state(args: RunArgs, log=print):
@@ -46,7 +37,7 @@ def web_state(args: RunArgs, log=print):
         found = collect_prompts(DataArguments(dataset=[w.prompt_file]), log=log)
         prompts = [item.prompt for item in found.items]
         log(f"[prefswift] arena: {len(prompts)} prompts from {w.prompt_file}")
-    return WebState(runs_dir, votes, prompts, w.api_key)
+    return WebState(runs_dir, votes, prompts, effective_api_key(args.deploy.api_key))
 
 
 def serve(args: RunArgs, log=print) -> None:
@@ -54,12 +45,15 @@ def serve(args: RunArgs, log=print) -> None:
 
     from ..web.app import create_app
 
-    check_address(args)
+    d = args.deploy  # where it listens: deploy's --host --port --api_key --allow_unauthenticated
+    check_exposure(d.host, effective_api_key(d.api_key), d.allow_unauthenticated)
     state = web_state(args, log)
-    w = args.web
-    shown = f"[{w.host}]" if ":" in w.host else w.host
-    log(f"[prefswift] web: http://{shown}:{w.port}/  (runs under {state.runs_dir}; votes go to {state.votes.path})")
-    uvicorn.run(create_app(state), host=w.host, port=w.port, log_level="warning")
+    shown = f"[{d.host}]" if ":" in d.host else d.host
+    log(f"[prefswift] web: http://{shown}:{d.port}/  (runs under {state.runs_dir}; votes go to {state.votes.path})")
+    try:
+        uvicorn.run(create_app(state), host=d.host, port=d.port, log_level="warning")
+    finally:
+        state.models.shutdown()
 
 
-__all__ = ["main", "serve", "web_state", "check_address"]
+__all__ = ["main", "serve", "web_state"]

@@ -25,8 +25,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException
 
-from ..errors import PrefswiftError
 from ..run.state import read_run
+from ..serve.prompts import chat_to_turns
+from ..serve.types import EngineError
 from . import generation
 from .arena import Match, VoteError, VoteFile, new_match, vote_row, winrate_table
 from .runs import chat_targets, detail, runs_summaries, summary, training_runs
@@ -49,7 +50,7 @@ class WebState:
         self.votes = VoteFile(votes)
         self.prompts = prompts
         self.api_key = api_key
-        self.models = generation.ModelCache()
+        self.models = generation.Engines()
         self.matches: Dict[str, Match] = {}
         self.rng = random.Random()
         self.lock = threading.Lock()
@@ -156,27 +157,26 @@ def create_app(state: WebState) -> FastAPI:
     async def models():
         return {"models": sorted(await asyncio.to_thread(chat_targets, state.runs_dir))}
 
+    @app.exception_handler(EngineError)
+    async def engine_error(_request, exc: EngineError):
+        return JSONResponse({"error": exc.message}, status_code=exc.status)
+
     @app.post("/api/chat")
     async def chat(body: Dict):
         name, messages, options = body.get("run"), body.get("messages"), body.get("options") or {}
-        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-            raise BadRequest("messages: give a list of {role, content}")
-        try:
-            generation.split_messages(messages)
-            generation.generation_options(options)
-        except (ValueError, PrefswiftError) as e:
-            raise BadRequest(str(e)) from None
+        chat_to_turns(messages)          # EngineError 400 for a malformed conversation
+        generation.sampling(options)     # and for bad options, before anything streams
         model_dir = await asyncio.to_thread(state.model_dir, name)
         queue: asyncio.Queue = asyncio.Queue()
         loop = asyncio.get_running_loop()
+        gone = threading.Event()
 
         def produce():
             try:
                 for piece in generation.stream_reply(state.models, model_dir, messages, options):
-                    if piece == "":
-                        continue
-                    event = ("replace", piece["replace"]) if isinstance(piece, dict) else ("piece", piece)
-                    loop.call_soon_threadsafe(queue.put_nowait, event)
+                    loop.call_soon_threadsafe(queue.put_nowait, ("piece", piece))
+                    if gone.is_set():
+                        return
                 loop.call_soon_threadsafe(queue.put_nowait, ("done", ""))
             except Exception as e:  # noqa: BLE001 - one line to the page, the server keeps serving
                 loop.call_soon_threadsafe(queue.put_nowait, ("error", one_line(e)))
@@ -184,11 +184,14 @@ def create_app(state: WebState) -> FastAPI:
         threading.Thread(target=produce, daemon=True).start()
 
         async def stream():
-            while True:
-                kind, text = await queue.get()
-                yield sse(kind, {"text": text})
-                if kind in ("done", "error"):
-                    return
+            try:
+                while True:
+                    kind, text = await queue.get()
+                    yield sse(kind, {"text": text})
+                    if kind in ("done", "error"):
+                        return
+            finally:
+                gone.set()
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
@@ -206,23 +209,24 @@ def create_app(state: WebState) -> FastAPI:
             raise BadRequest("prompt: type one, or draw one from the prompt file")
         if not run_a or not run_b:
             raise BadRequest("run_a, run_b: pick two runs (the same run twice: two samples of it)")
-        try:
-            generation.generation_options(options)
-        except PrefswiftError as e:
-            raise BadRequest(str(e)) from None
+        generation.sampling(options)  # EngineError 400 for bad options
         dirs = [await asyncio.to_thread(state.model_dir, r) for r in (run_a, run_b)]
-        same = run_a == run_b
-        answers = []
-        for k, (name, model_dir) in enumerate(zip((run_a, run_b), dirs)):
-            opts = dict(options, seed=int(options.get("seed", 42)) + k)  # each side draws its own sample
-            if same:  # two samples of one run: always sampled
-                opts["do_sample"] = True
-            try:
-                text = await asyncio.to_thread(generation.reply, state.models, model_dir,
-                                               [{"role": "user", "content": prompt}], opts)
-            except Exception as e:  # noqa: BLE001 - one line to the page
-                raise BadRequest(f"{name}: {one_line(e)}", 500) from None
-            answers.append((name, k if same else 0, text))
+        seed = int(options.get("seed", 42))
+        try:
+            if run_a == run_b:  # two samples of one run: always sampled, choice i drawn with seed + i
+                texts = await asyncio.to_thread(generation.answers, state.models, dirs[0], prompt,
+                                                dict(options, do_sample=True, seed=seed), 2)
+                answers = [(run_a, 0, texts[0]), (run_b, 1, texts[1])]
+            else:  # each side draws its own sample
+                answers = []
+                for k, (name, model_dir) in enumerate(zip((run_a, run_b), dirs)):
+                    text = await asyncio.to_thread(generation.answers, state.models, model_dir, prompt,
+                                                   dict(options, seed=seed + k), 1)
+                    answers.append((name, 0, text[0]))
+        except EngineError:
+            raise
+        except Exception as e:  # noqa: BLE001 - one line to the page
+            raise BadRequest(one_line(e), 500) from None
         match = new_match(prompt, answers[0], answers[1], state.rng)
         with state.lock:
             state.matches[match.id] = match

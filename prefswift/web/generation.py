@@ -1,119 +1,88 @@
-"""Answers for the chat and arena pages: the one place `prefswift web` generates text.
+"""Answers for the chat and arena pages through `prefswift deploy`'s engine (prefswift.serve.engine), not a copy.
 
-`stream_reply` is the adapter to the generation engine: today it loads a run's adapter/model through
-prefswift.models.checkpoint (what `infer` loads) and generates with prefswift.infer.generate.Generator (its template's
-stops), streaming through transformers' TextIteratorStreamer. `deploy`'s engine replaces the body of this module
-alone: the pages only call `stream_reply` and `reply`.
+One Engine per base model: a LoRA run joins the engine of its base as an adapter (several runs on one base share the
+weights, and their requests are batched together); a full model (final/, a merged dir) gets an engine of its own.
+A run is served under the name of the directory loaded (its adapter/, final/ or newest whole checkpoint).
 """
 import threading
-from collections import OrderedDict
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List
 
 from ..arguments import parse_command
 from ..arguments.fields import InferArguments
+from ..serve.types import EngineError, SamplingParams
 
-GENERATION_FIELDS = ("max_new_tokens", "temperature", "top_p", "top_k", "do_sample", "seed", "repetition_penalty")
+PAGE_OPTIONS = ("max_new_tokens", "temperature", "top_p", "do_sample", "seed")
 
 
-class ModelCache:
-    """Loaded models by directory, the `keep` most recently used (an arena match needs two)."""
+class Engines:
+    """The engines serving the runs the pages talk to (started on first use, shut down with the server)."""
 
-    def __init__(self, keep: int = 2):
-        self.keep = keep
-        self.loaded: "OrderedDict[str, object]" = OrderedDict()
+    def __init__(self):
+        self.engines: Dict[tuple, object] = {}
         self.lock = threading.Lock()
 
     def get(self, model_dir: str):
+        """(engine, served name) for the model in `model_dir` (loaded on first use)."""
         from ..models.checkpoint import check_generates, load_for_inference, resolve_source
+        from ..serve.engine import Engine
+        from ..templates import get_template
 
         with self.lock:
-            if model_dir in self.loaded:
-                self.loaded.move_to_end(model_dir)
-                return self.loaded[model_dir]
+            for engine in self.engines.values():
+                if model_dir in engine.models():
+                    return engine, model_dir
             source = resolve_source(parse_command("infer", ["--ckpt_dir", model_dir]))
             check_generates(source, "prefswift web")
-            while len(self.loaded) >= self.keep:
-                self.loaded.popitem(last=False)
-            self.loaded[model_dir] = load_for_inference(source)
-            return self.loaded[model_dir]
+            key = ((str(source.base.path), source.pre_adapter) if source.adapter_dir is not None
+                   else ("full", model_dir))
+            system = source.saved.get("system")
+            if key in self.engines:
+                self.engines[key].add_adapter(model_dir, source, get_template(source.base.template), system)
+            else:
+                self.engines[key] = Engine(load_for_inference(source), name=model_dir, system=system).start()
+            return self.engines[key], model_dir
+
+    def shutdown(self) -> None:
+        with self.lock:
+            for engine in self.engines.values():
+                engine.shutdown()
+            self.engines.clear()
 
 
-GENERATE_LOCK = threading.Lock()  # one generation at a time: a CPU (or one GPU) serves the pages in turn
-
-
-def generation_options(options: Dict) -> InferArguments:
-    """InferArguments from a page's options (unknown keys refused; values checked as on the command line)."""
-    unknown = sorted(set(options) - set(GENERATION_FIELDS))
+def sampling(options: Dict, n: int = 1) -> SamplingParams:
+    """The engine's sampling parameters from a page's options (checked like the command line's: one error line)."""
+    unknown = sorted(set(options) - set(PAGE_OPTIONS))
     if unknown:
-        from ..errors import ArgumentError
-
-        raise ArgumentError(f"unknown generation option(s) {', '.join(unknown)}; known: {', '.join(GENERATION_FIELDS)}")
-    return InferArguments(**options)
-
-
-def stream_reply(cache: ModelCache, model_dir: str, messages: List[Dict], options: Dict) -> Iterator[str]:
-    """Text pieces of the model's answer to `messages` ([{role: system|user|assistant, content}], ending with the
-    user's turn), as they are generated; the last piece completes the text with the template's stops applied."""
-    from transformers import TextIteratorStreamer
-
-    from ..infer.generate import Generator, set_seed
-
-    infer = generation_options(options)
-    loaded = cache.get(model_dir)
-    system, history, query = split_messages(messages)
-    ids = loaded.template.encode_prompt(loaded.tokenizer, system, history, query)
-    generator = Generator(loaded, infer)
-    streamer = TextIteratorStreamer(loaded.tokenizer, skip_prompt=True, skip_special_tokens=True)
-    result: Dict = {}
-
-    def run():
-        try:
-            set_seed(infer.seed)
-            result["text"] = generator.generate(ids, streamer=streamer)
-        except BaseException as e:  # noqa: BLE001 - reported to the page after the stream ends
-            result["error"] = e
-            streamer.end()
-
-    with GENERATE_LOCK:
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        shown = ""
-        for piece in streamer:
-            shown += piece
-            yield piece
-        thread.join()
-    if "error" in result:
-        raise result["error"]
-    final = result.get("text", shown)
-    if final.startswith(shown) and len(final) > len(shown):
-        yield final[len(shown):]
-    elif not final.startswith(shown):
-        yield {"replace": final}  # a stop string cut what was already shown: the page replaces the text
+        raise EngineError(400, f"unknown option(s) {', '.join(unknown)}; known: {', '.join(PAGE_OPTIONS)}")
+    try:
+        infer = InferArguments(**options)
+    except Exception as e:  # noqa: BLE001 - ArgumentError or a bad type: one line for the page
+        raise EngineError(400, str(e)) from None
+    return SamplingParams(max_tokens=infer.max_new_tokens, temperature=infer.temperature if infer.do_sample else 0.0,
+                          top_p=infer.top_p if infer.do_sample else 1.0, n=n, seed=infer.seed)
 
 
-def reply(cache: ModelCache, model_dir: str, messages: List[Dict], options: Dict) -> str:
-    """The whole answer (the arena shows both answers at once)."""
-    text = ""
-    for piece in stream_reply(cache, model_dir, messages, options):
-        text = piece["replace"] if isinstance(piece, dict) else text + piece
-    return text
+def stream_reply(engines: Engines, model_dir: str, messages: List[Dict], options: Dict) -> Iterator[str]:
+    """Text pieces of the model's answer to `messages` ([{role, content}], OpenAI's form, ending with the user's
+    turn), as the engine generates them (the template's stops never reach the text)."""
+    params = sampling(options)
+    engine, name = engines.get(model_dir)
+    handle = engine.submit(engine.chat_prompt_ids(name, messages), params, model=name)
+    try:
+        for delta in handle:
+            if delta.text:
+                yield delta.text
+    finally:
+        handle.cancel()  # a page gone mid-answer: its row leaves the batch (a no-op once finished)
 
 
-def split_messages(messages: List[Dict]):
-    """(system, [(user, assistant), ...], last user text) of a page's message list; ValueError when malformed."""
-    system: Optional[str] = None
-    turns = list(messages)
-    if turns and turns[0].get("role") == "system":
-        system = str(turns.pop(0).get("content") or "") or None
-    if not turns or turns[-1].get("role") != "user":
-        raise ValueError("messages: the last one must be the user's")
-    history = []
-    for i in range(0, len(turns) - 1, 2):
-        user, assistant = turns[i], turns[i + 1]
-        if user.get("role") != "user" or assistant.get("role") != "assistant":
-            raise ValueError("messages: roles must alternate user, assistant, ... after an optional system message")
-        history.append((str(user.get("content", "")), str(assistant.get("content", ""))))
-    return system, history, str(turns[-1].get("content", ""))
+def answers(engines: Engines, model_dir: str, prompt: str, options: Dict, n: int) -> List[str]:
+    """`n` whole answers to one prompt (the arena; n=2 for two samples of one run: choice i is drawn with seed+i)."""
+    params = sampling(options, n)
+    engine, name = engines.get(model_dir)
+    handle = engine.submit(engine.chat_prompt_ids(name, [{"role": "user", "content": prompt}]), params, model=name,
+                           stream=False)
+    return [choice.text for choice in handle.result()]
 
 
-__all__ = ["ModelCache", "stream_reply", "reply", "split_messages", "generation_options"]
+__all__ = ["Engines", "stream_reply", "answers", "sampling"]
