@@ -71,7 +71,8 @@ def site(tmp_path_factory, tiny_llama3_dir):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
     # the run the page watches while it trains: started first, its start-up overlaps the rest of the set-up
     live = subprocess.Popen([sys.executable, "-m", "prefswift", "dpo", *TINY, "--dataset", "demo#64", "--eval_ratio",
-                             "0", "--max_steps", str(STEPS), "--save_strategy", "no", "--output_dir", str(root / "live")],
+                             "0", "--max_steps", str(STEPS), "--save_strategy", "no",
+                             "--output_dir", str(root / "live")],
                             env=env, stdout=subprocess.DEVNULL, stderr=open(root / "live.err", "w"))
     run_training(parse_command("dpo", [*TINY, "--dataset", "demo#16", "--eval_ratio", "0.25", "--max_steps", "4",
                                        "--save_steps", "2", "--eval_steps", "2", "--output_dir", str(root / "done")]),

@@ -125,7 +125,8 @@ function pageRuns() {
 }
 
 function pageRun(name) {
-  $page.replaceChildren(el("h2", {}, "Run ", el("span", {id: "run-name"}, name)), el("p", {class: "muted"}, "loading…"));
+  $page.replaceChildren(el("h2", {}, "Run ", el("span", {id: "run-name"}, name)),
+    el("p", {class: "muted"}, "loading…"));
   api("/api/run?name=" + encodeURIComponent(name)).then(run => {
     const rows = run.rows;
     const head = el("div", {class: "row"});
