@@ -77,6 +77,14 @@ def site(tmp_path_factory, tiny_llama3_dir):
     run_training(parse_command("dpo", [*TINY, "--dataset", "demo#16", "--eval_ratio", "0.25", "--max_steps", "4",
                                        "--save_steps", "2", "--eval_steps", "2", "--output_dir", str(root / "done")]),
                  "dpo", log=lambda *a, **k: None)
+    from prefswift.commands.eval import run_eval
+
+    # a real `prefswift eval` result under the run: the run and compare pages show it
+    held_out = root / "held_out.jsonl"
+    held_out.write_text("".join(json.dumps({"prompt": f"Count to {n}.", "chosen": "Sure! " + " ".join(map(str, range(
+        1, n + 1))), "rejected": "Great! no"}) + "\n" for n in (2, 3, 4, 5)))
+    run_eval(parse_command("eval", ["--ckpt_dir", str(root / "done"), "--dataset", str(held_out)]),
+             log=lambda *a, **k: None)
     broken = root / "broken"
     shutil.copytree(root / "done", broken)
     with open(broken / "logging.jsonl", "a", encoding="utf-8") as f:
@@ -186,6 +194,15 @@ def test_a_damaged_run_shows_clear_notes_not_a_broken_page(site):
     d.get(site["server"].url + "/#/compare?runs=done,live")
     wait(d, lambda drv: drv.find_elements(By.ID, "eval-table") or drv.find_elements(By.CSS_SELECTOR, "#charts .chart"),
          30, "the comparison")
+    wait(d, lambda drv: drv.find_elements(By.ID, "eval-table"), 30, "the eval table")
+    record = json.loads(next((site["root"] / "done").glob("*/eval_result/*.json")).read_text())
+    table = {row.find_elements(By.TAG_NAME, "td")[0].text: [c.text for c in row.find_elements(By.TAG_NAME, "td")[1:]]
+             for row in d.find_elements(By.CSS_SELECTOR, "#eval-table tr")[1:]}
+    numeric = {k: v for k, v in record["metrics"].items() if isinstance(v, float) and math.isfinite(v)}
+    assert numeric  # done's column: every number eval wrote (shown to 4 significant digits)
+    for k, v in numeric.items():
+        assert float(table[f"pairs: {k}"][0]) == pytest.approx(v, rel=1e-3, abs=1e-9), k
+    assert all(cells[1] == "" for cells in table.values())  # live has no eval result: its column is empty
     legend = d.find_element(By.CSS_SELECTOR, '#charts .chart[data-metric="loss"] .legend').text
     assert "done: loss" in legend and "live: loss" in legend
     d.save_screenshot(str(site["shots"] / "web-compare.png"))

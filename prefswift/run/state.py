@@ -198,14 +198,15 @@ def missing_checkpoints(args: Dict, found: set, upto: int) -> List[int]:
 
 def eval_results(run_dir: Path) -> List[Dict]:
     """`prefswift eval` results saved under the run (RUN/adapter/eval_result/*.json, RUN/checkpoint-N/eval_result/
-    ...), newest first: {file (relative to the run), mode, numbers (the finite numeric fields)}."""
+    ...), newest first: {file (relative to the run), mode, numbers (the finite numbers at its top and in `metrics`)}."""
     run_dir = Path(run_dir)
     out = []
     for path in [*run_dir.glob("eval_result/*.json"), *run_dir.glob("*/eval_result/*.json")]:
         record = _read_json(path)
         if record is None:
             continue
-        numbers = {k: v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+        flat = {**record, **(record.get("metrics") if isinstance(record.get("metrics"), dict) else {})}
+        numbers = {k: v for k, v in flat.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
                    and math.isfinite(v) and k != "seconds"}
         out.append({"file": str(path.relative_to(run_dir)), "mode": record.get("mode", "pairs"), "numbers": numbers,
                     "mtime": path.stat().st_mtime})
