@@ -159,6 +159,17 @@ def lint_cmd(ctx: typer.Context):
     lint.main(list(ctx.args))
 
 
+@app.command("web", context_settings=PASSTHROUGH,
+             help="A page in the browser: runs live (state, curves, args, eval, checkpoints), compare runs, chat "
+                  "with a run, and an arena whose votes `prefswift dpo --dataset votes.jsonl` trains on "
+                  "(--runs_dir output; binds 127.0.0.1).")
+def web_cmd(ctx: typer.Context):
+    precheck("web", list(ctx.args))
+    from .commands import web
+
+    web.main(list(ctx.args))
+
+
 @app.command("sample", context_settings=PASSTHROUGH,
              help="Make preference data: K completions per prompt from a policy, scored by --reward_model or "
                   "--judge_model, best vs worst written as a JSONL file dpo/orpo/kto read (--resume true continues "

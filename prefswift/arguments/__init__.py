@@ -10,7 +10,7 @@ from ..files import write_json_atomic
 from .algorithms import algorithm_names, is_algorithm
 from .fields import (DataArguments, DeployArguments, ExportArguments, InferArguments, LintArguments, ModelArguments,
                      PreferenceArguments, PreviewArguments, PushArguments, SECTIONS, SampleArguments, TrainArguments,
-                     TuningArguments)
+                     TuningArguments, WebArguments)
 from .parser import help_text, parse_args
 
 TRAIN_SECTIONS = ("model", "data", "tuning", "train", "pref", "push")
@@ -23,6 +23,7 @@ OTHER_SECTIONS = {
     "sample": ("model", "data", "infer", "sample"),
     "deploy": ("model", "infer", "deploy"),
     "export": ("model", "infer", "export", "push"),
+    "web": ("web", "deploy"),  # where it listens: deploy's options
 }
 
 
@@ -51,7 +52,7 @@ class RunArgs:
     """Parsed arguments of one command. Sections are attributes (`args.model.model_type`)."""
 
     command: str
-    model: ModelArguments
+    model: Optional[ModelArguments] = None  # None for `web`, which loads no model of its own
     data: Optional[DataArguments] = None
     tuning: Optional[TuningArguments] = None
     train: Optional[TrainArguments] = None
@@ -63,6 +64,7 @@ class RunArgs:
     sample: Optional[SampleArguments] = None
     deploy: Optional[DeployArguments] = None
     export: Optional[ExportArguments] = None
+    web: Optional[WebArguments] = None
     explicit: frozenset = frozenset()
     lineage: tuple = ()  # a training run's chain (base -> SFT run -> this run): `prefswift.models.lineage`
 

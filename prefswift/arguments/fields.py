@@ -370,21 +370,23 @@ def _check_adapter_pair(flag: str, value) -> None:
 
 @dataclass
 class DeployArguments(Section):
-    host: str = arg("127.0.0.1", "deploy: the address to listen on; any other than 127.0.0.1/localhost/::1 needs "
+    host: str = arg("127.0.0.1", "deploy, web: the address to listen on; any other than 127.0.0.1/localhost/::1 needs "
                     "--api_key or --allow_unauthenticated true.")
-    port: int = arg(8000, "deploy: the port to listen on.", ge=1, le=65535)
-    api_key: Optional[str] = arg(None, "deploy: the key every /v1 request must send as `Authorization: Bearer KEY` "
+    port: int = arg(8000, "deploy, web: the port to listen on.", ge=1, le=65535)
+    api_key: Optional[str] = arg(None, "deploy, web: the key every /v1 (web: /api) request must send as "
+                                 "`Authorization: Bearer KEY` "
                                  "(default: the PREFSWIFT_API_KEY environment variable, else none).")
-    allow_unauthenticated: bool = arg(False, "deploy: listen beyond this machine without an API key (anyone who "
+    allow_unauthenticated: bool = arg(False, "deploy, web: listen beyond this machine without an API key (anyone who "
                                       "reaches the port may use the model).")
     adapters: List[str] = arg([], "deploy: more LoRA runs on the same base, NAME=PATH each (a run, adapter or "
                               "checkpoint dir); a request picks one by its `model` field.", list_type=True,
-                              check=_check_adapter_pair)
+                              check=_check_adapter_pair, commands=("deploy",))
     served_model_name: Optional[str] = arg(None, "deploy: the `model` name of --ckpt_dir / the model (default: the "
-                                           "run dir's name, else the model's).")
-    max_batch_size: int = arg(32, "deploy: most sequences generated at once (continuous batching).", ge=1)
+                                           "run dir's name, else the model's).", commands=("deploy",))
+    max_batch_size: int = arg(32, "deploy: most sequences generated at once (continuous batching).", ge=1,
+                              commands=("deploy",))
     max_queue: int = arg(256, "deploy: most requests waiting for a slot; beyond it a request gets 429 with "
-                         "Retry-After.", ge=1)
+                         "Retry-After.", ge=1, commands=("deploy",))
 
 
 @dataclass
@@ -423,6 +425,16 @@ class ExportArguments(Section):
 class PreviewArguments(Section):
     n: int = arg(3, "How many pairs to show (`-n 3`).", aliases=("num",), ge=1)
     json: bool = arg(False, "Print ids, labels and texts as JSON.")
+
+
+@dataclass
+class WebArguments(Section):
+    runs_dir: str = arg("output", "prefswift web: the folder whose training runs the pages show (searched 4 levels "
+                        "deep).")
+    votes_file: Optional[str] = arg(None, "The arena's votes (JSONL, appended; `prefswift dpo --dataset` trains on "
+                                    "it). Default: <runs_dir>/arena/votes.jsonl.")
+    prompt_file: Optional[str] = arg(None, "Prompts the arena can draw from: a data file or a registered dataset "
+                                     "(read as `prefswift sample` reads --dataset: pairs or prompt-only rows).")
 
 
 def _limits_help() -> str:
@@ -468,6 +480,7 @@ SECTIONS = {
     "lint": LintArguments,
     "deploy": DeployArguments,
     "export": ExportArguments,
+    "web": WebArguments,
 }
 
 

@@ -2,12 +2,14 @@
 plots at the end (rank 0 only)."""
 import json
 import math
+import time
 from pathlib import Path
 
 from transformers import TrainerCallback
 
 from ..distributed.watchdog import wait_for_all
 from ..run.checkpoints import checkpoints, mark_complete_checkpoint, rotate, unmark_checkpoint
+from .console import peak_memory
 from .plots import write_plots
 
 
@@ -16,6 +18,10 @@ class RunFilesCallback(TrainerCallback):
         self.run_dir = Path(run_dir)
         self.run_args = run_args
         self.log_path = self.run_dir / "logging.jsonl"
+        self.started = time.time()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.time()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
@@ -25,6 +31,10 @@ class RunFilesCallback(TrainerCallback):
             if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
                 v = str(v)  # "nan", "inf", "-inf": JSON has no such numbers, and null would hide them
             row[k] = v
+        if "loss" in logs:  # for the throughput and memory curves (prefswift web): tokens so far, seconds, peak MB
+            row.setdefault("num_input_tokens_seen", int(getattr(state, "num_input_tokens_seen", 0) or 0))
+            row["elapsed_s"] = round(time.time() - self.started, 3)
+            row["peak_memory_mb"] = round(peak_memory()[0] / 2**20, 1)
         with self.log_path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
