@@ -324,3 +324,19 @@ def test_listening_beyond_localhost_needs_a_key():
         run_deploy(parse_command("deploy", ["--model_type", "tiny-llama3", "--host", "0.0.0.0"]))
     with pytest.raises(ArgumentError, match="NAME=PATH"):
         parse_command("deploy", ["--model_type", "tiny-llama3", "--adapters", "nopath"])
+
+
+def test_deploy_says_when_the_dirs_own_chat_template_is_not_trainings(tiny_llama3_dir):
+    """At start, deploy checks the tokenizer's own jinja against the run's template (rendered by transformers'
+    apply_chat_template): silent when they agree, one line naming the template when they do not."""
+    from transformers import AutoTokenizer
+
+    from prefswift.commands.deploy import template_note
+    from prefswift.templates import get_template
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama3_dir)
+    llama3, chatml = get_template("llama3"), get_template("chatml")
+    assert tok.chat_template and template_note(tok, llama3) is None
+    note = template_note(tok, chatml)
+    assert note.startswith("the model dir's chat template: chat template differs from training's (template chatml)")
+    assert "\n" not in note and "deploy formats prompts with training's template chatml" in note

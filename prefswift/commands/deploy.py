@@ -21,6 +21,7 @@ from ..serve.engine import Engine
 from ..serve.server import check_exposure, effective_api_key, run_server
 from ..serve.types import EngineError
 from ..templates import get_template
+from ..templates.check import check_template
 from .common import run_command
 from .deploy_preference import PairScorer
 
@@ -110,6 +111,9 @@ def run_deploy(args: RunArgs, *, log=print) -> None:
     except EngineError as e:
         raise ArgumentError(f"--adapters: {e.message}") from None
     loaded = load_for_inference(source)
+    note = template_note(loaded.tokenizer, loaded.template)
+    if note:
+        log(f"[prefswift] deploy: note: {note}")
     name = served_name(source, d.served_model_name)
     engine = Engine(loaded, name=name, base_name=base_name(source), system=source.saved.get("system"),
                     max_batch_size=d.max_batch_size, max_queue=d.max_queue)
@@ -123,6 +127,17 @@ def run_deploy(args: RunArgs, *, log=print) -> None:
     log(f"[prefswift] deploy: {source.describe()} | template {loaded.template.name}"
         + ("" if api_key else " | no API key"))
     run_server(app, engine, d.host, d.port, log=log)
+
+
+def template_note(tokenizer, template) -> Optional[str]:
+    """One line when the model dir's own chat template (what another runtime reading the dir would use) does not give
+    training's ids; deploy itself always formats prompts with the run's template."""
+    problem = check_template(getattr(tokenizer, "chat_template", None), tokenizer, template)
+    if problem is None:
+        return None
+    return (f"the model dir's chat template: {problem}; deploy formats prompts with training's template "
+            f"{template.name}, but a runtime that reads the dir's chat_template would not (prefswift export writes "
+            "training's template)")
 
 
 def _unique(pairs):
