@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from ..algorithms import BatchObjective
+from ..algorithms.layout import rows_of
 from ..arguments import RunArgs
 from ..arguments.algorithms import get_spec, needs_reference
 from ..data.pipeline import PreparedData, build_preference_data
@@ -160,7 +161,7 @@ def prepare_data(args: RunArgs, template, tokenizer, say, objective: Optional[Ba
         logger.warning("template %s uses %s, which this tokenizer does not have as single tokens: check --template",
                        template.name, ", ".join(missing))
     data = build_preference_data(args.data, template, tokenizer, hub=args.model.hub, token=args.model.hub_token,
-                                 log=say, unpaired=bool(objective) and get_spec(objective.algo).data == "unpaired")
+                                 log=say, unpaired=bool(objective) and rows_of(objective.algo).unpaired)
     if not data.train:
         raise ArgumentError("no training pairs left after filtering (see the summary above); check the dataset or "
                             "raise --max_length")

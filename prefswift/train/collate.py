@@ -1,6 +1,6 @@
 """Which batch layout a training run uses (see `prefswift.scoring.collators` and `prefswift.scoring.unpaired`)."""
 from ..arguments import RunArgs
-from ..arguments.algorithms import get_spec
+from ..algorithms.layout import PREFIX_SHARED, SEQUENCES, UNPAIRED, batch_layout
 from ..errors import ArgumentError
 from ..scoring.collators import PairCollator, PrefixSharedCollator, pair_tokens
 from ..scoring.packing import TokenBudgetBatchSampler
@@ -8,12 +8,17 @@ from ..scoring.unpaired import UnpairedCollator
 
 
 def make_collator(args: RunArgs, pad_token_id: int, attn_implementation: str = "sdpa"):
-    """KTO: unpaired rows (+ their KL rows). Pairs: prefix-shared blocks (4D mask: SDPA/eager), several pairs per row
-    unless --packing false. With --prefix_sharing false: chosen rows and rejected rows, padding-free when packing (all
-    sequences in one row for flash_attention_2's varlen kernels, rows as long as the longest sequence for SDPA)."""
-    if get_spec(args.command).data == "unpaired":
+    """The collator of the run's batch layout (`algorithms.layout.batch_layout`). KTO: unpaired rows (+ their KL
+    rows). A sequence classifier (rm): chosen rows and rejected rows, one unpacked sequence per row. Pairs:
+    prefix-shared blocks (4D mask: SDPA/eager), several pairs per row unless --packing false. With --prefix_sharing
+    false: chosen rows and rejected rows, padding-free when packing (all sequences in one row for flash_attention_2's
+    varlen kernels, rows as long as the longest sequence for SDPA)."""
+    layout = batch_layout(args.command, args.pref)
+    if layout == UNPAIRED:
         return UnpairedCollator(pad_token_id=pad_token_id)
-    if args.pref.prefix_sharing:
+    if layout == SEQUENCES:
+        return PairCollator(pad_token_id=pad_token_id)
+    if layout == PREFIX_SHARED:
         return PrefixSharedCollator(pad_token_id=pad_token_id, packing=args.pref.packing)
     return PairCollator(pad_token_id=pad_token_id, packing=args.pref.packing,
                         one_row=attn_implementation == "flash_attention_2")
