@@ -7,8 +7,8 @@ import sys
 import typer
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True, rich_markup_mode=None,
-                  help="Align LLMs with human preferences: ORPO, DPO, SimPO, CPO, KTO; reward models (rm); then "
-                       "merge, chat, evaluate; lint data.")
+                  help="Align LLMs with human preferences: SFT first, then ORPO, DPO, SimPO, CPO, KTO; reward models "
+                       "(rm); then merge, chat, evaluate; lint data.")
 PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 
 
@@ -47,24 +47,43 @@ def add_train_commands() -> None:
             _train_command(algo, get_spec(algo).summary)
 
 
-def plugin_path(argv) -> str:
-    """The value of --custom_register_path (or --custom-register-path) on the command line, if any."""
+def option_value(argv, name: str) -> str:
+    """The value of --name (or its dashed spelling) on the command line, if any."""
     for i, tok in enumerate(argv):
         key, eq, value = tok.partition("=")
-        if key in ("--custom_register_path", "--custom-register-path"):
+        if key in (f"--{name}", f"--{name.replace('_', '-')}"):
             if eq:
                 return value
             return argv[i + 1] if i + 1 < len(argv) else ""
     return ""
 
 
+def plugin_path(argv) -> str:
+    """The value of --custom_register_path (or --custom-register-path) on the command line, if any."""
+    return option_value(argv, "custom_register_path")
+
+
+def resumed_run_plugin(argv) -> str:
+    """A resume that does not repeat --custom_register_path: the plugin the run's args.json names, so its loss type
+    or algorithm is known when the command line (`--loss_type my_sigmoid`) is parsed."""
+    resume = option_value(argv, "resume_from_checkpoint")
+    if not resume:
+        return ""
+    from .arguments.fields import TrainArguments
+    from .run.directory import resumed_plugin
+
+    output_dir = option_value(argv, "output_dir") or TrainArguments.output_dir
+    return resumed_plugin(output_dir, resume) or ""
+
+
 def load_cli_plugins(argv) -> None:
-    """Plugins first (entry points, and the file --custom_register_path names): they may register algorithms
-    (subcommands of their own) and loss types before the command line is dispatched and parsed."""
+    """Plugins first (entry points, and the file --custom_register_path names, or the one a resumed run was trained
+    with): they may register algorithms (subcommands of their own) and loss types before the command line is
+    dispatched and parsed."""
     from .commands.common import run_user_command
     from .registry.plugins import load_plugins
 
-    run_user_command(lambda: load_plugins(plugin_path(argv) or None))
+    run_user_command(lambda: load_plugins(plugin_path(argv) or resumed_run_plugin(argv) or None))
 
 
 add_train_commands()
@@ -95,6 +114,17 @@ def merge_lora_cmd(ctx: typer.Context):
     from .commands import merge
 
     merge.main(list(ctx.args))
+
+
+@app.command("export", context_settings=PASSTHROUGH,
+             help="A trained model for local runtimes: --to gguf (--outtype f16|bf16|f32|q8_0|q4_0|q5_0, adapters "
+                  "merged, training chat template in the metadata), ollama (+ Modelfile), gguf-lora (the adapter "
+                  "alone), or --quant bnb-4bit|bnb-8bit safetensors.")
+def export_cmd(ctx: typer.Context):
+    precheck("export", list(ctx.args))
+    from .commands import export
+
+    export.main(list(ctx.args))
 
 
 @app.command("infer", context_settings=PASSTHROUGH,
@@ -129,6 +159,17 @@ def lint_cmd(ctx: typer.Context):
     lint.main(list(ctx.args))
 
 
+@app.command("web", context_settings=PASSTHROUGH,
+             help="A page in the browser: runs live (state, curves, args, eval, checkpoints), compare runs, chat "
+                  "with a run, and an arena whose votes `prefswift dpo --dataset votes.jsonl` trains on "
+                  "(--runs_dir output; binds 127.0.0.1).")
+def web_cmd(ctx: typer.Context):
+    precheck("web", list(ctx.args))
+    from .commands import web
+
+    web.main(list(ctx.args))
+
+
 @app.command("sample", context_settings=PASSTHROUGH,
              help="Make preference data: K completions per prompt from a policy, scored by --reward_model or "
                   "--judge_model, best vs worst written as a JSONL file dpo/orpo/kto read (--resume true continues "
@@ -138,6 +179,17 @@ def sample_cmd(ctx: typer.Context):
     from .commands import sample
 
     sample.main(list(ctx.args))
+
+
+@app.command("deploy", context_settings=PASSTHROUGH,
+             help="Serve a checkpoint behind an OpenAI-compatible API (/v1/chat/completions, /v1/completions, "
+                  "/v1/models, /v1/preference): --ckpt_dir RUN, --adapters NAME=PATH ... on the same base chosen by "
+                  "`model`; 127.0.0.1:8000 unless --host (which needs --api_key).")
+def deploy_cmd(ctx: typer.Context):
+    precheck("deploy", list(ctx.args))
+    from .commands import deploy
+
+    deploy.main(list(ctx.args))
 
 
 def main(argv=None):

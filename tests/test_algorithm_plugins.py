@@ -109,6 +109,27 @@ def test_the_plugin_run_resumes_evaluates_and_merges_from_args_json_alone(runs, 
     assert (merged / "config.json").is_file() and list(merged.glob("*.safetensors"))
 
 
+def test_resuming_with_the_plugins_loss_type_needs_no_custom_register_path(runs, tmp_path):
+    """Issue 27: `--loss_type my_sigmoid --resume_from_checkpoint latest` without --custom_register_path was refused
+    as a loss that "does not apply to prefswift dpo"; the run's args.json names the plugin, so it is loaded. (The run
+    is complete, so the resume ends at once: the command line was understood.)"""
+    _, plugin = runs
+    out = cli("dpo", "--output_dir", str(plugin), "--loss_type", "my_sigmoid", "--resume_from_checkpoint", "latest")
+    assert "is complete" in out and "nothing to resume" in out, out
+    moved = tmp_path / "moved"  # a run whose plugin file is gone: one line that says to pass its path
+    moved.mkdir()
+    saved = json.loads((plugin / "args.json").read_text())
+    (moved / "args.json").write_text(json.dumps(dict(saved, custom_register_path=str(tmp_path / "gone.py"))))
+    proc = subprocess.run([sys.executable, "-m", "prefswift", "dpo", "--output_dir", str(moved), "--loss_type",
+                           "my_sigmoid", "--resume_from_checkpoint", "latest"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout + proc.stderr
+    assert proc.stderr.strip() == (
+        f"error: --resume_from_checkpoint latest: the run was trained with the plugin {tmp_path / 'gone.py'} "
+        f"({moved / 'args.json'} names it), which is not there any more — pass --custom_register_path with the "
+        "plugin's path now")
+
+
 def test_a_registered_algorithm_is_a_command_and_trains(data, tmp_path):
     # chosen and rejected swapped: the tiny model starts far on the wrong side of the margin, so the hinge acts
     swapped = tmp_path / "swapped.jsonl"
@@ -156,5 +177,25 @@ def test_a_plugin_the_registry_refuses_is_one_error_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "prefswift", "dpo", "--custom_register_path", str(bad), "--dataset",
                            "demo"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == (f"error: --custom_register_path {bad}: loss type 'sigmoid' is built into the dpo "
-                                   "family; give the new loss another name")
+    assert proc.stderr.strip() == (f"error: --custom_register_path {bad}, line 3: loss type 'sigmoid' is built into "
+                                   "the dpo family; give the new loss another name")
+
+
+@pytest.mark.parametrize("source, line, message", [
+    ("import os\n\ndef broken(:\n    pass\n", 3, "SyntaxError: invalid syntax"),
+    ("import json\n\n\ndef helper():\n    return undefined_name\n\n\nhelper()\n", 5,
+     "NameError: name 'undefined_name' is not defined"),
+    ("x = 1\nimport no_such_module_for_prefswift\n", 2,
+     "ModuleNotFoundError: No module named 'no_such_module_for_prefswift'"),
+    ("raise RuntimeError('plugin\\nbroke')\n", 1, "RuntimeError: plugin broke"),
+])
+def test_any_failure_loading_a_plugin_is_one_line_naming_the_file_and_line(tmp_path, source, line, message):
+    """The oracle is the hand-written file: the line the failure is on, counted by hand, and Python's own message."""
+    from prefswift.errors import ArgumentError
+
+    bad = tmp_path / "broken_plugin.py"
+    bad.write_text(source)
+    with pytest.raises(ArgumentError) as caught:
+        load_plugins(str(bad))
+    assert str(caught.value) == f"--custom_register_path {bad}, line {line}: {message}"
+    assert "prefswift_plugin_broken_plugin" not in sys.modules  # a half-run module is not left behind

@@ -34,4 +34,5 @@ def test_causal_lm_layouts_and_unpaired_rows():
     c = collator("dpo", prefix_sharing=False, packing=True)
     assert type(c) is PairCollator and c.packing
     assert type(collator("kto")) is UnpairedCollator
+    assert type(collator("sft")).__name__ == "SftCollator"
     assert set(ROWS) == set(DATA_KINDS)  # every data kind a spec may have is dispatched

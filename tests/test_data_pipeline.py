@@ -415,3 +415,26 @@ def test_a_folder_without_a_training_split_says_so(tmp_path):
     (tmp_path / "empty_set" / "notes.txt").write_text("x")
     with pytest.raises(DataError, match="a directory without a training split"):
         build([str(tmp_path / "empty_set")])
+
+
+def test_a_sampled_file_in_hub_layout_is_read_without_its_side_files(tmp_path):
+    """Issue 27: `prefswift sample --output_file DIR/data/train-00000-of-00001.jsonl` leaves
+    train-00000-of-00001.dropped.jsonl and .summary.json next to it (README: `<name>.dropped.jsonl`,
+    `<name>.summary.json`); the folder's `data/train-*` layout matched them too, so dropped rows and the summary were
+    read as pairs. The oracle is the rows written here by hand."""
+    folder = tmp_path / "sampled"
+    (folder / "data").mkdir(parents=True)
+    rows = [dict(r, chosen_score=1.0, rejected_score=0.0, prompt_index=i) for i, r in enumerate(good_rows(6))]
+    write_jsonl(folder / "data" / "train-00000-of-00001.jsonl", rows)
+    write_jsonl(folder / "data" / "train-00000-of-00001.dropped.jsonl",
+                [{"prompt": "q9", "samples": ["a", "a"], "scores": [1.0, 1.0], "reason": "all samples identical"}])
+    (folder / "data" / "train-00000-of-00001.summary.json").write_text(json.dumps({"pairs": 6, "dropped": 1}))
+    logs = []
+    data = build([str(folder)], log=logs, eval_ratio=0, check_dataset_strategy="error")
+    assert sorted(r["example"].prompt for r in data.train) == [f"q{i}" for i in range(6)]
+    assert not any(".dropped.jsonl" in line or ".summary.json" in line for line in logs), logs
+    # a bad row among several files of one folder: the error names its file and line, not the folder
+    write_jsonl(folder / "data" / "train-00001-of-00002.jsonl", good_rows(2, "r") + [{"prompt": "r2", "chosen": "x"}])
+    with pytest.raises(DataError) as err:
+        build([str(folder)], eval_ratio=0, check_dataset_strategy="error")
+    assert str(err.value).startswith(f"{folder / 'data' / 'train-00001-of-00002.jsonl'} (line 3), "), str(err.value)

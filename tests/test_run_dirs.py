@@ -63,15 +63,24 @@ def test_a_finished_run_without_checkpoints_is_never_overwritten(tmp_path):
     train(out, algo="dpo")
     assert not list(out.glob("checkpoint-*")) and (out / "complete.json").is_file()
     (out / "notes.txt").write_text("the user's")
+    plots = sorted(p.name for p in (out / "images").iterdir())  # what the run wrote there, as listed on disk
+    assert "overview.png" in plots and "loss.png" in plots, plots
+    (out / "images" / "my_annotated_loss.png").write_bytes(b"the user's own picture")
     before = snapshot(out)
     with pytest.raises(ArgumentError) as err:
         train(out, algo="orpo")
     assert "already holds a run" in str(err.value) and "--overwrite_output_dir true" in str(err.value)
     assert snapshot(out) == before  # adapter, logging.jsonl, args.json (still dpo) untouched
     assert json.loads((out / "args.json").read_text())["command"] == "dpo"
+    # issue 27: starting over removed the whole images/ folder, the user's picture with it
+    from prefswift.run.directory import prepare_run_dir
+
+    prepare_run_dir(out.resolve(), None, overwrite=True, is_main=True)
+    assert snapshot(out) == {"notes.txt": b"the user's", "images/my_annotated_loss.png": b"the user's own picture"}
     train(out, "--overwrite_output_dir", "true", algo="orpo")
     assert json.loads((out / "args.json").read_text())["command"] == "orpo"
     assert (out / "notes.txt").read_text() == "the user's"  # starting over removes the run's files only
+    assert (out / "images" / "my_annotated_loss.png").read_bytes() == b"the user's own picture"
 
 
 @pytest.mark.parametrize("content", ["complete.json", "adapter", "final", "logging.jsonl", "checkpoint-3"])

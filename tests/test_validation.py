@@ -92,3 +92,48 @@ def _installed(name: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(name) is not None
+
+
+def _same_refusal(argv):
+    """The run's one error line (exit 2) and the dry run's, which must be the same."""
+    lines = []
+    for extra in ([], ["--dry_run", "true"]):
+        result = runner.invoke(app, argv + extra, catch_exceptions=False)
+        errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+        assert result.exit_code == 2 and len(errors) == 1, (extra, result.output)
+        lines.append(errors[0])
+    assert lines[0] == lines[1]
+    return lines[0]
+
+
+def test_the_run_dir_and_resume_refusals_are_the_dry_runs_too(tmp_path):
+    """Issue 27: --dry_run exited 0 where the run exits 2. The oracle is the real run's refusal (and the README's
+    wording of each rule); the output dir's files are left as they were."""
+    import json
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "args.json").write_text('{"experiment": "mine"}')
+    assert "holds an args.json that prefswift did not write" in _same_refusal(
+        ["orpo", *BASE, "--output_dir", str(foreign)])
+    assert (foreign / "args.json").read_text() == '{"experiment": "mine"}'
+
+    finished = tmp_path / "finished"  # what a finished run leaves: its args.json, complete.json, log
+    finished.mkdir()
+    (finished / "args.json").write_text(json.dumps({"command": "orpo", "model_type": "tiny-llama3"}))
+    (finished / "complete.json").write_text(json.dumps({"global_step": 3, "max_steps": 3}))
+    (finished / "logging.jsonl").write_text("")
+    assert "already holds a run (complete.json, logging.jsonl)" in _same_refusal(
+        ["orpo", *BASE, "--output_dir", str(finished)])
+    assert sorted(p.name for p in finished.iterdir()) == ["args.json", "complete.json", "logging.jsonl"]
+
+
+def test_resuming_a_sync_ref_model_run_is_refused_by_the_dry_run_too(tmp_path):
+    out = tmp_path / "trdpo"
+    argv = ["dpo", *BASE, "--output_dir", str(out), "--sft_type", "full", "--sync_ref_model", "true",
+            "--ref_model_sync_steps", "1", "--max_steps", "1", "--save_steps", "1", "--batch_size", "1",
+            "--eval_ratio", "0", "--train_dataset_sample", "4", "--gradient_checkpointing", "false"]
+    trained = runner.invoke(app, argv, catch_exceptions=False)
+    assert trained.exit_code == 0 and (out / "checkpoint-1").is_dir(), trained.output
+    line = _same_refusal(argv + ["--resume_from_checkpoint", "latest", "--max_steps", "2"])
+    assert line.startswith("error: --sync_ref_model runs cannot be resumed"), line

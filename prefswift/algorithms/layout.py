@@ -16,15 +16,18 @@ from ..arguments.algorithms import get_spec
 class Rows:
     unpaired: bool             # (prompt, completion, label) rows; pairs are split into both (KTO)
     sequential_batches: bool   # batches in data order: a row's KL completion comes from its own batch (KTO)
+    conversations: bool = False  # whole conversations, the NLL of their answers (SFT: data/sft_pipeline.py)
 
 
 ROWS: Dict[str, Rows] = {
     "paired": Rows(unpaired=False, sequential_batches=False),
     "unpaired": Rows(unpaired=True, sequential_batches=True),
+    "sft": Rows(unpaired=False, sequential_batches=False, conversations=True),
 }
 
 # batch layouts (prefswift.train.collate builds each)
-UNPAIRED, SEQUENCES, PREFIX_SHARED, PAIRS = "unpaired", "sequences", "prefix_shared", "pairs"
+UNPAIRED, CONVERSATIONS, SEQUENCES, PREFIX_SHARED, PAIRS = ("unpaired", "conversations", "sequences", "prefix_shared",
+                                                            "pairs")
 
 
 def rows_of(algo: str) -> Rows:
@@ -32,13 +35,17 @@ def rows_of(algo: str) -> Rows:
 
 
 def batch_layout(algo: str, pref) -> str:
-    """UNPAIRED, SEQUENCES (one unpacked sequence per row: a sequence classifier), PREFIX_SHARED or PAIRS (chosen
-    rows then rejected rows, packed with --packing)."""
-    if rows_of(algo).unpaired:
+    """UNPAIRED, CONVERSATIONS (SFT), SEQUENCES (one unpacked sequence per row: a sequence classifier),
+    PREFIX_SHARED or PAIRS (chosen rows then rejected rows, packed with --packing)."""
+    rows = rows_of(algo)
+    if rows.unpaired:
         return UNPAIRED
+    if rows.conversations:
+        return CONVERSATIONS
     if get_spec(algo).head == "sequence_classification":
         return SEQUENCES
     return PREFIX_SHARED if pref.prefix_sharing else PAIRS
 
 
-__all__ = ["Rows", "ROWS", "rows_of", "batch_layout", "UNPAIRED", "SEQUENCES", "PREFIX_SHARED", "PAIRS"]
+__all__ = ["Rows", "ROWS", "rows_of", "batch_layout", "UNPAIRED", "CONVERSATIONS", "SEQUENCES", "PREFIX_SHARED",
+           "PAIRS"]

@@ -1,6 +1,7 @@
-"""`prefswift orpo|dpo|simpo|cpo|kto|rm`: the training recipe, read top to bottom.
+"""`prefswift sft|orpo|dpo|simpo|cpo|kto|rm`: the training recipe, read top to bottom.
 
-Supports ORPO, DPO (14 loss types, several at once with weights; rpo_alpha, LD-DPO, WPO, f-divergences, TR-DPO),
+Supports SFT (the NLL of the assistant's answers), ORPO, DPO (14 loss types, several at once with weights; rpo_alpha,
+LD-DPO, WPO, f-divergences, TR-DPO),
 SimPO, CPO, KTO (unpaired rows; pairs are split) and Bradley-Terry reward models (rm: a sequence classifier); LoRA,
 QLoRA (4/8-bit) and full fine-tuning; starting from an SFT adapter; a DPO/KTO reference that is the adapter-disabled
 base, a reference adapter, a separate model, a frozen copy or log-probs precomputed once; one CPU or GPU, DDP
@@ -11,11 +12,12 @@ Steps: resume point -> validate -> claim the run dir (its lock) and prepare it -
 plan -> models -> trainer (with the nan/inf guard) -> train -> save.
 """
 import logging
+import os
 from pathlib import Path
 from typing import List, Optional
 
 from ..algorithms import BatchObjective
-from ..algorithms.layout import rows_of
+from ..algorithms.layout import ROWS, rows_of
 from ..arguments import RunArgs
 from ..arguments.algorithms import get_spec, needs_reference
 from ..data.pipeline import PreparedData, build_preference_data
@@ -29,7 +31,7 @@ from ..models.loader import (ResolvedModel, default_device, hub_kwargs, load_tok
                              resolve_model)
 from ..scoring.collators import ListDataset
 from ..scoring.logprobs import resolve_chunk_size
-from ..run.directory import interrupted_message, prepare_run_dir, resolve_resume, restart_or_truncate_log
+from ..run.directory import interrupted_message, prepare_run_dir, restart_or_truncate_log
 from ..run.lock import claimed_run_dir
 from ..run.state import clear_stopped, write_complete, write_stopped
 from ..templates import get_template
@@ -40,12 +42,11 @@ from ..train.ref_sync import SyncReferenceCallback
 from ..train.console import ConsoleCallback, format_summary, quiet_library_noise, use_console
 from ..train.health import DivergenceWatch, NonFiniteError, NonFiniteGuard
 from ..train.resume_schedule import NothingLeftCallback, NothingLeftToTrain, ResumedScheduleCallback
-from ..train.resume import adopt_checkpoint_args, finished_message
 from ..train.saving import save_final
 from ..train.setup_model import Models, build_models
 from ..train.trainer import PreferenceTrainer
 from ..train.training_args import training_arguments
-from ..train.validation import validate
+from ..train.validation import validate_run
 from .common import parse_or_help, run_user_command, setup_logging
 
 logger = logging.getLogger("prefswift")
@@ -53,7 +54,7 @@ logger = logging.getLogger("prefswift")
 
 def main(algo: str, argv: List[str]) -> None:
     """`prefswift <algo> ...`: --dry_run prints the plan; NPROC_PER_NODE relaunches under torchrun; else train."""
-    from ..distributed.launch import maybe_relaunch
+    from ..distributed.launch import launch_settings, maybe_relaunch
 
     def go():
         apply_slurm_env()  # started by srun: SLURM's variables stand in for NNODES/NODE_RANK/... (or RANK/...)
@@ -64,8 +65,14 @@ def main(algo: str, argv: List[str]) -> None:
 
             typer.echo(dry_run(algo, argv, args))
             return
-        validate(args, algo)  # before a relaunch: one error line, not one per rank
-        maybe_relaunch([algo] + list(argv), always=bool(args.train.deepspeed))  # DeepSpeed needs a process group
+        launch = launch_settings(os.environ, always=bool(args.train.deepspeed))  # DeepSpeed needs a process group
+        if launch is not None:  # the validation phase before a relaunch: one error line, not one per rank
+            plan = validate_run(args, algo, warn=lambda *a, **k: None,
+                                world_size=launch.nproc_per_node * launch.nnodes)
+            if plan.finished:  # nothing left to train: no processes to start
+                print(plan.finished)
+                return
+        maybe_relaunch([algo] + list(argv), always=bool(args.train.deepspeed))
         setup_logging()
         run_training(args, algo)
 
@@ -91,19 +98,11 @@ def run_training(args: RunArgs, algo: str, *, log=print, callbacks=()) -> Path:
     env = dist_env()
     quiet_library_noise()  # before the models are built (peft warns while it wraps them)
     say = log if env.is_main else (lambda *a, **k: None)
-    run_dir = Path(args.train.output_dir).expanduser().resolve()
-    resume_from = resolve_resume(run_dir, args.train.resume_from_checkpoint, warn=say,
-                                 overwrite=args.train.overwrite_output_dir)
-    if resume_from is not None:
-        args = adopt_checkpoint_args(args, resume_from)
-        finished = finished_message(args, run_dir, resume_from)
-        if finished:
-            say(finished)
-            return run_dir
-    objective = validate(args, algo)
-    if resume_from is not None and args.pref.sync_ref_model:
-        raise ArgumentError("--sync_ref_model runs cannot be resumed: checkpoints do not hold the mixed reference "
-                            "model; start a new run (--overwrite_output_dir true or another --output_dir)")
+    plan = validate_run(args, algo, warn=say)  # the one validation phase (--dry_run runs the same)
+    args, run_dir, objective, resume_from = plan.args, plan.run_dir, plan.objective, plan.resume_from
+    if plan.finished:
+        say(plan.finished)
+        return run_dir
     with claimed_run_dir(run_dir, env.is_main):  # one run at a time in run_dir (its lock, rank 0)
         # `latest` on an unfinished run without one whole checkpoint starts it over (prepare_run_dir says so)
         prepare_run_dir(run_dir, resume_from, args.train.overwrite_output_dir, env.is_main,
@@ -160,8 +159,15 @@ def prepare_data(args: RunArgs, template, tokenizer, say, objective: Optional[Ba
     if missing:
         logger.warning("template %s uses %s, which this tokenizer does not have as single tokens: check --template",
                        template.name, ", ".join(missing))
-    data = build_preference_data(args.data, template, tokenizer, hub=args.model.hub, token=args.model.hub_token,
-                                 log=say, unpaired=bool(objective) and rows_of(objective.algo).unpaired)
+    rows = rows_of(objective.algo) if objective is not None else ROWS["paired"]
+    if rows.conversations:
+        from ..data.sft_pipeline import build_sft_data
+
+        data = build_sft_data(args.data, template, tokenizer, loss_on=args.pref.loss_on, hub=args.model.hub,
+                              token=args.model.hub_token, log=say)
+    else:
+        data = build_preference_data(args.data, template, tokenizer, hub=args.model.hub, token=args.model.hub_token,
+                                     log=say, unpaired=rows.unpaired)
     if not data.train:
         raise ArgumentError("no training pairs left after filtering (see the summary above); check the dataset or "
                             "raise --max_length")
@@ -178,7 +184,7 @@ def plan_placement(args: RunArgs, env: DistEnv):
     set_seed(args.train.seed)
     facts = gather_device_facts()
     plan = plan_devices(facts.n_visible_gpus, env.local_world_size, env.local_rank, facts.free_memory,
-                        use_deepspeed=bool(args.train.deepspeed))
+                        use_deepspeed=bool(args.train.deepspeed), world_size=env.world_size)  # all nodes' processes
     device_map = plan.device_map if args.model.device_map is None else parse_device_map(args.model.device_map)
     if plan.mode == "mp_ddp":
         if args.model.quantization_bit:

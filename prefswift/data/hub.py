@@ -17,6 +17,7 @@ from typing import Callable, List, Optional, Tuple
 from ..errors import DataError
 from ..registry.hub_client import cache_first, failure_kind, first_line, mark_unreachable, refusal_line, snapshot
 from ..registry.hubs import HUB_NAMES
+from .sampled import is_side_file
 
 EXTS = ("jsonl", "json", "parquet", "jsonl.gz", "json.gz")  # Anthropic/hh-rlhf ships train.jsonl.gz
 
@@ -109,7 +110,8 @@ def match_files(root: str, patterns: List[str], *, first_only: bool = False) -> 
     hits: List[str] = []
     for pattern in patterns:
         for path in sorted(glob.glob(os.path.join(root, pattern), recursive=True)):
-            if os.path.isfile(path) and path.lower().endswith(tuple("." + e for e in EXTS)) and path not in hits:
+            if (os.path.isfile(path) and path.lower().endswith(tuple("." + e for e in EXTS)) and path not in hits
+                    and not is_side_file(path)):  # a sampled file's dropped rows and summary are not data
                 hits.append(path)
         if hits and first_only:
             break

@@ -21,6 +21,7 @@ from typing import Callable, List, Optional
 
 from ..errors import DataError, data_error
 from ..registry.hubs import HUB_NAMES, which_hub
+from .sampled import is_side_file
 from .hub import EXTS, split_files  # EXTS: one list of data file types for local copies and hub snapshots
 
 
@@ -33,9 +34,16 @@ class RawSource:
     line_numbers: Optional[List[int]] = None     # JSONL: 1-based line of each row
     converter: Optional[Callable] = None         # a registered dataset's converter; None = detect the format
     format_name: Optional[str] = None
+    row_files: Optional[List[str]] = None        # a folder of several files: the file each row came from,
+    file_positions: Optional[List[int]] = None   # its line there (file_lines) or its 0-based row in that file
+    file_lines: Optional[List[bool]] = None
 
     def where(self, index: int) -> str:
-        """`label` plus the JSONL line, for error messages (rows themselves are counted 0-based)."""
+        """`label` plus the JSONL line, for error messages (rows themselves are counted 0-based); for a folder of
+        several files, the row's own file and its line (or row) there."""
+        if self.row_files is not None and 0 <= index < len(self.row_files):
+            kind = "line" if self.file_lines[index] else "row"
+            return f"{self.row_files[index]} ({kind} {self.file_positions[index]})"
         if self.line_numbers is not None and 0 <= index < len(self.line_numbers):
             return f"{self.label} (line {self.line_numbers[index]})"
         return self.label
@@ -90,15 +98,21 @@ def read_local_dir(path: str) -> RawSource:
                                                                      first_only=True)
     if not files:
         files = [os.path.join(path, f) for f in sorted(os.listdir(path))
-                 if os.path.isfile(os.path.join(path, f)) and f.lower().rsplit(".", 1)[-1] in DATA_TYPES]
+                 if os.path.isfile(os.path.join(path, f)) and f.lower().rsplit(".", 1)[-1] in DATA_TYPES
+                 and not is_side_file(os.path.join(path, f))]
         if len(files) != 1:
             raise data_error(path, None, "", "a directory without a training split (no README `configs:`, no "
                              "train.jsonl / data/train-*.parquet, not a single data file)",
                              "pass the data file itself, or lay the folder out like a hub dataset")
     sources = [read_local_file(f) for f in files]
+    if len(sources) == 1:
+        return sources[0]
+    # several files: each row keeps its file (and line), so an error names the file, not the folder
     rows = [row for src in sources for row in src.rows]
-    return RawSource(path if len(sources) > 1 else sources[0].label, rows,
-                     sources[0].line_numbers if len(sources) == 1 else None)
+    row_files = [src.label for src in sources for _ in src.rows]
+    lines = [src.line_numbers[i] if src.line_numbers else i for src in sources for i in range(len(src.rows))]
+    return RawSource(path, rows, row_files=row_files, file_positions=lines,
+                     file_lines=[src.line_numbers is not None for src in sources for _ in src.rows])
 
 
 def read_local_file(path: str) -> RawSource:

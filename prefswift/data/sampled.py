@@ -95,6 +95,19 @@ def side_files(path: Path) -> Tuple[Path, Path]:
     return path.with_name(stem + ".dropped.jsonl"), path.with_name(stem + ".summary.json")
 
 
+SIDE_SUFFIXES = (".dropped.jsonl", ".summary.json")
+
+
+def is_side_file(path) -> bool:
+    """True for `<name>.dropped.jsonl` / `<name>.summary.json` lying next to `<name>.jsonl`: what `sample` writes
+    besides its rows. They are never data (a folder in hub layout, data/train-*.jsonl, would otherwise match them)."""
+    path = Path(path)
+    for suffix in SIDE_SUFFIXES:
+        if path.name.endswith(suffix) and len(path.name) > len(suffix):
+            return path.with_name(path.name[:-len(suffix)] + ".jsonl").is_file()
+    return False
+
+
 def read_rows(path: Path) -> List[dict]:
     """The whole rows of a file being appended to; a torn last line (a killed writer) is cut off the file."""
     if not path.is_file():

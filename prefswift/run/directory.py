@@ -53,12 +53,36 @@ def _own_checkpoint(run_dir: Path, ckpt: Path, resume: str, overwrite: bool) -> 
     return ckpt.expanduser().resolve()
 
 
-def prepare_run_dir(run_dir: Path, resume_from: Optional[Path], overwrite: bool, is_main: bool,
-                    resume: Optional[str] = None, log=None) -> None:
-    """Refuse to replace an earlier run's results (checkpoints, adapter/, final/, complete.json, logging.jsonl)
-    unless resuming its own checkpoint or --overwrite_output_dir true, and anything prefswift did not write in any case.
-    `--resume_from_checkpoint latest` on a run stopped before its first checkpoint starts it over."""
+def resumed_plugin(output_dir: str, resume: str) -> Optional[str]:
+    """The plugin file (--custom_register_path) the run being resumed was trained with, as its args.json names it:
+    the run dir's for `latest`, else the checkpoint's own or its run dir's; None when the run had none. A plugin that
+    is no longer where args.json says is one error line saying to pass its new path."""
+    import json
 
+    if resume.lower() == "latest":
+        places = [Path(output_dir) / "args.json"]
+    else:
+        places = [Path(resume) / "args.json", Path(resume).parent / "args.json"]
+    for args_file in places:
+        try:
+            saved = json.loads(args_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        plugin = saved.get("custom_register_path") if isinstance(saved, dict) else None
+        if not plugin:
+            return None
+        if not Path(plugin).is_file():
+            raise ArgumentError(f"--resume_from_checkpoint {resume}: the run was trained with the plugin {plugin} "
+                                f"({args_file} names it), which is not there any more — pass --custom_register_path "
+                                "with the plugin's path now")
+        return plugin
+    return None
+
+
+def check_run_dir(run_dir: Path, resume_from: Optional[Path], overwrite: bool, resume: Optional[str] = None) -> bool:
+    """The run-dir refusals, writing nothing (the validation phase and `--dry_run` call this, and `prepare_run_dir`
+    again under the run's lock): an args.json prefswift did not write, results without one, an earlier run that is
+    neither resumed nor overwritten. True when an earlier run's files are to be removed (overwrite or restart)."""
     # args.json first: rank 0 removes it last when starting over, so the other ranks never see the results without it
     ours = written_by_prefswift(run_dir / "args.json")
     found = run_results(run_dir, checkpoints(run_dir))
@@ -66,17 +90,31 @@ def prepare_run_dir(run_dir: Path, resume_from: Optional[Path], overwrite: bool,
         raise ArgumentError(f"--output_dir {run_dir} holds an args.json that prefswift did not write; it is not "
                             "replaced — give another --output_dir")
     if (resume_from is not None and checkpoint_run_dir(resume_from) == run_dir.resolve()) or not found:
-        return  # resuming this run's own checkpoint continues it (another run's: see resolve_resume)
+        return False  # resuming this run's own checkpoint continues it (another run's: see resolve_resume)
     if not ours:
         raise ArgumentError(f"--output_dir {run_dir} holds {', '.join(found)} without the args.json of a prefswift "
                             "run: prefswift replaces only what it wrote — give another --output_dir")
-    unfinished = not any((run_dir / n).exists() for n in ("adapter", "final", "complete.json"))
-    restart = unfinished and (resume or "").lower() == "latest"
-    if not (overwrite or restart):
+    if not (overwrite or restarts(run_dir, resume)):
         raise ArgumentError(f"--output_dir {run_dir} already holds a run ({', '.join(found)}); pass "
                             "--resume_from_checkpoint latest to continue it, --overwrite_output_dir true to start "
                             "over, or another --output_dir")
-    if restart and log is not None:
+    return True
+
+
+def restarts(run_dir: Path, resume: Optional[str]) -> bool:
+    """`--resume_from_checkpoint latest` on an unfinished run without a whole checkpoint starts it over."""
+    unfinished = not any((run_dir / n).exists() for n in ("adapter", "final", "complete.json"))
+    return unfinished and (resume or "").lower() == "latest"
+
+
+def prepare_run_dir(run_dir: Path, resume_from: Optional[Path], overwrite: bool, is_main: bool,
+                    resume: Optional[str] = None, log=None) -> None:
+    """Refuse to replace an earlier run's results (checkpoints, adapter/, final/, complete.json, logging.jsonl)
+    unless resuming its own checkpoint or --overwrite_output_dir true, and anything prefswift did not write in any case
+    (`check_run_dir`). `--resume_from_checkpoint latest` on a run stopped before its first checkpoint starts it over."""
+    if not check_run_dir(run_dir, resume_from, overwrite, resume):
+        return
+    if restarts(run_dir, resume) and log is not None:
         log(f"[prefswift] {run_dir} holds a run stopped before its first checkpoint: starting it over")
     if is_main:
         remove_run(run_dir, checkpoints(run_dir))

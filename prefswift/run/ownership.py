@@ -23,8 +23,20 @@ ADAPTER_FILES = frozenset({
     "generation_config.json"})
 # what a training run writes into its --output_dir besides checkpoint-N dirs (and the lock file while it runs)
 RUN_RESULTS = ("adapter", "final", "complete.json", "logging.jsonl")
-# args.json last (see directory.prepare_run_dir)
-RUN_EXTRAS = ("images", "adapter.tmp", "final.tmp", "stopped.json", ARGS_FILE)
+# args.json last (see directory.prepare_run_dir); images/ holds the plots below, and only they are removed from it
+RUN_EXTRAS = ("adapter.tmp", "final.tmp", "stopped.json", ARGS_FILE)
+PLOTS_DIR = "images"
+# the metrics training plots into images/ (train/plots.py), one PNG each, besides the overview
+PLOTTED = ("loss", "rewards/accuracies", "rewards/margins", "eval_loss", "nll_loss", "eval_rewards/accuracies")
+OVERVIEW_PLOT = "overview.png"
+
+
+def plot_file(key: str) -> str:
+    """The PNG a logged metric is plotted to in images/ (`rewards/margins` -> rewards_margins.png)."""
+    return key.replace("/", "_") + ".png"
+
+
+PLOT_FILES = frozenset({OVERVIEW_PLOT, *(plot_file(k) for k in PLOTTED)})
 
 
 def written_by_prefswift(args_file: Path) -> bool:
@@ -98,6 +110,7 @@ def run_results(run_dir: Path, checkpoints: List[Path]) -> List[str]:
 def remove_run(run_dir: Path, checkpoints: List[Path]) -> None:
     """--overwrite_output_dir true: remove an earlier prefswift run's own files (its cached reference log-probs go
     through ``remove_caches``, called right after; anything else in the folder stays)."""
+    remove_plots(run_dir / PLOTS_DIR)
     for p in [*checkpoints, *(run_dir / n for n in RUN_RESULTS + RUN_EXTRAS)]:
         if p.is_symlink():  # a link to another run's checkpoint: the link goes, never what it points to
             p.unlink()
@@ -105,6 +118,20 @@ def remove_run(run_dir: Path, checkpoints: List[Path]) -> None:
             shutil.rmtree(p)
         elif p.exists():
             p.unlink()
+
+
+def remove_plots(images: Path) -> None:
+    """The plots a run wrote into images/ (PLOT_FILES); the folder goes too when nothing else is in it."""
+    if not images.is_dir() or images.is_symlink():
+        return
+    for name in PLOT_FILES:
+        path = images / name
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
+    try:
+        images.rmdir()  # only when empty: a file the user put there stays, and so does its folder
+    except OSError:
+        pass
 
 
 # the reference log-prob caches training writes (train/reference_cache.py) and their temporary names while writing:

@@ -1,6 +1,6 @@
 """Which batch layout a training run uses (see `prefswift.scoring.collators` and `prefswift.scoring.unpaired`)."""
 from ..arguments import RunArgs
-from ..algorithms.layout import PREFIX_SHARED, SEQUENCES, UNPAIRED, batch_layout
+from ..algorithms.layout import CONVERSATIONS, PREFIX_SHARED, SEQUENCES, UNPAIRED, batch_layout
 from ..errors import ArgumentError
 from ..scoring.collators import PairCollator, PrefixSharedCollator, pair_tokens
 from ..scoring.packing import TokenBudgetBatchSampler
@@ -8,14 +8,20 @@ from ..scoring.unpaired import UnpairedCollator
 
 
 def make_collator(args: RunArgs, pad_token_id: int, attn_implementation: str = "sdpa"):
-    """The collator of the run's batch layout (`algorithms.layout.batch_layout`). KTO: unpaired rows (+ their KL
-    rows). A sequence classifier (rm): chosen rows and rejected rows, one unpacked sequence per row. Pairs:
-    prefix-shared blocks (4D mask: SDPA/eager), several pairs per row unless --packing false. With --prefix_sharing
-    false: chosen rows and rejected rows, padding-free when packing (all sequences in one row for flash_attention_2's
-    varlen kernels, rows as long as the longest sequence for SDPA)."""
+    """The collator of the run's batch layout (`algorithms.layout.batch_layout`). SFT: whole conversations
+    (padding-free packed rows unless --packing false). KTO: unpaired rows (+ their KL rows). A sequence classifier
+    (rm): chosen rows and rejected rows, one unpacked sequence per row. Pairs: prefix-shared blocks (4D mask:
+    SDPA/eager), several pairs per row unless --packing false. With --prefix_sharing false: chosen rows and rejected
+    rows, padding-free when packing (all sequences in one row for flash_attention_2's varlen kernels, rows as long as
+    the longest sequence for SDPA)."""
     layout = batch_layout(args.command, args.pref)
     if layout == UNPAIRED:
         return UnpairedCollator(pad_token_id=pad_token_id)
+    if layout == CONVERSATIONS:
+        from ..scoring.sft import SftCollator
+
+        return SftCollator(pad_token_id=pad_token_id, packing=args.pref.packing,
+                           one_row=attn_implementation == "flash_attention_2")
     if layout == SEQUENCES:
         return PairCollator(pad_token_id=pad_token_id)
     if layout == PREFIX_SHARED:
@@ -27,7 +33,8 @@ def make_collator(args: RunArgs, pad_token_id: int, attn_implementation: str = "
 def token_budget_sampler(rows, collator, max_tokens: int, seed: int) -> TokenBudgetBatchSampler:
     """--max_tokens_per_batch: batches of `rows` whose tensors, as `collator` lays them out (packed or not, prefix-
     shared or chosen/rejected rows, padding included), hold at most `max_tokens` tokens."""
-    return TokenBudgetBatchSampler([pair_tokens(r) for r in rows], max_tokens, seed=seed,
+    tokens = [len(r["input_ids"]) if "input_ids" in r else pair_tokens(r) for r in rows]  # SFT rows: one sequence
+    return TokenBudgetBatchSampler(tokens, max_tokens, seed=seed,
                                    batch_tokens=lambda indices: collator.layout_tokens([rows[i] for i in indices]))
 
 

@@ -6,9 +6,9 @@ from ..arguments.algorithms import get_spec
 from ..data import dataset_info
 from ..data.datasets import get_dataset_spec, parse_dataset_arg
 from ..distributed.device_plan import gather_device_facts
-from ..distributed.launch import describe_launch
+from ..distributed.launch import describe_launch, launch_settings
 from ..registry.models import get_model_spec
-from .validation import validate
+from .validation import validate_run
 
 
 def dry_run(algo: str, argv, args: RunArgs) -> str:
@@ -24,7 +24,14 @@ def dry_run(algo: str, argv, args: RunArgs) -> str:
         ref = parse_dataset_arg(name)
         if not ref.local and not dataset_info.lookup(args.data.dataset_dir, ref.name):
             get_dataset_spec(ref.name).resolve_subsets(ref.subsets)
-    objective = validate(args, algo)  # the run's own checks, all of them
+    launch = launch_settings(os.environ, always=bool(args.train.deepspeed))
+    world = launch.nproc_per_node * launch.nnodes if launch else None  # the job the run would start
+    # the run's own checks, all of them: resume point, options, run dir
+    plan = validate_run(args, algo, warn=lines.append, world_size=world)
+    if plan.finished:
+        return "\n".join(lines + [plan.finished, "dry run: nothing was loaded or trained"])
+    args, objective = plan.args, plan.objective
+    m, t = args.model, args.train
     beta = "" if get_spec(algo).head == "sequence_classification" else f" beta={objective.beta}"  # rm: no beta
     lines.append(f"objective: {algo} loss_type={objective.loss_type}{beta}; "
                  f"{args.tuning.sft_type} (rank {args.tuning.lora_rank}, targets "

@@ -10,7 +10,8 @@ import math
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-PLOTTED = ("loss", "rewards/accuracies", "rewards/margins", "eval_loss", "nll_loss", "eval_rewards/accuracies")
+from ..run.ownership import OVERVIEW_PLOT, PLOTTED, plot_file  # what a run writes into images/ (and may remove)
+
 # (title, train keys): the panels of overview.png; each key's eval twin ("eval_" + key) goes on the same axes
 OVERVIEW = (
     ("loss", ("loss",)),
@@ -126,7 +127,7 @@ def write_plots(log_path: Path, out_dir: Path) -> List[Path]:
     written = []
     if any(series.get(k) for _, keys in OVERVIEW for k in keys):
         fig = overview_figure(series)
-        path = out_dir / "overview.png"
+        path = out_dir / OVERVIEW_PLOT
         fig.savefig(path, dpi=100)
         plt.close(fig)
         written.append(path)
@@ -142,7 +143,7 @@ def write_plots(log_path: Path, out_dir: Path) -> List[Path]:
         _no_offset(ax)
         if len(points) > 1 and not key.startswith("eval_"):
             ax.legend(fontsize=8)
-        path = out_dir / (key.replace("/", "_") + ".png")
+        path = out_dir / plot_file(key)
         fig.tight_layout()
         fig.savefig(path, dpi=100)
         plt.close(fig)

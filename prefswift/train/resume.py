@@ -46,13 +46,14 @@ def checkpoint_args(ckpt: Path) -> Optional[dict]:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def adopt_checkpoint_args(args: RunArgs, ckpt: Path) -> RunArgs:
-    """The arguments to resume `ckpt` with (see the module doc); ArgumentError for an explicit contradiction."""
+def adopt_checkpoint_args(args: RunArgs, ckpt: Path, world_size: Optional[int] = None) -> RunArgs:
+    """The arguments to resume `ckpt` with (see the module doc); ArgumentError for an explicit contradiction.
+    `world_size`: the job's number of processes when this process is not in it yet (`--dry_run`, a relaunch)."""
     saved = checkpoint_args(ckpt)
     if saved is None:  # a checkpoint from before args.json was saved with every checkpoint: trust the command line
         return args
     current = args.to_flat_dict()  # local paths absolute, as args.json stores them
-    rescaled = world_size_change(args, ckpt, saved)
+    rescaled = world_size_change(args, ckpt, saved, world_size)
     for name in SHAPE + SCHEDULE:
         if rescaled and name in rescaled:
             continue
@@ -74,10 +75,10 @@ def adopt_checkpoint_args(args: RunArgs, ckpt: Path) -> RunArgs:
     return resumed
 
 
-def world_size_change(args: RunArgs, ckpt: Path, saved: dict) -> Optional[dict]:
+def world_size_change(args: RunArgs, ckpt: Path, saved: dict, world: Optional[int] = None) -> Optional[dict]:
     """{batch_size, gradient_accumulation_steps} that keep the checkpoint's global batch when this run has another
     number of processes than the one that saved it (distributed/world_size.py), else None."""
-    saved_world, world = checkpoint_world_size(ckpt), dist_env().world_size
+    saved_world, world = checkpoint_world_size(ckpt), world or dist_env().world_size
     if saved_world is None or saved_world == world or "batch_size" not in saved:
         return None
     if is_deepspeed_checkpoint(ckpt):

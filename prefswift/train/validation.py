@@ -5,23 +5,65 @@ all, were checked when it was parsed.) Every refusal is one ArgumentError line t
 Order: data options -> batch layout -> the algorithm's own options (`BatchObjective.check`) -> model loading ->
 training (optimizer, steps, DeepSpeed) -> outputs (run dir, adapter dir, --push_to_hub, --report_to).
 """
+import dataclasses
 import importlib.util
 from pathlib import Path
+from typing import Optional
 
 from ..algorithms import BatchObjective, build_objective
 from ..arguments import RunArgs
 from ..data.pipeline import check_data_options, parse_columns
 from ..distributed.fsdp import check_fsdp
 from ..errors import ArgumentError
+from ..models.lineage import with_sft_start
 from ..models.loader import default_device
 from ..models.precision import training_precision
 from ..models.push import check_push
 from .collate import check_layout
+from ..run.directory import check_run_dir, resolve_resume
 from ..run.ownership import check_adapter_dir, check_output_path
+from .resume import adopt_checkpoint_args, finished_message
 from .training_args import steps_or_ratio
 
 # pip package of each --report_to integration whose name differs from it
 REPORT_TO_PACKAGES = {"azure_ml": "azureml-core", "flyte": "flytekit", "comet_ml": "comet_ml"}
+
+
+@dataclasses.dataclass
+class RunPlan:
+    """What the validation phase decided: the arguments to train with (a resumed run's own, from its checkpoint),
+    the objective, the checkpoint to resume from, and `finished` (the one line to print) when there is nothing left
+    to train."""
+    args: RunArgs
+    run_dir: Path
+    objective: Optional[BatchObjective] = None
+    resume_from: Optional[Path] = None
+    finished: Optional[str] = None
+
+
+def validate_run(args: RunArgs, algo: str, warn=print, world_size: Optional[int] = None) -> RunPlan:
+    """The whole validation phase of a training command, for the run and `--dry_run` alike, writing nothing: the
+    resume point and the checkpoint's arguments (train/resume.py), the multi-option checks (`validate`), what cannot
+    be resumed, and the run directory (run/directory.py `check_run_dir`; `prepare_run_dir` checks it again under the
+    run's lock before it removes anything). `world_size`: the job's, when this process is not in it yet."""
+    run_dir = Path(args.train.output_dir).expanduser().resolve()
+    check_output_path(run_dir)
+    resume_from = resolve_resume(run_dir, args.train.resume_from_checkpoint, warn=warn,
+                                 overwrite=args.train.overwrite_output_dir)
+    if resume_from is not None:
+        args = adopt_checkpoint_args(args, resume_from, world_size)
+        finished = finished_message(args, run_dir, resume_from)
+        if finished:
+            return RunPlan(args, run_dir, resume_from=resume_from, finished=finished)
+    objective = validate(args, algo)
+    args = with_sft_start(args, run_dir)  # an SFT run to start from: its adapter, the reference, the lineage
+    if args.model.adapter_name_or_path:
+        objective = validate(args, algo)  # the resolved start and reference (--ref_model base) pass the same checks
+    if resume_from is not None and args.pref.sync_ref_model:
+        raise ArgumentError("--sync_ref_model runs cannot be resumed: checkpoints do not hold the mixed reference "
+                            "model; start a new run (--overwrite_output_dir true or another --output_dir)")
+    check_run_dir(run_dir, resume_from, args.train.overwrite_output_dir, args.train.resume_from_checkpoint)
+    return RunPlan(args, run_dir, objective, resume_from)
 
 
 def validate(args: RunArgs, algo: str) -> BatchObjective:
@@ -102,4 +144,4 @@ def check_report_to(report_to) -> None:
                             "logging.jsonl and the plots are always written)")
 
 
-__all__ = ["validate", "check_report_to"]
+__all__ = ["RunPlan", "validate", "validate_run", "check_report_to"]
