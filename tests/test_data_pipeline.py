@@ -253,7 +253,7 @@ def test_keep_end_truncation_and_delete_counts(tmp_path):
     assert len(long_row["chosen_input_ids"]) == 20 and long_row["chosen_input_ids"] == [ord("c")] * 20
     assert long_row["prompt_input_ids"][-2:] == [ord("|"), ord("A")]  # the prompt keeps its end
     assert long_row["prompt_input_ids"] == [ord(c) for c in "U" + "p" * 17 + "|A"]  # and its head: content is cut
-    assert long_row["truncated"] == {"prompt": 13, "turns": 0, "chosen": 11, "rejected": 0}
+    assert long_row["truncated"] == {"prompt": 13, "turns": 0, "parts": ["question"], "chosen": 11, "rejected": 0}
     assert data.summary.truncated == 1
     assert data.summary.lengths["prompt"]["max"] == 33  # lengths are reported before truncation
 

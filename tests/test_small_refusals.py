@@ -53,7 +53,8 @@ def test_register_loss_refuses_a_name_another_plugin_loss_has(clean_registries, 
     load_plugins(str(tmp_path / "one.py"))
     with pytest.raises(ArgumentError) as err:
         load_plugins(str(tmp_path / "two.py"))
-    assert str(err.value).startswith(f"--custom_register_path {tmp_path / 'two.py'}: loss type 'i27_plugin'")
+    assert str(err.value).startswith(f"--custom_register_path {tmp_path / 'two.py'}")
+    assert "loss type 'i27_plugin' of the dpo family is already registered" in str(err.value)
     assert "\n" not in str(err.value) and "one.py" in str(err.value)
 
 

@@ -52,7 +52,7 @@ def test_a_five_token_overshoot_cuts_the_system_prompts_end_not_the_question(tok
     assert len(rows) == 1 and not checker.dropped
     # the question whole; the system prompt keeps its first 35 tokens: 26 + 35 + 7 = 68
     assert rows[0]["prompt_input_ids"] == chat(tok, "You are the" + " the" * 32, QUESTION)
-    assert rows[0]["truncated"]["prompt"] == 5
+    assert rows[0]["truncated"]["prompt"] == 5 and rows[0]["truncated"]["parts"] == ["system prompt"]
 
 
 def test_earlier_turns_go_before_the_system_prompt_is_cut(tok):

@@ -57,7 +57,7 @@ class AlgorithmSpec:
             raise ValueError(f"AlgorithmSpec {self.name!r}: head must be one of {', '.join(HEADS)}, got {self.head!r}")
         if self.data == "prompt-only":
             raise ValueError(f"AlgorithmSpec {self.name!r}: data 'prompt-only' is not implemented (no data pipeline, "
-                             "collator or objective trains on prompts alone); use 'paired' or 'unpaired'")
+                             f"collator or objective trains on prompts alone); use one of {', '.join(DATA_KINDS)}")
         if self.data not in DATA_KINDS:
             raise ValueError(f"AlgorithmSpec {self.name!r}: data must be one of {', '.join(DATA_KINDS)}, "
                              f"got {self.data!r}")

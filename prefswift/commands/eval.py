@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from ..algorithms import BatchObjective, PairObjective, build_objective
+from ..algorithms.layout import rows_of
 from ..arguments import RunArgs, section_from_flat
 from ..arguments.algorithms import get_spec, is_algorithm, needs_reference
 from ..arguments.fields import ModelArguments, PreferenceArguments
@@ -70,7 +71,7 @@ def run_objective(source: ModelSource, cli: ModelArguments) -> Optional[BatchObj
     algo = source.saved.get("command")
     explicit_ref = bool(cli.ref_model_type or cli.ref_model_id_or_path)
     if algo and is_algorithm(algo):  # (a plugin's algorithm: its plugin was loaded from args.json)
-        if get_spec(algo).data == "sft" and not explicit_ref:  # no rewards: a plain model (log-prob accuracy)
+        if rows_of(algo).conversations and not explicit_ref:  # no rewards: a plain model (log-prob accuracy)
             return None
         if explicit_ref and not needs_reference(algo):
             raise ArgumentError(f"--ref_model_*: {source.ckpt_dir} was trained with {algo}, which is reference-free "
@@ -109,7 +110,7 @@ def run_pairs(args: RunArgs, *, log=print) -> Path:
         if reference is None:
             raise ArgumentError(f"{source.describe()}: no reference to measure {objective.algo} rewards against is "
                                 "recorded; pass --ref_model_id_or_path / --ref_model_type")
-    if objective is not None and get_spec(objective.algo).data == "unpaired":  # KTO's rows, rewards and KL
+    if objective is not None and rows_of(objective.algo).unpaired:  # KTO's rows, rewards and KL
         return run_kto(args, source, objective, reference, log=log)
     other_source = resolve_named(args, args.infer.compare_to, "--compare_to") if args.infer.compare_to else None
     loaded = load_for_inference(source)

@@ -1,7 +1,7 @@
 """`prefswift eval` of a reward model (a `prefswift rm` run, its adapter, final or merged dir): pairwise accuracy.
 
 Every held-out pair's prompt + chosen and prompt + rejected are scored by the reward model (the score head at the
-last non-padding token, `prefswift.models.reward`), exactly as training scored them. Reported: pairwise_accuracy (the
+last token, `prefswift.models.reward`), exactly as training scored them. Reported: pairwise_accuracy (the
 share of pairs with r_chosen > r_rejected, strictly), reward_margin (mean r_chosen - r_rejected), the mean rewards,
 and the length split of the other evaluations (`prefswift.evaluate.rewards.length_bias`). `--compare_to` scores a
 second reward model on the same pairs. Pairs come from the same places as every eval (`data.selection.select_pairs`).

@@ -64,9 +64,10 @@ def _truncation_note(row: dict) -> str:
         return ""
     parts = []
     if cut["prompt"]:
-        turns = f" ({cut['turns']} earlier turn{'s' * (cut['turns'] != 1)} dropped)" if cut["turns"] else ""
-        parts.append(f"prompt -{cut['prompt']} tokens{turns}")
-    parts += [f"{k} -{v}" for k, v in cut.items() if k not in ("prompt", "turns") and v]
+        notes = [f"{cut['turns']} earlier turn{'s' * (cut['turns'] != 1)} dropped"] if cut["turns"] else []
+        notes += [f"{part} cut" for part in cut.get("parts", ())]
+        parts.append(f"prompt -{cut['prompt']} tokens" + (f" ({'; '.join(notes)})" if notes else ""))
+    parts += [f"{k} -{v}" for k, v in cut.items() if k not in ("prompt", "turns", "parts") and v]
     return " | TRUNCATED: " + ", ".join(parts)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from ..algorithms import BatchObjective
+from ..algorithms.layout import ROWS, rows_of
 from ..arguments import RunArgs
 from ..arguments.algorithms import get_spec, needs_reference
 from ..data.pipeline import PreparedData, build_preference_data
@@ -158,15 +159,15 @@ def prepare_data(args: RunArgs, template, tokenizer, say, objective: Optional[Ba
     if missing:
         logger.warning("template %s uses %s, which this tokenizer does not have as single tokens: check --template",
                        template.name, ", ".join(missing))
-    kind = get_spec(objective.algo).data if objective is not None else "paired"
-    if kind == "sft":
+    rows = rows_of(objective.algo) if objective is not None else ROWS["paired"]
+    if rows.conversations:
         from ..data.sft_pipeline import build_sft_data
 
         data = build_sft_data(args.data, template, tokenizer, loss_on=args.pref.loss_on, hub=args.model.hub,
                               token=args.model.hub_token, log=say)
     else:
         data = build_preference_data(args.data, template, tokenizer, hub=args.model.hub, token=args.model.hub_token,
-                                     log=say, unpaired=kind == "unpaired")
+                                     log=say, unpaired=rows.unpaired)
     if not data.train:
         raise ArgumentError("no training pairs left after filtering (see the summary above); check the dataset or "
                             "raise --max_length")

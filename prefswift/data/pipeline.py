@@ -293,7 +293,7 @@ def _fit(template, tokenizer, ex, prompt: list, responses: List[list], texts: Se
         checker.drop("too long (truncation_strategy delete)", origin)
         return None
     keep = kept_lengths(len(prompt), longest, longest, max_length, max_prompt)[0]
-    turns = 0
+    turns, parts_cut = 0, []
     if keep < len(prompt):
         fitted = fit_prompt(template, tokenizer, ex.system, ex.history, ex.prompt, keep)
         if fitted is None:
@@ -303,10 +303,13 @@ def _fit(template, tokenizer, ex, prompt: list, responses: List[list], texts: Se
         text = template.render_prompt(fitted.system, fitted.history, fitted.query)
         responses = [template.encode_pair(tokenizer, text, fitted.ids, r) for r in texts]
         turns, cut_prompt, prompt = fitted.turns_dropped, len(prompt) - len(fitted.ids), fitted.ids
+        parts_cut = [name for name, was in (("system prompt", fitted.system_cut), ("question", fitted.query_cut))
+                     if was]
     else:
         cut_prompt = 0
     room = max_length - len(prompt)
-    cut = {"prompt": cut_prompt, "turns": turns, "responses": [max(0, len(r) - room) for r in responses]}
+    cut = {"prompt": cut_prompt, "turns": turns, "parts": parts_cut,
+           "responses": [max(0, len(r) - room) for r in responses]}
     return prompt, [r[:room] for r in responses], cut
 
 
@@ -314,7 +317,8 @@ def encode_examples(examples: List[PreferenceExample], template, tokenizer, args
                     checker: RowChecker, lengths: Dict[str, List[int]]) -> Tuple[List[dict], int]:
     """(encoded rows, pairs truncated). Appends every example's prompt/chosen/rejected token count before truncation
     to `lengths` (dropped ones too, in order) and counts the pairs dropped here in `checker`. A truncated row carries
-    `truncated`: {"prompt": tokens cut, "turns": earlier turns dropped, "chosen"/"rejected": tokens cut}."""
+    `truncated`: {"prompt": tokens cut, "turns": earlier turns dropped, "parts": which of "system prompt" /
+    "question" lost text, "chosen"/"rejected": tokens cut}."""
     rows, truncated = [], 0
     for ex in examples:
         ids = template.encode_example(tokenizer, ex)
@@ -333,7 +337,8 @@ def encode_examples(examples: List[PreferenceExample], template, tokenizer, args
             continue
         row = {"prompt_input_ids": prompt, "chosen_input_ids": chosen, "rejected_input_ids": rejected, "example": ex}
         if cut is not None:
-            row["truncated"] = {"prompt": cut["prompt"], "turns": cut["turns"], "chosen": cut["responses"][0],
+            row["truncated"] = {"prompt": cut["prompt"], "turns": cut["turns"], "parts": cut["parts"],
+                                "chosen": cut["responses"][0],
                                 "rejected": cut["responses"][1]}
         rows.append(row)
     return rows, truncated
@@ -357,7 +362,8 @@ def _encode_unpaired(examples: List[UnpairedExample], template, tokenizer, args:
         truncated += cut is not None
         row = {"prompt_input_ids": prompt, "completion_input_ids": completion, "label": bool(ex.label), "example": ex}
         if cut is not None:
-            row["truncated"] = {"prompt": cut["prompt"], "turns": cut["turns"], "completion": cut["responses"][0]}
+            row["truncated"] = {"prompt": cut["prompt"], "turns": cut["turns"], "parts": cut["parts"],
+                                "completion": cut["responses"][0]}
         rows.append(row)
     return rows, truncated
 

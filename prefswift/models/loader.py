@@ -301,13 +301,13 @@ def load_sequence_classifier(path: Path, kwargs: dict, pad_token_id: Optional[in
     finally:
         hf_logging.set_verbosity(level)
     text = model.config.get_text_config()
-    if pad_token_id is not None:  # the id the collators pad with: where each row's last real token is
+    if pad_token_id is not None:  # the id the collators pad with (transformers' forward needs one for batches)
         text.pad_token_id = pad_token_id
         model.config.pad_token_id = pad_token_id
     if text.pad_token_id is None:
-        raise PrefswiftError(f"{path}: the model config has no pad_token_id and none was given: the reward head "
-                             "reads each sequence's last non-padding token")
-    logger.info("loaded %s as %s (one label; the score head is read at the last non-padding token)", path,
+        raise PrefswiftError(f"{path}: the model config has no pad_token_id and none was given: a sequence "
+                             "classifier's forward needs one for batches of padded rows")
+    logger.info("loaded %s as %s (one label; the score head is read at each sequence's last token)", path,
                 type(model).__name__)
     return model
 
@@ -320,7 +320,7 @@ def load_model(path: Path, model_args, *, spec: Optional[ModelSpec] = None, devi
 
     head="sequence_classification": AutoModelForSequenceClassification with one label (a reward model; from a
     causal LM's weights its `score` head starts random, drawn from the seeded RNG), its config's pad_token_id set to
-    `pad_token_id` so the score is read at each row's last non-padding token."""
+    `pad_token_id` (the score is read at each row's last real token: `models.reward.sequence_rewards`)."""
     from transformers import AutoModelForCausalLM
 
     device = default_device()

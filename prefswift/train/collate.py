@@ -1,6 +1,6 @@
 """Which batch layout a training run uses (see `prefswift.scoring.collators` and `prefswift.scoring.unpaired`)."""
 from ..arguments import RunArgs
-from ..arguments.algorithms import get_spec
+from ..algorithms.layout import CONVERSATIONS, PREFIX_SHARED, SEQUENCES, UNPAIRED, batch_layout
 from ..errors import ArgumentError
 from ..scoring.collators import PairCollator, PrefixSharedCollator, pair_tokens
 from ..scoring.packing import TokenBudgetBatchSampler
@@ -8,17 +8,23 @@ from ..scoring.unpaired import UnpairedCollator
 
 
 def make_collator(args: RunArgs, pad_token_id: int, attn_implementation: str = "sdpa"):
-    """SFT: whole conversations (padding-free packed rows unless --packing false). KTO: unpaired rows (+ their KL
-    rows). Pairs: prefix-shared blocks (4D mask: SDPA/eager), several pairs per row unless --packing false. With --prefix_sharing false: chosen rows and rejected rows, padding-free when packing (all
-    sequences in one row for flash_attention_2's varlen kernels, rows as long as the longest sequence for SDPA)."""
-    if get_spec(args.command).data == "unpaired":
+    """The collator of the run's batch layout (`algorithms.layout.batch_layout`). SFT: whole conversations
+    (padding-free packed rows unless --packing false). KTO: unpaired rows (+ their KL rows). A sequence classifier
+    (rm): chosen rows and rejected rows, one unpacked sequence per row. Pairs: prefix-shared blocks (4D mask:
+    SDPA/eager), several pairs per row unless --packing false. With --prefix_sharing false: chosen rows and rejected
+    rows, padding-free when packing (all sequences in one row for flash_attention_2's varlen kernels, rows as long as
+    the longest sequence for SDPA)."""
+    layout = batch_layout(args.command, args.pref)
+    if layout == UNPAIRED:
         return UnpairedCollator(pad_token_id=pad_token_id)
-    if get_spec(args.command).data == "sft":
+    if layout == CONVERSATIONS:
         from ..scoring.sft import SftCollator
 
         return SftCollator(pad_token_id=pad_token_id, packing=args.pref.packing,
                            one_row=attn_implementation == "flash_attention_2")
-    if args.pref.prefix_sharing:
+    if layout == SEQUENCES:
+        return PairCollator(pad_token_id=pad_token_id)
+    if layout == PREFIX_SHARED:
         return PrefixSharedCollator(pad_token_id=pad_token_id, packing=args.pref.packing)
     return PairCollator(pad_token_id=pad_token_id, packing=args.pref.packing,
                         one_row=attn_implementation == "flash_attention_2")

@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from ..arguments import RunArgs
-from ..arguments.algorithms import get_spec
+from ..algorithms.layout import rows_of
 from ..distributed.env import dist_env, init_process_group
 from ..errors import ArgumentError
 from ..models.loader import default_device
@@ -43,7 +43,7 @@ def training_arguments(args: RunArgs, run_dir: Path, has_eval: bool):
         # layout's shape), added to state.num_input_tokens_seen by PreferenceTrainer
         logging_first_step=True, disable_tqdm=True, include_num_input_tokens_seen="no", use_cpu=not cuda,
     )
-    if get_spec(args.command).data == "unpaired":
+    if rows_of(args.command).sequential_batches:
         # as TRL's KTOConfig: batches in data order, so each row's KL completion (the previous row's, within its
         # batch: prefswift.data.unpaired.add_kl_completions) comes from the batch it is trained in
         kwargs["train_sampling_strategy"] = "sequential"
