@@ -15,7 +15,7 @@ setup(
     long_description=(Path(__file__).parent / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["prefswift", "prefswift.*"]),
-    package_data={"prefswift": ["data/demo_data/*", "distributed/ds_configs/*.json"]},
+    package_data={"prefswift": ["data/demo_data/*", "distributed/ds_configs/*.json", "web/static/*"]},
     include_package_data=True,
     python_requires=">=3.9",
     install_requires=reqs("core.txt"),

@@ -7,8 +7,8 @@ import sys
 import typer
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True, rich_markup_mode=None,
-                  help="Align LLMs with human preferences: ORPO, DPO, SimPO, CPO, KTO; reward models (rm); then "
-                       "merge, chat, evaluate; lint data.")
+                  help="Align LLMs with human preferences: SFT first, then ORPO, DPO, SimPO, CPO, KTO; reward models "
+                       "(rm); then merge, chat, evaluate; lint data.")
 PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 
 
@@ -116,6 +116,17 @@ def merge_lora_cmd(ctx: typer.Context):
     merge.main(list(ctx.args))
 
 
+@app.command("export", context_settings=PASSTHROUGH,
+             help="A trained model for local runtimes: --to gguf (--outtype f16|bf16|f32|q8_0|q4_0|q5_0, adapters "
+                  "merged, training chat template in the metadata), ollama (+ Modelfile), gguf-lora (the adapter "
+                  "alone), or --quant bnb-4bit|bnb-8bit safetensors.")
+def export_cmd(ctx: typer.Context):
+    precheck("export", list(ctx.args))
+    from .commands import export
+
+    export.main(list(ctx.args))
+
+
 @app.command("infer", context_settings=PASSTHROUGH,
              help="Chat with a checkpoint or model (commands exit/quit, clear, reset-system; end a line with \\ to "
                   "continue it; stdin from a pipe: one prompt per line, one JSON line out per answer), or answer a "
@@ -148,6 +159,17 @@ def lint_cmd(ctx: typer.Context):
     lint.main(list(ctx.args))
 
 
+@app.command("web", context_settings=PASSTHROUGH,
+             help="A page in the browser: runs live (state, curves, args, eval, checkpoints), compare runs, chat "
+                  "with a run, and an arena whose votes `prefswift dpo --dataset votes.jsonl` trains on "
+                  "(--runs_dir output; binds 127.0.0.1).")
+def web_cmd(ctx: typer.Context):
+    precheck("web", list(ctx.args))
+    from .commands import web
+
+    web.main(list(ctx.args))
+
+
 @app.command("sample", context_settings=PASSTHROUGH,
              help="Make preference data: K completions per prompt from a policy, scored by --reward_model or "
                   "--judge_model, best vs worst written as a JSONL file dpo/orpo/kto read (--resume true continues "
@@ -157,6 +179,17 @@ def sample_cmd(ctx: typer.Context):
     from .commands import sample
 
     sample.main(list(ctx.args))
+
+
+@app.command("deploy", context_settings=PASSTHROUGH,
+             help="Serve a checkpoint behind an OpenAI-compatible API (/v1/chat/completions, /v1/completions, "
+                  "/v1/models, /v1/preference): --ckpt_dir RUN, --adapters NAME=PATH ... on the same base chosen by "
+                  "`model`; 127.0.0.1:8000 unless --host (which needs --api_key).")
+def deploy_cmd(ctx: typer.Context):
+    precheck("deploy", list(ctx.args))
+    from .commands import deploy
+
+    deploy.main(list(ctx.args))
 
 
 def main(argv=None):

@@ -78,6 +78,13 @@ def _device_map(merge_device_map: str):
     return None if merge_device_map in (None, "", "cpu") else parse_device_map(merge_device_map)
 
 
+def load_merged_model(source: ModelSource, merge_device_map: str = "cpu"):
+    """The model `source` names with its adapter (if any) folded in, in the dtype its base is stored in."""
+    source.model_args.dtype = _merge_dtype(source)
+    model = load_base_with_adapter(source, device_map=_device_map(merge_device_map), dequantize=True)
+    return model.merge_and_unload() if source.adapter_dir is not None else model
+
+
 def merge_lora(args: RunArgs, output_dir: Optional[str] = None, *, log=print) -> Path:
     """Merge the adapter named by --ckpt_dir (or --adapter_name_or_path) into its base; returns the output dir."""
     source = resolve_source(args)
@@ -96,8 +103,7 @@ def merge_lora(args: RunArgs, output_dir: Optional[str] = None, *, log=print) ->
     source.model_args.dtype = _merge_dtype(source)
     log(f"[prefswift] merging {source.describe()} (dtype {source.model_args.dtype}, "
         f"device {args.infer.merge_device_map})")
-    model = load_base_with_adapter(source, device_map=_device_map(args.infer.merge_device_map), dequantize=True)
-    merged = model.merge_and_unload()
+    merged = load_merged_model(source, args.infer.merge_device_map)
     tokenizer = load_tokenizer(source.tokenizer_dir)
     generates = source.head != "sequence_classification"  # a reward model has no generation config
     eos_ids = stop_tokens(tokenizer, get_template(source.base.template), merged)[0] if generates else []
@@ -118,7 +124,7 @@ def merge_lora(args: RunArgs, output_dir: Optional[str] = None, *, log=print) ->
         tokenizer.save_pretrained(str(tmp))
         (tmp / ARGS_FILE).write_text(json.dumps(merged_args(source, output), indent=2, ensure_ascii=False) + "\n",
                                      encoding="utf-8")
-        _replace_dir(tmp, output)
+        replace_dir(tmp, output)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -127,7 +133,7 @@ def merge_lora(args: RunArgs, output_dir: Optional[str] = None, *, log=print) ->
     return output
 
 
-def _replace_dir(tmp: Path, output: Path) -> None:
+def replace_dir(tmp: Path, output: Path) -> None:
     """Move the finished tmp dir to `output`; an existing output (allowed by --overwrite) is removed only after."""
     old = None
     if output.exists():
@@ -144,4 +150,4 @@ def _replace_dir(tmp: Path, output: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-__all__ = ["merge_lora", "default_merged_dir", "check_output_dir", "merged_args"]
+__all__ = ["merge_lora", "load_merged_model", "replace_dir", "default_merged_dir", "check_output_dir", "merged_args"]

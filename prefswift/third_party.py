@@ -3,6 +3,7 @@ the user cannot act on. Applied once, when the `prefswift` package is imported, 
 load; each switch is one its library documents, and each leaves a value the user set in the environment alone.
 """
 import logging
+import math
 import os
 import sys
 
@@ -39,6 +40,8 @@ def apply(environ=os.environ) -> None:
         seconds = float(environ.get("PREFSWIFT_HUB_TIMEOUT", "") or DEFAULT_HUB_TIMEOUT)
     except ValueError:
         seconds = DEFAULT_HUB_TIMEOUT  # reported as an error when a hub is first asked
+    if not math.isfinite(seconds) or seconds <= 0:  # nan, inf, 0, negative: the same (registry.hub_client)
+        seconds = DEFAULT_HUB_TIMEOUT
     for key in CLIENT_TIMEOUTS:
         environ.setdefault(key, str(max(1, int(seconds))))
     # transformers' "Loading weights" / "Writing model shards" and the hub clients' download bars redraw one line with

@@ -5,6 +5,7 @@
     .venv/bin/python scripts/benchmark.py --lengths fixed --seq_len 384 --vocab 32000 --hidden 256
     .venv/bin/python scripts/benchmark.py --precompute_ref            # DPO with precomputed reference log-probs
     .venv/bin/python scripts/benchmark.py --startup                   # --help / argument errors vs `trl dpo --help`
+    .venv/bin/python scripts/benchmark.py --serve                     # prefswift deploy vs transformers serve
 
 The parent process runs one child process (`scripts/benchmark_child.py`) per (vocabulary, implementation,
 algorithm), strictly one after another (never two at once). With --repeat R the pairs run R times, alternating which
@@ -50,6 +51,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from prefswift.arguments import PreferenceArguments  # noqa: E402  (defaults come from the CLI's own fields)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchmark_serve  # noqa: E402  (--serve)
 
 HERE = Path(__file__).resolve().parent
 MARKER = "BENCHMARK_RESULT "
@@ -106,6 +109,7 @@ def parse_args(argv=None):
     p.add_argument("--json", default=None, help="also write every child's result to this file")
     p.add_argument("--startup", action="store_true",
                    help="instead: seconds until `--help` / an argument error answers, prefswift vs TRL's `trl` CLI")
+    benchmark_serve.add_arguments(p)
     p.add_argument("--child", nargs=2, metavar=("IMPL", "ALGO"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     for key, value in SHAPES.get(args.shape, {}).items():
@@ -266,6 +270,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.startup:
         return startup(args.repeat)
+    if args.serve:
+        return benchmark_serve.main(args)
     started = time.perf_counter()
     roof = measure_roof(args)
     results = {(vocab, algo): [] for vocab in args.vocabs for algo in args.algos}

@@ -15,6 +15,16 @@ while [ $# -gt 0 ]; do
 done
 VENV="${PREFSWIFT_VENV:-.venv}"
 bash scripts/install.sh
+# ---- browser for the `prefswift web` tests (tests/test_web_browser.py): Debian's chromium + chromium-driver, driven by
+# Selenium with the system chromedriver (never a downloaded browser). Installed here when missing (needs root/apt).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "scripts/test.sh: chromium/chromedriver missing and apt-get unavailable (not root): the browser tests skip" >&2
+  fi
+fi
+# ---- end of the browser block
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export PREFSWIFT_HOME="${PREFSWIFT_HOME:-$PWD/.cache/prefswift}"
 # the layer contract in .importlinter: no module imports from a layer above it, no import cycles

@@ -19,7 +19,7 @@ def invoke(*argv):
 def test_help_lists_only_working_commands():
     code, out = invoke("--help")
     assert code == 0
-    for cmd in ("orpo", "dpo", "simpo", "cpo", "infer", "merge-lora", "eval", "preview", "lint", "list"):
+    for cmd in ("orpo", "dpo", "simpo", "cpo", "infer", "merge-lora", "export", "eval", "preview", "lint", "list"):
         assert cmd in out
 
 
@@ -73,7 +73,7 @@ def test_preview_unknown_model_type_suggests():
 
 
 @pytest.mark.parametrize("argv", [["dpo", "--help"], ["orpo", "--beta", "abc"], ["kto", "--bogus", "1"],
-                                  ["infer", "--help"], ["eval", "--help"], ["merge-lora", "--help"],
+                                  ["infer", "--help"], ["eval", "--help"], ["merge-lora", "--help"], ["export", "--help"],
                                   ["preview", "--help"], ["lint", "--help"], ["list", "models"], ["--version"]])
 def test_help_list_version_and_argument_errors_load_no_heavy_library(argv):
     """Fast start: these answer before torch, transformers or peft load (the benchmark script times them)."""

@@ -110,9 +110,11 @@ def one_node(pairs, tmp_path_factory):
 def test_two_nodes_by_nnodes_and_node_rank_train_as_one_node(pairs, one_node, tmp_path):
     port = free_port()
     out = tmp_path / "run"
-    two_nodes(example("multinode_torchrun", pairs, out),
-              lambda node: dict(NNODES=2, NODE_RANK=node, MASTER_ADDR="127.0.0.1", MASTER_PORT=port, NPROC_PER_NODE=1))
+    (out0, _), _ = two_nodes(example("multinode_torchrun", pairs, out), lambda node: dict(
+        NNODES=2, NODE_RANK=node, MASTER_ADDR="127.0.0.1", MASTER_PORT=port, NPROC_PER_NODE=1))
     assert_same_steps(out, one_node)
+    # node 0 announces the one world of 2 it trains in (was "local rank 0/1 (world size 1): CPU")
+    assert "devices: local rank 0/1 (world size 2): CPU + DDP across 2 processes [gloo]" in out0, out0[-2000:]
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
     assert not list(out.glob(".prefswift-node-*"))  # the shared-storage markers are gone
 
@@ -162,14 +164,13 @@ def descendants(pid):
     return found
 
 
-@pytest.fixture(scope="module")
-def killed(pairs, tmp_path_factory):
-    """A two-node run whose rank 1 (node 1's worker) is SIGKILLed once checkpoint-2 is whole."""
+def kill_node_one(pairs, out, nodes):
+    """`nodes` "nodes" (one process each) train together; node 1's worker (rank 1) is SIGKILLed once checkpoint-2 is
+    whole. Returns every node's exit code and stderr, and the seconds until the last survivor stopped."""
     port = free_port()
-    out = tmp_path_factory.mktemp("killed") / "run"
     procs = [start(argv(pairs, out, "--ddp_timeout", str(TIMEOUT)),
-                   environ(NNODES=2, NODE_RANK=node, MASTER_ADDR="127.0.0.1", MASTER_PORT=port, NPROC_PER_NODE=1))
-             for node in (0, 1)]
+                   environ(NNODES=nodes, NODE_RANK=node, MASTER_ADDR="127.0.0.1", MASTER_PORT=port, NPROC_PER_NODE=1))
+             for node in range(nodes)]
     marker = out / "checkpoint-2" / "checkpoint_complete.json"
     deadline = time.monotonic() + 240
     while not marker.is_file() and time.monotonic() < deadline and procs[0].poll() is None:
@@ -177,11 +178,19 @@ def killed(pairs, tmp_path_factory):
     worker = descendants(procs[1].pid)[-1]  # prefswift -> torchrun -> the worker
     os.kill(worker, signal.SIGKILL)
     killed_at = time.monotonic()
-    err0 = procs[0].communicate(timeout=120)[1]
+    errs = {}
+    for node in [0, *range(2, nodes), 1]:
+        errs[node] = procs[node].communicate(timeout=120)[1]
     survivor_s = time.monotonic() - killed_at
-    err1 = procs[1].communicate(timeout=120)[1]
-    print(f"\nthe surviving rank stopped {survivor_s:.1f} s after the kill (--ddp_timeout {TIMEOUT})")
-    return dict(out=out, codes=(procs[0].returncode, procs[1].returncode), errs=(err0, err1), survivor_s=survivor_s)
+    print(f"\nthe surviving ranks stopped {survivor_s:.1f} s after the kill (--ddp_timeout {TIMEOUT})")
+    return dict(out=out, codes=tuple(p.returncode for p in procs), errs=tuple(errs[n] for n in range(nodes)),
+                survivor_s=survivor_s)
+
+
+@pytest.fixture(scope="module")
+def killed(pairs, tmp_path_factory):
+    """A two-node run whose rank 1 (node 1's worker) is SIGKILLed once checkpoint-2 is whole."""
+    return kill_node_one(pairs, tmp_path_factory.mktemp("killed") / "run", 2)
 
 
 def test_a_killed_rank_stops_the_other_within_the_bound_with_one_line(killed):
@@ -197,6 +206,38 @@ def test_a_killed_rank_stops_the_other_within_the_bound_with_one_line(killed):
     assert int(m.group(1)) >= 2 and Path(m.group(2)).name.startswith("checkpoint-")
     # node 1: its launcher names the rank that died and how
     assert "error: rank 1 (local rank 0 on this node) died: exit code -9, SIGKILL" in err1, err1[-3000:]
+
+
+VERDICT = re.compile(r"error: rank 1 stopped responding \(no heartbeat for 5 s\) after step (\d+); every rank stops — "
+                     r"newest whole checkpoint: (\S+); continue with --resume_from_checkpoint latest$")
+
+
+def assert_every_survivor_names_rank_one(result):
+    """Every node but node 1 prints the one verdict line naming rank 1 (the same line: rank 0 keeps the store up until
+    the others have read it), nothing else that looks like a failure; node 1's launcher names its killed worker."""
+    lines = {}
+    for node, (code, err) in enumerate(zip(result["codes"], result["errs"])):
+        assert code != 0, (node, err[-3000:])
+        if node == 1:
+            assert "error: rank 1 (local rank 0 on this node) died: exit code -9, SIGKILL" in err, err[-3000:]
+            continue
+        errors = [line for line in err.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and VERDICT.match(errors[0]), (node, err[-3000:])
+        assert "Traceback" not in err and "TCPStore" not in err and "rank 0 is gone" not in err, (node, err[-3000:])
+        lines[node] = errors[0]
+    assert len(set(lines.values())) == 1, lines
+    assert result["survivor_s"] < TIMEOUT + 3 * 2 + 10, result["survivor_s"]
+
+
+def test_three_nodes_every_survivor_names_the_killed_rank(pairs, tmp_path):
+    """NNODES=3 on loopback, node 1's worker killed: nodes 0 and 2 both name rank 1 (node 2 used to print a C++
+    TCPStore trace and "rank 0 is gone": rank 0 exited at once on its verdict, taking the store with it)."""
+    assert_every_survivor_names_rank_one(kill_node_one(pairs, tmp_path / "run", 3))
+
+
+@pytest.mark.slow  # the same with one more node: test_three_nodes_every_survivor_names_the_killed_rank
+def test_four_nodes_every_survivor_names_the_killed_rank(pairs, tmp_path):
+    assert_every_survivor_names_rank_one(kill_node_one(pairs, tmp_path / "run", 4))
 
 
 def test_the_killed_run_resumes_with_one_process_then_two(pairs, one_node, killed, tmp_path):
@@ -228,6 +269,55 @@ def test_the_killed_run_resumes_with_one_process_then_two(pairs, one_node, kille
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "this run has 2: --batch_size 2 --gradient_accumulation_steps 1" in proc.stderr
     assert_same_steps(again, one_node)
+
+
+def faulty(data, out, *extra):
+    """tests/faulty_worker.py under torchrun, 2 processes: `prefswift dpo` with the faults its environment names."""
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", free_port(),
+            str(ROOT / "tests" / "faulty_worker.py"), "dpo", *options(data, out, *extra)]
+
+
+def test_a_slow_rank0_save_outlives_the_timeout_and_a_stuck_rank_does_not(pairs, tmp_path):
+    """--ddp_timeout 3 on gloo. Rank 0 writes checkpoint-2's optimizer state 8 s slower than usual, so the other rank
+    waits for it longer than the timeout: the checkpoint is whole and training goes on (the waiting rank beats instead
+    of blocking in a collective). Then rank 1 stops, alive, after step 3: rank 0's next collective gives up after the
+    timeout (gloo used to keep its 30-minute default whatever --ddp_timeout said) and the run stops with one line."""
+    out = tmp_path / "run"
+    proc = start(faulty(pairs, out, "--ddp_timeout", "3"), environ(FAULT_SLOW_SAVE=8, FAULT_STALL="3:600"))
+    marker = out / "checkpoint-2" / "checkpoint_complete.json"
+    deadline = time.monotonic() + 240
+    while not marker.is_file() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    marked_at = time.monotonic()
+    try:
+        err = proc.communicate(timeout=90)[1]
+    except subprocess.TimeoutExpired:
+        for pid in reversed(descendants(proc.pid)):
+            os.kill(pid, signal.SIGKILL)
+        proc.kill()
+        err = proc.communicate()[1]
+        pytest.fail("rank 1 stopped after step 3 and the run was still waiting for it 90 s later (--ddp_timeout 3): "
+                    + err[-2000:])
+    stopped_s = time.monotonic() - marked_at
+    ckpt = out / "checkpoint-2"
+    assert marker.is_file(), err[-3000:]
+    waited = (ckpt / "optimizer.pt").stat().st_mtime - (ckpt / "rng_state_1.pth").stat().st_mtime
+    assert waited > 3 * 2, waited  # rank 1 had its files written long before rank 0's save ended
+    assert proc.returncode != 0 and not (out / "checkpoint-4").exists()
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and lines[0].startswith(
+        "error: a collective failed after step 3 while every rank was still alive"), err[-3000:]
+    # timeout 3 s, then the wait for a verdict (bound 3 s + 3 beats of 2 s), then torchrun's teardown
+    assert stopped_s < 3 + 3 + 6 + 20, stopped_s
+
+
+@pytest.mark.slow  # the same beating wait: test_a_slow_rank0_save_outlives_the_timeout_and_a_stuck_rank_does_not
+def test_a_slow_final_save_outlives_the_timeout(pairs, tmp_path):
+    """Rank 0 takes 8 s more before the final save (a slow upload), --ddp_timeout 3: the other rank waits for it
+    beating, not in the final barrier, and the run ends whole."""
+    out = tmp_path / "run"
+    finish([start(faulty(pairs, out, "--ddp_timeout", "3", "--max_steps", "4"), environ(FAULT_SLOW_END=8))])
+    assert (out / "adapter" / "adapter_model.safetensors").is_file() and (out / "complete.json").is_file()
 
 
 @pytest.mark.slow  # a killed worker's line from torchrun's report: test_a_killed_rank_stops_the_other_within_the_bound

@@ -1,6 +1,7 @@
 """The pure parts of the cluster support: SLURM's variables, the global batch across world sizes, torchrun's report
 of a killed worker, the heartbeat watch's verdicts (with an in-memory store and a hand-moved clock)."""
 import io
+import time
 
 import pytest
 
@@ -105,6 +106,11 @@ class DictStore:
     def check(self, keys):
         return all(k in self.data for k in keys)
 
+    def compare_set(self, key, expected, desired):
+        if self.data.get(key, b"") == expected.encode():
+            self.data[key] = desired.encode()
+        return self.data[key]
+
 
 def test_rank_zero_declares_a_silent_rank_gone_after_the_bound_and_everyone_reads_it():
     store = DictStore()
@@ -121,8 +127,35 @@ def test_rank_zero_declares_a_silent_rank_gone_after_the_bound_and_everyone_read
     verdict = zero.check(now=10.5)
     assert verdict == "rank 1 stopped responding (no heartbeat for 10 s) after step 7"
     assert two.check() == verdict  # the other ranks print rank 0's verdict
+    two.fail(two.check())
+    assert store.data["read/2"] == 1  # rank 2 has read it: rank 0 (the store's host) need not wait for it
+    started = time.monotonic()
     zero.fail(verdict)
-    assert lines.getvalue() == f"error: {verdict}; every rank stops — here\n" and exits == [1]
+    assert time.monotonic() - started < 1
+    assert lines.getvalue() == f"error: {verdict}; every rank stops\nerror: {verdict}; every rank stops — here\n"
+    assert exits == [1, 1]
+
+
+def test_rank_zero_keeps_the_store_up_until_every_running_rank_has_read_the_verdict():
+    """Rank 0 (the store's host) exits only once the ranks that still run have read the verdict (rank 3 reads it
+    1 s later here); not for the culprit or a rank that ended; at most 3 intervals + 2 s."""
+    import threading
+
+    store = DictStore()
+    exits = []
+    zero = PeerWatch(store, 0, 4, bound=5, interval=0.5, out=io.StringIO(), exit=exits.append)
+    store.add("done/2", 1)
+    reader = PeerWatch(store, 3, 4, bound=5, interval=0.5, out=io.StringIO(), exit=exits.append)
+    verdict = zero.publish("rank 1 stopped responding (no heartbeat for 5 s) after step 3")
+    threading.Timer(1.0, lambda: reader.fail(reader.check())).start()
+    started = time.monotonic()
+    zero.fail(verdict)
+    waited = time.monotonic() - started
+    assert 0.9 < waited < 2.5 and exits == [1, 1], waited
+    store.data.pop("read/3")
+    started = time.monotonic()
+    zero.fail(verdict)  # rank 3 never reads it: rank 0 goes after 3 x 0.5 + 2 s
+    assert 3.4 < time.monotonic() - started < 4.5
 
 
 def test_a_rank_that_ended_is_not_dead_and_a_failing_rank_announces_itself():
@@ -163,8 +196,94 @@ def test_a_collective_failure_without_a_lost_rank_is_one_line():
     from prefswift.distributed.watchdog import watched
     from prefswift.errors import PrefswiftError
 
+    import torch.distributed as dist
+
     watch = PeerWatch(DictStore(), 1, 2, bound=0.01, interval=0.01)
     watch.step = 5
     with pytest.raises(PrefswiftError, match="a collective failed after step 5 while every rank was still alive"):
         with watched(watch):
-            raise RuntimeError("[gloo] Timed out waiting 600000ms for recv operation to complete")
+            raise dist.DistBackendError("[gloo] Timed out waiting 600000ms for recv operation to complete")
+
+
+def silent_server():
+    """A TCP server on 127.0.0.1 that accepts and never answers (a hub that hangs mid-upload)."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    return server
+
+
+def test_a_hub_timeout_or_a_broken_pipe_is_not_a_collective_failure_and_is_announced_at_once():
+    """A push's ReadTimeout ('Read timed out.'), prefswift's own line about it, a BrokenPipeError: not a collective's
+    failure, so the rank does not wait for a verdict about a collective; it tells the others what failed and raises it
+    at once. The exceptions are real: requests against a silent server, a write to a closed socket."""
+    import socket
+    import time
+
+    import requests
+
+    from prefswift.distributed.watchdog import is_collective_failure, watched
+    from prefswift.errors import PrefswiftError
+
+    server = silent_server()
+    try:
+        with pytest.raises(requests.exceptions.ReadTimeout) as hub:
+            requests.get(f"http://127.0.0.1:{server.getsockname()[1]}/api/models/me/run", timeout=0.3)
+    finally:
+        server.close()
+    assert "timed out" in str(hub.value)  # the text that used to make it a collective failure
+    a, b = socket.socketpair()
+    b.close()
+    with pytest.raises(BrokenPipeError) as pipe:
+        for _ in range(100):
+            a.send(b"x" * 65536)
+    a.close()
+    pushed = PrefswiftError(f"could not push out/adapter to Hugging Face repo me/run: {hub.value} — check the network")
+    for exc in (hub.value, pipe.value, pushed):
+        assert not is_collective_failure(exc), exc
+
+    store = DictStore()
+    watch = PeerWatch(store, 1, 2, bound=5, interval=1)
+    watch.step = 12
+    started = time.monotonic()
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        with watched(watch):
+            raise hub.value
+    assert time.monotonic() - started < 1  # was: bound + 3 intervals waiting for a verdict, then a collective's line
+    assert store.get("verdict").decode().startswith("rank 1 failed after step 12: ReadTimeout: ")
+
+
+def test_real_torch_distributed_failures_are_collective_failures(tmp_path):
+    """Two real gloo ranks (tests/gloo_errors.py): a barrier and DDP's gradient all-reduce that time out (plain
+    RuntimeErrors raised by torch.distributed and by the autograd engine), a store nobody serves (DistNetworkError),
+    a store key that never comes (DistStoreError), collectives after the peer exited."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    script = str(root / "tests" / "gloo_errors.py")
+    peer = subprocess.Popen([sys.executable, script], env={**env, "RANK": "1"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        zero = subprocess.run([sys.executable, script], env={**env, "RANK": "0"}, capture_output=True, text=True,
+                              timeout=120)
+    finally:
+        peer.kill()
+        peer.wait()
+    seen = json.loads(zero.stdout.strip().splitlines()[-1])
+    assert [(what, kind) for what, kind, _, _ in seen] == [
+        ("barrier, peer late", "RuntimeError"), ("DDP backward, peer late", "RuntimeError"),
+        ("store, nobody listens", "DistNetworkError"), ("store, key never set", "DistStoreError"),
+        ("all_reduce, peer gone", "RuntimeError"), ("DDP forward, peer gone", "RuntimeError")], seen
+    assert all(collective for _, _, collective, _ in seen), seen

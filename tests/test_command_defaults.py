@@ -19,7 +19,7 @@ def test_every_training_command_runs_at_its_defaults(tmp_path, algo):
 def test_kto_defaults_to_trls_batch_size_and_still_refuses_an_explicit_1():
     from trl import KTOConfig
 
-    from prefswift.commands.train import validate
+    from prefswift.train.validation import validate
     from prefswift.errors import ArgumentError
 
     args = parse_command("kto", ["--model_type", "tiny-llama3", "--dataset", "demo#8"])

@@ -133,6 +133,35 @@ def test_multi_node_world_size():
         plan_devices(4, 2, 0, None, world_size=3)
 
 
+@pytest.mark.parametrize("gpus, nproc", [(2, 1), (4, 1), (4, 2), (8, 2)])
+def test_a_run_on_two_nodes_plans_for_the_whole_world(monkeypatch, gpus, nproc):
+    """2 nodes x `gpus` GPUs, `nproc` processes per node, each spreading its model over gpus/nproc GPUs (device_map
+    model parallel inside a node): the run's own placement (commands/train.plan_placement, given the process's place
+    as torchrun sets it) enables DDP across all 2 x nproc processes over the spread model. Expected values by hand:
+    24 GiB free x 0.8 = 19.2 GiB, rounded down to 256 MiB = 19.00 GiB; GPUs r, r+nproc, ..."""
+    import os
+
+    from prefswift.arguments import parse_command
+    from prefswift.commands import train as train_command
+    from prefswift.distributed.env import BYPASS_DEVICE_MAP_ENV, DistEnv
+
+    monkeypatch.setattr(train_command, "gather_device_facts", lambda: DeviceFacts(gpus, [24 * GIB] * gpus))
+    monkeypatch.setenv(BYPASS_DEVICE_MAP_ENV, "false")
+    args = parse_command("dpo", ["--model_type", "tiny-llama3", "--dataset", "demo"])
+    world = 2 * nproc
+    local = nproc - 1  # the last process of node 1
+    env = DistEnv(rank=nproc + local, local_rank=local, world_size=world, local_world_size=nproc, is_main=False)
+    plan, device_map = train_command.plan_placement(args, env)
+    mine = list(range(local, gpus, nproc))
+    assert (plan.mode, plan.world_size, list(plan.gpus), device_map) == ("mp_ddp", world, mine, "auto")
+    assert plan.max_memory == {g: 19 * GIB for g in mine}
+    assert os.environ[BYPASS_DEVICE_MAP_ENV] == "true"  # accelerate wraps the spread model in DDP
+    assert plan.describe() == (
+        f"local rank {local}/{nproc} (world size {world}): model parallel over "
+        f"{','.join(f'cuda:{g}' for g in mine)} (device_map=auto, max_memory 19.00 GiB each) + DDP across {world} "
+        f"processes [nccl]")
+
+
 def test_deepspeed_one_gpu_per_process_leaves_placement_to_deepspeed():
     plans = [plan_devices(4, 4, r, [GIB] * 4, use_deepspeed=True) for r in range(4)]
     assert all(p.mode == "ddp" and p.device_map is None and p.gpus == (r,) for r, p in enumerate(plans))

@@ -7,7 +7,8 @@ import pytest
 
 from prefswift.arguments import COMMAND_SECTIONS, help_text, parse_command
 from prefswift.arguments.algorithms import F_DIVERGENCES, loss_types
-from prefswift.commands.train import run_training, validate
+from prefswift.commands.train import run_training
+from prefswift.train.validation import validate
 from prefswift.errors import ArgumentError
 
 BASE = ["--model_type", "tiny-llama3", "--dataset", "pairs.jsonl"]

@@ -70,6 +70,7 @@ def test_winrate_end_to_end_on_tiny_models(tmp_path, tiny_llama3_dir, capsys):
     prompts = [r["prompt"] for r in rows]
     assert len(rows) == 3 == summary["prompts"] == len(set(prompts)) and set(prompts) <= {r["prompt"] for r in ROWS}
     assert "adapter disabled" in summary["opponent"] and "tiny-qwen" in summary["judge"]
+    assert summary["judge_is_compared_model"] is None  # another model judges
     outcomes = [r["outcome"] for r in rows]
     assert [summary[k] for k in ("wins", "ties", "losses")] == [outcomes.count(k) for k in ("win", "tie", "loss")]
     assert summary["ci95_low"] <= summary["win_rate"] <= summary["ci95_high"]
@@ -140,3 +141,22 @@ def test_judge_scores_whole_replies_when_a_letter_is_several_tokens(tiny_qwen_di
     want = torch.softmax(torch.tensor(want), -1).tolist()
     got = Judge(model, tok, tmpl).probabilities("What is 2+2?", "4", "five")
     assert list(got.values()) == pytest.approx(want, abs=1e-5)
+
+
+def test_a_judge_that_is_one_of_the_compared_models_is_named_in_one_warning_and_the_result(tmp_path, capsys):
+    from prefswift.commands.eval import run_eval
+
+    data = write_rows(tmp_path / "pairs.jsonl")
+    ckpt = make_adapter("tiny-llama3", tmp_path / "run" / "checkpoint-3", scale=3.0)
+    common = ["--mode", "winrate", "--ckpt_dir", str(ckpt), "--dataset", str(data), "--val_dataset_sample", "1",
+              "--max_new_tokens", "2"]
+    # the opponent is the adapter-disabled tiny-llama3: the same weights as the judge
+    path = run_eval(parse_command("eval", [*common, "--judge_model", "tiny-llama3", "--output_dir",
+                                           str(tmp_path / "a")]))
+    assert json.loads(path.read_text())["judge_is_compared_model"] == "opponent"
+    warned = [line for line in capsys.readouterr().out.splitlines() if "self-preference" in line]
+    assert len(warned) == 1 and "--judge_model tiny-llama3" in warned[0] and "opponent" in warned[0]
+    # the judge is the checkpoint itself
+    path = run_eval(parse_command("eval", [*common, "--judge_model", str(ckpt), "--compare_to", "tiny-qwen",
+                                           "--output_dir", str(tmp_path / "b")]))
+    assert json.loads(path.read_text())["judge_is_compared_model"] == "model"

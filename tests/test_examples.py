@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parent.parent
-# one training command each (examples/iterative_dpo.sh is a loop of commands: tests/test_iterative_dpo.py runs it)
-EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.sh") if p.stem != "iterative_dpo")
+# one training command each (iterative_dpo.sh and sft_then_dpo.sh run several: tests/test_iterative_dpo.py and
+# tests/test_sft_then_dpo.py run them)
+EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.sh") if p.stem not in ("iterative_dpo", "sft_then_dpo"))
 # what a recipe reads from the caller's environment; the dry run checks each recipe's own defaults
 RECIPE_ENV = ("CUDA_VISIBLE_DEVICES", "NPROC_PER_NODE", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT",
               "PREFSWIFT_EXAMPLE_MODEL", "PREFSWIFT_EXAMPLE_DATASET", "MAX_STEPS")

@@ -153,7 +153,7 @@ def test_use_flash_attention_keeps_prefix_sharing_on_sdpa(tmp_path, caplog):
 
 
 def test_qlora_with_zero3_is_refused_in_one_line():
-    from prefswift.commands.train import validate
+    from prefswift.train.validation import validate
 
     args = parse_command("dpo", ["--dataset", "demo", "--use_4bit", "true", "--deepspeed", "zero3"])
     with pytest.raises(ArgumentError, match="zero3 with 4/8-bit loading"):

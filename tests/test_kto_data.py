@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from prefswift.arguments import parse_command
 from prefswift.arguments.fields import DataArguments
 from prefswift.cli import app
-from prefswift.commands.train import validate
+from prefswift.train.validation import validate
 from prefswift.data.datasets import get_dataset_spec
 from prefswift.data.example import PreferenceExample
 from prefswift.data.pipeline import build_preference_data

@@ -138,7 +138,7 @@ def test_token_budget_batches_cover_the_data_once_per_epoch(tmp_path, monkeypatc
     (["--max_tokens_per_batch", "512", "--per_device_train_batch_size", "4"], "replaces"),
 ])
 def test_layout_options_that_would_do_nothing_are_refused(tmp_path, argv, message):
-    from prefswift.commands.train import validate
+    from prefswift.train.validation import validate
 
     args = parse_command("dpo", ["--model_type", "tiny-llama3", "--dataset", "demo", "--output_dir",
                                  str(tmp_path / "x")] + argv)

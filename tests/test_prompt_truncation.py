@@ -30,8 +30,8 @@ def encode(name, tokenizer, max_prompt, max_length, ex):
     return rows[0]
 
 
-def well_formed(name, tokenizer, ids):
-    """(earlier turns kept, the last user message as kept) such that `ids` is the template's encoding of SYSTEM,
+def well_formed(name, tokenizer, ids, system=SYSTEM):
+    """(earlier turns kept, the last user message as kept) such that `ids` is the template's encoding of `system`,
     the newest earlier turns and that message; fails when no such conversation exists."""
     template = get_template(name)
     s = template.spec
@@ -41,7 +41,7 @@ def well_formed(name, tokenizer, ids):
     query = text[:-len(tail)].rsplit(fill_special_tokens(tokenizer, s.user_prefix), 1)[1]
     for kept in range(len(HISTORY) + 1):
         turns = HISTORY[len(HISTORY) - kept:]
-        if template.encode_prompt(tokenizer, SYSTEM, turns, query) == list(ids):
+        if template.encode_prompt(tokenizer, system, turns, query) == list(ids):
             return kept, query
     raise AssertionError(f"not a rendering of a conversation: {text!r}")
 
@@ -56,20 +56,21 @@ def test_truncation_keeps_bos_and_every_turn_header(request, name, model, cut):
     full = template.encode_prompt(tokenizer, SYSTEM, HISTORY, QUERY)
     if cut == "turns":  # room for the newest earlier turn and the whole question
         max_prompt = len(template.encode_prompt(tokenizer, SYSTEM, HISTORY[-1:], QUERY))
-    else:  # room for the headers, the system prompt and 20 tokens of the question
-        max_prompt = len(template.encode_prompt(tokenizer, SYSTEM, [], "")) + 20
+    else:  # room for the headers and 20 tokens of the question: the system prompt goes before the question is cut
+        max_prompt = len(template.encode_prompt(tokenizer, "", [], "")) + 20
     assert max_prompt < len(full)
     row = encode(name, tokenizer, max_prompt, max_prompt + 32, ex)  # room for both answers
     prompt = row["prompt_input_ids"]
     assert len(prompt) <= max_prompt
     assert all(len(prompt) + len(row[k]) <= max_prompt + 32 for k in ("chosen_input_ids", "rejected_input_ids"))
-    first = fill_special_tokens(tokenizer, template.spec.prefix + template.spec.system_prefix)
+    first = fill_special_tokens(tokenizer, template.spec.prefix + (template.spec.system_prefix if cut == "turns"
+                                                                     else template.spec.user_prefix))
     assert tokenizer.decode(prompt).startswith(first)
     if "<|begin_of_text|>" in first or "{{bos_token}}" in template.spec.prefix:
         assert prompt[0] == tokenizer.bos_token_id
     else:
         assert prompt[0] == tokenizer.convert_tokens_to_ids("<|im_start|>")
-    kept, query = well_formed(name, tokenizer, prompt)
+    kept, query = well_formed(name, tokenizer, prompt, SYSTEM if cut == "turns" else "")
     if cut == "turns":
         assert (kept, query) == (1, QUERY)
     else:

@@ -33,19 +33,37 @@ class RegisteredLoss:
 _LOSSES: Dict[str, Dict[str, RegisteredLoss]] = {}
 
 
-def register_loss(name: str, family: str = "dpo", *, label_smoothing: bool = False):
+def register_loss(name: str, family: str = "dpo", *, label_smoothing: bool = False, replace: bool = False):
     """Decorator: register `fn(chosen_logratios, rejected_logratios, *, beta, **options) -> per-pair loss` as
     `--loss_type name` of every algorithm of `family`. `label_smoothing=True`: the loss reads
-    options["label_smoothing"] (else --label_smoothing is refused with it)."""
+    options["label_smoothing"] (else --label_smoothing is refused with it). A name another loss of the family already
+    has is refused (ValueError), as `register_algorithm` refuses a taken name, unless `replace=True`; registering
+    the same definition again (a plugin file read twice) is no change."""
     if not name or not name.replace("_", "").isalnum():
         raise ValueError(f"register_loss: {name!r} is not a loss type name (letters, digits and _)")
 
     def decorate(fn: Callable) -> Callable:
+        new = RegisteredLoss(name, family, fn, label_smoothing)
+        old = _LOSSES.get(family, {}).get(name)
+        if old is not None and not replace and not _same_loss(old, new):
+            where = getattr(getattr(old.fn, "__code__", None), "co_filename", None) or repr(old.fn)
+            raise ValueError(f"loss type {name!r} of the {family} family is already registered (by {where}); give "
+                             "the new loss another name, or pass register_loss(..., replace=True)")
         add_family_loss(family, name)
-        _LOSSES.setdefault(family, {})[name] = RegisteredLoss(name, family, fn, label_smoothing)
+        _LOSSES.setdefault(family, {})[name] = new
         return fn
 
     return decorate
+
+
+def _same_loss(a: RegisteredLoss, b: RegisteredLoss) -> bool:
+    """The same definition: one function, or the same source compiled again (a plugin module executed twice)."""
+    if a.fn is b.fn:
+        return a.label_smoothing == b.label_smoothing
+    ca, cb = getattr(a.fn, "__code__", None), getattr(b.fn, "__code__", None)
+    return (ca is not None and cb is not None and a.label_smoothing == b.label_smoothing
+            and a.fn.__qualname__ == b.fn.__qualname__ and ca.co_code == cb.co_code and ca.co_consts == cb.co_consts
+            and ca.co_names == cb.co_names)
 
 
 def registered_loss(family: str, name: str) -> RegisteredLoss:

@@ -1,8 +1,8 @@
 """A Bradley-Terry reward model (`prefswift rm`), as TRL 1.16's RewardTrainer trains it.
 
 The model is a sequence classifier with one label (`AlgorithmSpec.head` "sequence_classification"); a sequence's reward
-r is its score head at the last non-padding token (`prefswift.models.reward.sequence_rewards`). Batches are
-`PairCollator`'s: chosen rows then rejected rows, right-padded, one sequence per row. Per batch of B pairs:
+r is its score head at the last real token (`prefswift.models.reward.sequence_rewards`, one pooling for every path).
+Batches are `PairCollator`'s: chosen rows then rejected rows, right-padded, one sequence per row. Per batch of B pairs:
 
     loss = mean_i -logsigmoid(r_chosen_i - r_rejected_i - margin_i)
            + center_rewards_coefficient * mean_i (r_chosen_i + r_rejected_i)^2      (only when the coefficient is set)

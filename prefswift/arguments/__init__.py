@@ -8,8 +8,9 @@ from typing import Any, Dict, List, Optional
 from ..errors import ArgumentError
 from ..files import write_json_atomic
 from .algorithms import algorithm_names, is_algorithm
-from .fields import (DataArguments, InferArguments, LintArguments, ModelArguments, PreferenceArguments,
-                     PreviewArguments, PushArguments, SECTIONS, SampleArguments, TrainArguments, TuningArguments)
+from .fields import (DataArguments, DeployArguments, ExportArguments, InferArguments, LintArguments, ModelArguments,
+                     PreferenceArguments, PreviewArguments, PushArguments, SECTIONS, SampleArguments, TrainArguments,
+                     TuningArguments, WebArguments)
 from .parser import help_text, parse_args
 
 TRAIN_SECTIONS = ("model", "data", "tuning", "train", "pref", "push")
@@ -20,6 +21,9 @@ OTHER_SECTIONS = {
     "eval": ("model", "data", "infer", "pref"),
     "lint": ("model", "data", "lint"),
     "sample": ("model", "data", "infer", "sample"),
+    "deploy": ("model", "infer", "deploy"),
+    "export": ("model", "infer", "export", "push"),
+    "web": ("web", "deploy"),  # where it listens: deploy's options
 }
 
 
@@ -40,7 +44,7 @@ class _CommandSections(Mapping):
 
 COMMAND_SECTIONS: Mapping = _CommandSections()
 ARGS_FILE = "args.json"
-SECRET_FIELDS = ("hub_token",)  # never written to args.json
+SECRET_FIELDS = ("hub_token", "api_key")  # never written to args.json
 
 
 @dataclasses.dataclass
@@ -48,7 +52,7 @@ class RunArgs:
     """Parsed arguments of one command. Sections are attributes (`args.model.model_type`)."""
 
     command: str
-    model: ModelArguments
+    model: Optional[ModelArguments] = None  # None for `web`, which loads no model of its own
     data: Optional[DataArguments] = None
     tuning: Optional[TuningArguments] = None
     train: Optional[TrainArguments] = None
@@ -58,7 +62,11 @@ class RunArgs:
     push: Optional[PushArguments] = None
     lint: Optional[LintArguments] = None
     sample: Optional[SampleArguments] = None
+    deploy: Optional[DeployArguments] = None
+    export: Optional[ExportArguments] = None
+    web: Optional[WebArguments] = None
     explicit: frozenset = frozenset()
+    lineage: tuple = ()  # a training run's chain (base -> SFT run -> this run): `prefswift.models.lineage`
 
     def to_flat_dict(self) -> Dict[str, Any]:
         """Flat {field: value} of every section present: the content of args.json."""
@@ -69,6 +77,8 @@ class RunArgs:
                 out.update(dataclasses.asdict(section))
         for name in SECRET_FIELDS:
             out.pop(name, None)
+        if self.lineage:
+            out["lineage"] = list(self.lineage)
         return absolute_paths(out)
 
     def save(self, directory) -> Path:

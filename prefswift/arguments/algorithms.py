@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from ..errors import ArgumentError, did_you_mean
 
-DATA_KINDS = ("paired", "unpaired", "prompt-only")
+DATA_KINDS = ("paired", "unpaired", "sft")  # prompt-only rows (online algorithms): no pipeline or objective yet
 # which model an algorithm trains: a causal LM (every policy-optimisation algorithm) or a sequence classifier with
 # a scalar head (a reward model: AutoModelForSequenceClassification, num_labels=1)
 HEADS = ("causal_lm", "sequence_classification")
@@ -25,7 +25,8 @@ HEADS = ("causal_lm", "sequence_classification")
 class AlgorithmSpec:
     """One algorithm: `prefswift <name>` trains it.
 
-    data: paired (prompt, chosen, rejected), unpaired (prompt, completion, desirable?) or prompt-only rows.
+    data: paired (prompt, chosen, rejected), unpaired (prompt, completion, desirable?) or sft (whole conversations:
+        `prefswift.data.sft`) rows ("prompt-only" is refused: nothing trains on prompts alone yet).
     needs_reference: compares against a reference model (adapter-disabled base, separate or precomputed).
     loss_types: the `--loss_type` values it accepts, the first its default; `loss_family` names the family a
         plugin's `register_loss(name, family=...)` adds to; `combines_losses`: several comma-separated types with
@@ -54,6 +55,9 @@ class AlgorithmSpec:
     def __post_init__(self):
         if self.head not in HEADS:
             raise ValueError(f"AlgorithmSpec {self.name!r}: head must be one of {', '.join(HEADS)}, got {self.head!r}")
+        if self.data == "prompt-only":
+            raise ValueError(f"AlgorithmSpec {self.name!r}: data 'prompt-only' is not implemented (no data pipeline, "
+                             "collator or objective trains on prompts alone); use 'paired' or 'unpaired'")
         if self.data not in DATA_KINDS:
             raise ValueError(f"AlgorithmSpec {self.name!r}: data must be one of {', '.join(DATA_KINDS)}, "
                              f"got {self.data!r}")
@@ -104,6 +108,11 @@ BUILTIN = (
                   # beta does not act (refused by the objective); a sequence classifier reads one row per sequence
                   defaults={"beta": 1.0, "prefix_sharing": False, "packing": False},
                   head="sequence_classification"),
+    AlgorithmSpec("sft", "Supervised fine-tuning: the NLL of the assistant's answers (messages, ShareGPT, Alpaca or "
+                  "prompt-completion rows); the stage before DPO (`prefswift dpo --adapter_name_or_path RUN`).",
+                  "prefswift.algorithms.sft:SFT", data="sft", loss_types=("nll",), settings=("loss_on",),
+                  # beta does not act (refused by the objective); one sequence per conversation, no pair layout
+                  defaults={"beta": 1.0, "prefix_sharing": False}),
 )
 
 _SPECS: Dict[str, AlgorithmSpec] = {spec.name: spec for spec in BUILTIN}

@@ -26,7 +26,7 @@ GPU_LOGITS_BUDGET = 1 << 30
 
 # The commands that load model weights; the options that only shape loading weights act for these alone (`lint` and
 # `preview` load a tokenizer at most).
-WEIGHT_COMMANDS = ("@train", "infer", "eval", "merge-lora", "sample")
+WEIGHT_COMMANDS = ("@train", "infer", "eval", "merge-lora", "sample", "deploy", "export")
 # the data options that shape pairs or held-out splits: `sample` reads prompts only (it refuses them)
 PAIR_DATA_COMMANDS = ("@train", "preview", "infer", "eval", "lint")
 
@@ -93,8 +93,16 @@ class ModelArguments(Section):
                                               "reference rewards are measured against (default: the run's own).",
                                               commands=("@reference", "eval"))
     adapter_name_or_path: Optional[str] = arg(
-        None, "Start from this LoRA adapter (e.g. an SFT checkpoint); for DPO/KTO it is also the reference.",
+        None, "Start from this LoRA adapter: an SFT run dir (`prefswift sft`), its adapter/ or a checkpoint; merged "
+        "into the base, a new adapter trained on top (or --continue_adapter true); for DPO/KTO the SFT model is the "
+        "reference.",
         commands=WEIGHT_COMMANDS)
+    continue_adapter: bool = arg(
+        False, "With --adapter_name_or_path: train that (SFT) adapter further, its frozen copy the reference, instead "
+        "of merging it into the base and training a new adapter on top (the default).", commands=("@train",))
+    ref_model: str = arg("start", "DPO/KTO: `start` = the model the run starts from (the SFT model with "
+                         "--adapter_name_or_path); `base` = the bare base model even then.", choices=("start", "base"),
+                         commands=("@reference",))
     ref_adapter_name_or_path: Optional[str] = arg(
         None, "DPO with LoRA: the reference is the base model with this LoRA adapter, loaded next to the trained one "
         "as adapter \"ref\" (TRL's ref adapter, ms-swift's --ref_adapters).", aliases=("ref_adapters",),
@@ -197,8 +205,11 @@ class TrainArguments(Section):
                                      "(transformer_layer_cls_to_wrap, activation_checkpointing, cpu_offload, ...).")
     ddp_backend: Optional[str] = arg(None, "nccl, gloo, ... (default: gloo on CPU, nccl on GPU).",
                                      choices=C.DDP_BACKENDS)
-    ddp_timeout: int = arg(600, "Seconds a collective may wait; also bounds (at most 60 s) how long the other ranks "
-                           "wait once a rank is gone before they stop with one line.", ge=1)
+    ddp_timeout: int = arg(600, "Seconds a collective (DDP's gradient all-reduce, gathers, on gloo and NCCL) waits for "
+                           "a rank that is alive but stuck before the run stops. Rank 0 saving a checkpoint or the "
+                           "result, or uploading it, is not bounded by it: the other ranks wait for that beating, as "
+                           "long as rank 0 lives. Also bounds (at most 60 s) how long the others wait once a rank is "
+                           "gone before they stop with one line.", ge=1)
     dry_run: bool = arg(False, "Print the launch and device plan, then exit without loading weights.")
 
 
@@ -267,26 +278,31 @@ class PreferenceArguments(Section):
     packing: bool = arg(True, "Pack a batch's sequences into fewer rows (rows as long as its longest pair, positions "
                         "restarting per pair, a block-diagonal mask): less padding, same numbers. With "
                         "--prefix_sharing false: padding-free rows (one row of all sequences on flash_attention_2's "
-                        "varlen kernels). false = one pair (or sequence) per row.", commands=("@paired",))
+                        "varlen kernels). sft: padding-free rows of whole conversations. false = one pair (or "
+                        "sequence) per row.", commands=("@paired", "sft"))
     max_tokens_per_batch: int = arg(0, "Batches by tokens instead of pairs: each batch takes as many pairs of similar "
                                     "length as fit in N tokens as the forward gets them (rows x row length, padding "
                                     "included, in the layout --prefix_sharing/--packing choose); a longer pair gets "
                                     "a batch of its own; replaces --per_device_train_batch_size. 0 = off.", ge=0,
-                                    commands=("@paired",))
+                                    commands=("@paired", "sft"))
+    loss_on: str = arg("all", "sft: train on every assistant answer of a conversation (all) or only its last one.",
+                       choices=("all", "last"), commands=("@settings",))
 
 
 @dataclass
 class InferArguments(Section):
     ckpt_dir: Optional[str] = arg(None, "A checkpoint / adapter dir / merged dir with args.json.",
-                                  commands=("infer", "eval", "merge-lora", "sample"))
+                                  commands=("infer", "eval", "merge-lora", "sample", "deploy", "export"))
     merge_lora: bool = arg(False, "infer: merge the adapter first.", commands=("infer",))
     merge_device_map: str = arg("cpu", "Where to merge: cpu or auto (any --device_map value).",
-                                commands=("infer", "merge-lora"), check=check_device_map)
+                                commands=("infer", "merge-lora", "export"), check=check_device_map)
     merge_output_dir: Optional[str] = arg(None, "merge-lora: where the merged model goes (default <ckpt_dir>-merged).",
                                           aliases=("output_dir",), commands=("merge-lora",))
     overwrite: bool = arg(False, "merge-lora: replace a non-empty output dir; sample: replace an earlier sample "
-                          "output.", commands=("infer", "merge-lora", "sample"))
-    max_new_tokens: int = arg(512, "Longest answer in tokens.", ge=1, commands=("infer", "eval", "sample"))
+                          "output; export: replace an earlier export (only one prefswift wrote).",
+                          commands=("infer", "merge-lora", "sample", "export"))
+    max_new_tokens: int = arg(512, "Longest answer in tokens (deploy: a chat request's default max_tokens).", ge=1,
+                              commands=("infer", "eval", "sample", "deploy"))
     temperature: float = arg(0.3, "Sampling temperature (with --do_sample true; sample always samples, default 1.0).",
                              ge=0, commands=("infer", "eval", "sample"))
     top_p: float = arg(0.7, "Nucleus sampling (with --do_sample true; sample: default 1.0).", gt=0, le=1,
@@ -344,19 +360,81 @@ class SampleArguments(Section):
                              "else transformers.", choices=("auto", "transformers", "vllm"))
 
 
+def _check_adapter_pair(flag: str, value) -> None:
+    for item in value if isinstance(value, list) else [value]:
+        name, eq, path = str(item).partition("=")
+        if not eq or not name or not path:
+            raise ArgumentError(f"{flag} {item!r}: give NAME=PATH (the name requests use as `model`, the adapter, "
+                                "checkpoint or run dir)")
+
+
+@dataclass
+class DeployArguments(Section):
+    host: str = arg("127.0.0.1", "deploy, web: the address to listen on; any other than 127.0.0.1/localhost/::1 needs "
+                    "--api_key or --allow_unauthenticated true.")
+    port: int = arg(8000, "deploy, web: the port to listen on.", ge=1, le=65535)
+    api_key: Optional[str] = arg(None, "deploy, web: the key every /v1 (web: /api) request must send as "
+                                 "`Authorization: Bearer KEY` "
+                                 "(default: the PREFSWIFT_API_KEY environment variable, else none).")
+    allow_unauthenticated: bool = arg(False, "deploy, web: listen beyond this machine without an API key (anyone who "
+                                      "reaches the port may use the model).")
+    adapters: List[str] = arg([], "deploy: more LoRA runs on the same base, NAME=PATH each (a run, adapter or "
+                              "checkpoint dir); a request picks one by its `model` field.", list_type=True,
+                              check=_check_adapter_pair, commands=("deploy",))
+    served_model_name: Optional[str] = arg(None, "deploy: the `model` name of --ckpt_dir / the model (default: the "
+                                           "run dir's name, else the model's).", commands=("deploy",))
+    max_batch_size: int = arg(32, "deploy: most sequences generated at once (continuous batching).", ge=1,
+                              commands=("deploy",))
+    max_queue: int = arg(256, "deploy: most requests waiting for a slot; beyond it a request gets 429 with "
+                         "Retry-After.", ge=1, commands=("deploy",))
+
+
 @dataclass
 class PushArguments(Section):
     push_to_hub: bool = arg(False, "Upload the result (training: the final adapter or full model; merge-lora: the "
-                                   "merged model) to --hub_model_id on --hub; refused before any work when the id or "
-                                   "a token is missing.")
+                                   "merged model; export: the export folder) to --hub_model_id on --hub; refused "
+                                   "before any work when the id or a token is missing.")
     hub_model_id: Optional[str] = arg(None, "OWNER/NAME of the repo --push_to_hub creates or updates.")
     hub_private_repo: bool = arg(False, "Create the --push_to_hub repo as private.")
+
+
+EXPORT_TARGETS = ("gguf", "gguf-lora", "ollama", "safetensors")
+# what the gguf package writes itself; the K-quants and other llama.cpp-only types are answered with the
+# llama-quantize command to run on an f16 export
+GGUF_OUTTYPES = ("f16", "bf16", "f32", "q8_0", "q4_0", "q5_0")
+LLAMA_QUANTIZE_TYPES = ("q2_k", "q3_k_s", "q3_k_m", "q3_k_l", "q4_k_s", "q4_k_m", "q5_k_s", "q5_k_m", "q6_k",
+                        "iq4_nl", "iq4_xs", "q4_1", "q5_1")
+
+
+@dataclass
+class ExportArguments(Section):
+    to: str = arg("gguf", "export: gguf (adapters merged first), gguf-lora (the LoRA adapter alone, for llama.cpp "
+                  "--lora / Ollama ADAPTER), ollama (GGUF + Modelfile) or safetensors (with --quant).",
+                  choices=EXPORT_TARGETS)
+    outtype: str = arg("f16", "export: GGUF tensor type: " + ", ".join(GGUF_OUTTYPES) + " (K-quants such as q4_k_m "
+                       "print the llama-quantize command to run on the f16 file).",
+                       choices=GGUF_OUTTYPES + LLAMA_QUANTIZE_TYPES)
+    quant: Optional[str] = arg(None, "export: bnb-4bit or bnb-8bit: quantized safetensors that load with plain "
+                               "transformers (implies --to safetensors).", choices=("bnb-4bit", "bnb-8bit"))
+    export_dir: Optional[str] = arg(None, "export: where the export goes (default <ckpt_dir>-<to>); replaced only "
+                                    "with --overwrite true and only when an earlier export wrote it.",
+                                    aliases=("output_dir",))
 
 
 @dataclass
 class PreviewArguments(Section):
     n: int = arg(3, "How many pairs to show (`-n 3`).", aliases=("num",), ge=1)
     json: bool = arg(False, "Print ids, labels and texts as JSON.")
+
+
+@dataclass
+class WebArguments(Section):
+    runs_dir: str = arg("output", "prefswift web: the folder whose training runs the pages show (searched 4 levels "
+                        "deep).")
+    votes_file: Optional[str] = arg(None, "The arena's votes (JSONL, appended; `prefswift dpo --dataset` trains on "
+                                    "it). Default: <runs_dir>/arena/votes.jsonl.")
+    prompt_file: Optional[str] = arg(None, "Prompts the arena can draw from: a data file or a registered dataset "
+                                     "(read as `prefswift sample` reads --dataset: pairs or prompt-only rows).")
 
 
 def _limits_help() -> str:
@@ -400,6 +478,9 @@ SECTIONS = {
     "sample": SampleArguments,
     "push": PushArguments,
     "lint": LintArguments,
+    "deploy": DeployArguments,
+    "export": ExportArguments,
+    "web": WebArguments,
 }
 
 

@@ -66,8 +66,9 @@ def parse_or_help(command: str, argv: List[str]) -> RunArgs:
         typer.echo(help_text(COMMAND_SECTIONS[command], command))
         raise typer.Exit(0)
     args = parse_command(command, argv)
-    load_plugins(args.model.custom_register_path)
-    use_cache_first(not args.model.check_model_is_latest)
+    if args.model is not None:  # `web` has no model arguments
+        load_plugins(args.model.custom_register_path)
+        use_cache_first(not args.model.check_model_is_latest)
     return args
 
 

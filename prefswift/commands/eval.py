@@ -70,6 +70,8 @@ def run_objective(source: ModelSource, cli: ModelArguments) -> Optional[BatchObj
     algo = source.saved.get("command")
     explicit_ref = bool(cli.ref_model_type or cli.ref_model_id_or_path)
     if algo and is_algorithm(algo):  # (a plugin's algorithm: its plugin was loaded from args.json)
+        if get_spec(algo).data == "sft" and not explicit_ref:  # no rewards: a plain model (log-prob accuracy)
+            return None
         if explicit_ref and not needs_reference(algo):
             raise ArgumentError(f"--ref_model_*: {source.ckpt_dir} was trained with {algo}, which is reference-free "
                                 "(its rewards use no reference); drop --ref_model_*")
@@ -143,7 +145,8 @@ def run_pairs(args: RunArgs, *, log=print) -> Path:
 def describe(objective: Optional[PairObjective], reference: Optional[Reference], pairs, other: Optional[ModelSource]):
     """The lines under the table's title: whose rewards, against what, which margin the length split uses."""
     if objective is None:
-        lines = ["rewards: none (a model without a training run's args.json; --ref_model_* gives DPO rewards)"]
+        lines = ["rewards: none (an SFT run, or a model without a training run's args.json; --ref_model_* gives DPO "
+                 "rewards)"]
     elif reference is not None:
         lines = [f"rewards: {objective.describe()} against {reference.note}",
                  "KL est.: log pi - log pi_ref of the chosen responses (not samples of pi: can be negative)"]

@@ -5,6 +5,10 @@ adapter disabled, for reference-free runs too). The judge (`prefswift.evaluate.w
 orders. Writes a table to the console, every judgment to <result>-judgments.jsonl (one row per prompt: both answers,
 both orders' probabilities and verdicts, the outcome) and the summary to <result>.json.
 
+A judge with the same weights as one of the compared models (the same base, adapter and merged SFT adapter) tends to
+prefer its own answers (self-preference bias): the run says so in one warning line and the summary's
+`judge_is_compared_model` names which side it is ("model" or "opponent"; null when it is neither).
+
 Steps: resolve the model, its opponent and the judge -> load -> held-out prompts -> generate with both -> load the
 judge -> judge both orders -> report.
 """
@@ -37,6 +41,25 @@ def opponent_of(args: RunArgs, source: ModelSource) -> Tuple[Optional[ModelSourc
     return reference.source, reference.note
 
 
+def weights_of(source: ModelSource, adapter: bool = True) -> Tuple:
+    """What a source's weights are made of: base, merged SFT adapter, adapter (None with the adapter disabled)."""
+    def real(path):
+        return str(Path(path).expanduser().resolve()) if path is not None and Path(path).expanduser().exists() \
+            else (str(path) if path is not None else None)
+    return real(source.base.path), source.pre_adapter, real(source.adapter_dir) if adapter else None
+
+
+def judge_is_compared_model(judge: ModelSource, model: ModelSource, opponent: Optional[ModelSource]) -> Optional[str]:
+    """"model" or "opponent" when the judge has the same weights as that side (see the module docstring), else None.
+    `opponent` None: the model with its adapter disabled."""
+    mine = weights_of(judge)
+    if mine == weights_of(model):
+        return "model"
+    if mine == (weights_of(model, adapter=False) if opponent is None else weights_of(opponent)):
+        return "opponent"
+    return None
+
+
 def unique_prompts(rows: List[dict], log) -> List:
     """The examples of the pairs with distinct (system, history, prompt), in order; repeats are counted."""
     seen, out = set(), []
@@ -64,6 +87,11 @@ def run_winrate(args: RunArgs, *, log=print) -> Path:
     check_generates(source, "prefswift eval --mode winrate")
     judge_source = resolve_named(args, args.infer.judge_model, "--judge_model")
     opponent, opponent_note = opponent_of(args, source)
+    self_judge = judge_is_compared_model(judge_source, source, opponent)
+    if self_judge:
+        log(f"[prefswift] warning: --judge_model {args.infer.judge_model} has the same weights as the {self_judge} "
+            "it judges: a judge tends to prefer its own answers (self-preference bias); the result records it as "
+            "judge_is_compared_model — pass another --judge_model for an unbiased win rate")
     loaded = load_for_inference(source)
     rows, origin = select_pairs(args, loaded.template, loaded.tokenizer, saved=source.saved,
                                 ckpt_dir=source.ckpt_dir, log=log)
@@ -94,7 +122,8 @@ def run_winrate(args: RunArgs, *, log=print) -> Path:
              "(log-prob of replying A / B / C=tie, both orders; a win needs both orders)"]
     log(format_winrate(summary, f"[prefswift] win rate on {origin}", notes))
     record = {"mode": "winrate", "model": source.describe(), "ckpt_dir": str(source.ckpt_dir) if source.ckpt_dir
-              else None, "opponent": opponent_note, "judge": judge_source.describe(), "data": origin, **summary,
+              else None, "opponent": opponent_note, "judge": judge_source.describe(),
+              "judge_is_compared_model": self_judge, "data": origin, **summary,
               "generation": {name: getattr(args.infer, name) for name in GENERATION_OPTIONS},
               "judge_prompt": JUDGE_PROMPT, "judgments": str(jsonl), "seconds": round(time.time() - start, 2)}
     write_json(path, record)

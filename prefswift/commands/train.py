@@ -1,6 +1,7 @@
-"""`prefswift orpo|dpo|simpo|cpo|kto|rm`: the training recipe, read top to bottom.
+"""`prefswift sft|orpo|dpo|simpo|cpo|kto|rm`: the training recipe, read top to bottom.
 
-Supports ORPO, DPO (14 loss types, several at once with weights; rpo_alpha, LD-DPO, WPO, f-divergences, TR-DPO),
+Supports SFT (the NLL of the assistant's answers), ORPO, DPO (14 loss types, several at once with weights; rpo_alpha,
+LD-DPO, WPO, f-divergences, TR-DPO),
 SimPO, CPO, KTO (unpaired rows; pairs are split) and Bradley-Terry reward models (rm: a sequence classifier); LoRA,
 QLoRA (4/8-bit) and full fine-tuning; starting from an SFT adapter; a DPO/KTO reference that is the adapter-disabled
 base, a reference adapter, a separate model, a frozen copy or log-probs precomputed once; one CPU or GPU, DDP
@@ -157,8 +158,15 @@ def prepare_data(args: RunArgs, template, tokenizer, say, objective: Optional[Ba
     if missing:
         logger.warning("template %s uses %s, which this tokenizer does not have as single tokens: check --template",
                        template.name, ", ".join(missing))
-    data = build_preference_data(args.data, template, tokenizer, hub=args.model.hub, token=args.model.hub_token,
-                                 log=say, unpaired=bool(objective) and get_spec(objective.algo).data == "unpaired")
+    kind = get_spec(objective.algo).data if objective is not None else "paired"
+    if kind == "sft":
+        from ..data.sft_pipeline import build_sft_data
+
+        data = build_sft_data(args.data, template, tokenizer, loss_on=args.pref.loss_on, hub=args.model.hub,
+                              token=args.model.hub_token, log=say)
+    else:
+        data = build_preference_data(args.data, template, tokenizer, hub=args.model.hub, token=args.model.hub_token,
+                                     log=say, unpaired=kind == "unpaired")
     if not data.train:
         raise ArgumentError("no training pairs left after filtering (see the summary above); check the dataset or "
                             "raise --max_length")
@@ -175,7 +183,7 @@ def plan_placement(args: RunArgs, env: DistEnv):
     set_seed(args.train.seed)
     facts = gather_device_facts()
     plan = plan_devices(facts.n_visible_gpus, env.local_world_size, env.local_rank, facts.free_memory,
-                        use_deepspeed=bool(args.train.deepspeed))
+                        use_deepspeed=bool(args.train.deepspeed), world_size=env.world_size)  # all nodes' processes
     device_map = plan.device_map if args.model.device_map is None else parse_device_map(args.model.device_map)
     if plan.mode == "mp_ddp":
         if args.model.quantization_bit:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Tupl
 
 from ..errors import ArgumentError, did_you_mean, unknown_name
 from . import converters as C
+from . import sft as S
 from .example import PreferenceExample
 from .formats import Converter, convert_hh_dialogues, detect_format
 from .unpaired import convert_unpaired_trl, detect_unpaired_format
@@ -202,3 +203,30 @@ register_dataset(DatasetSpec(
     "kto-mix-14k", convert_unpaired_trl, hf_id="trl-lib/kto-mix-14k", test_split="test",
     description="TRL's KTO mix: 13.5k unpaired rows (prompt, completion, label) + 1.5k test; for `prefswift kto`",
     aliases=("kto_mix_14k",)))
+
+# ---------------------------------------------------------------- SFT conversations (`prefswift sft`)
+# Hub ids as ms-swift registers them (swift/dataset/data/dataset_info.json, swift/dataset/dataset/llm.py) and
+# LLaMA-Factory (data/dataset_info.json: sharegpt4, ultrachat_200k with split train_sft)
+register_dataset(DatasetSpec(
+    "demo-sft", S.convert_sft_messages, test_split="test", builtin_dir=_DEMO_DIR,
+    local_files={"train": "demo_sft.jsonl", "test": "demo_sft_test.jsonl"},
+    description="built-in SFT toy set (350 conversations + 60 held-out) teaching demo's chosen pattern; for "
+                "`prefswift sft`", aliases=("demo_sft",)))
+register_dataset(DatasetSpec(
+    "alpaca-gpt4-data-en", S.convert_sft_alpaca, ms_id="AI-ModelScope/alpaca-gpt4-data-en",
+    hf_id="vicgalle/alpaca-gpt4",
+    description="SFT: 52k English Alpaca instructions answered by GPT-4 (instruction/input/output)",
+    aliases=("alpaca_gpt4_en",)))
+register_dataset(DatasetSpec(
+    "alpaca-gpt4-data-zh", S.convert_sft_alpaca_zh, ms_id="AI-ModelScope/alpaca-gpt4-data-zh",
+    hf_id="llm-wizard/alpaca-gpt4-data-zh",
+    description="SFT: the Chinese Alpaca-GPT4 instructions (instruction/input/output)", aliases=("alpaca_gpt4_zh",)))
+register_dataset(DatasetSpec(
+    "sharegpt-gpt4", S.convert_sft_messages, ms_id="AI-ModelScope/sharegpt_gpt4", hf_id="shibing624/sharegpt_gpt4",
+    description="SFT: multi-turn ShareGPT conversations with GPT-4 (sharegpt conversations)",
+    aliases=("sharegpt_gpt4", "sharegpt4")))
+register_dataset(DatasetSpec(
+    "ultrachat-200k", S.convert_sft_messages, ms_id="AI-ModelScope/ultrachat_200k",
+    hf_id="HuggingFaceH4/ultrachat_200k",
+    train_split="train_sft", description="SFT: 200k multi-turn UltraChat conversations (messages)",
+    aliases=("ultrachat_200k",)))

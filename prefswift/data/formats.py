@@ -11,6 +11,8 @@ Formats recognised without any registration (checked in this order, on a file's 
 * **swift** (ms-swift 2.x): `query`, `response`, `rejected_response`, optional `history`, `system`.
 * **hh-rlhf** (Anthropic HH-RLHF, the ORPO paper's data): no `prompt`; `chosen` / `rejected` are whole dialogues as
   text (`"\n\nHuman: ...\n\nAssistant: ..."`) that share everything before the last answer.
+* **arena**: pairwise votes (`prefswift web`'s arena; Chatbot Arena's `winner` values): `prompt`, `response_a`,
+  `response_b`, `winner` = model_a | model_b | tie | tie (bothbad). Ties and both-bad votes are counted and skipped.
 * **trl**: `prompt` / `chosen` / `rejected` as strings, or as message lists (`prompt` = the conversation so
   far, `chosen` = [assistant message]); also TRL's "implicit prompt" form — no usable `prompt`, and `chosen` /
   `rejected` are whole conversations sharing a prefix, which becomes the prompt.
@@ -278,6 +280,27 @@ def convert_trl(row: dict) -> PreferenceExample:
                              rejected=_final_answer(r_tail, "rejected"), system=system, history=history)
 
 
+# Chatbot Arena's vote values (lmsys/chatbot_arena_conversations `winner`); prefswift web's arena writes the same
+ARENA_WINNERS = {"model_a": ("response_a", "response_b"), "model_b": ("response_b", "response_a")}
+ARENA_SKIPPED = {"tie": "arena vote: tie", "tie (bothbad)": "arena vote: both bad"}
+
+
+def convert_arena(row: dict) -> PreferenceExample:
+    """A pairwise vote (prefswift web's arena, Chatbot Arena's `winner` values): `prompt`, `response_a`,
+    `response_b`, `winner` = model_a | model_b | tie | tie (bothbad); optional `system`, `history`. The winner's
+    response is chosen; ties and both-bad votes carry no preference and are skipped (counted by reason)."""
+    winner = row.get("winner")
+    if winner in ARENA_SKIPPED:
+        raise RowFiltered(ARENA_SKIPPED[winner])
+    if winner not in ARENA_WINNERS:
+        raise RowError("winner", f"is {winner!r}", "use model_a, model_b, tie or \"tie (bothbad)\"",
+                       reason="bad winner")
+    chosen, rejected = ARENA_WINNERS[winner]
+    return PreferenceExample(prompt=required_str(row, "prompt"), chosen=response_text(row, chosen),
+                             rejected=response_text(row, rejected), system=_optional_str(row, "system"),
+                             history=_history_pairs(row))
+
+
 _HH_TURN = re.compile(r"\n\n(Human|Assistant): ?")
 
 
@@ -319,6 +342,7 @@ GENERIC_FORMATS: Dict[str, Converter] = {
     "swift": convert_swift,
     "hh-rlhf": convert_hh_dialogues,
     "trl": convert_trl,
+    "arena": convert_arena,
 }
 
 
@@ -329,6 +353,8 @@ def detect_generic_format(row: dict) -> Optional[str]:
         return "alpaca"
     if "query" in row and ("response" in row or "rejected_response" in row):
         return "swift"
+    if "winner" in row and "response_a" in row and "response_b" in row:
+        return "arena"
     if "prompt" not in row and _is_hh_dialogue(row.get("chosen")):
         return "hh-rlhf"
     if "prompt" in row or isinstance(maybe_parse(row.get("chosen")), list):

@@ -12,7 +12,6 @@ dropped silently: DataSummary reports every count, and an empty training set is 
 """
 import json
 import math
-import random
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -25,6 +24,7 @@ from .example import PreferenceExample
 from .formats import RowError, RowFiltered, apply_columns, check_texts
 from .loader import RawSource, load_registered, read_local_file
 from .prompt_fit import fit_prompt
+from .sampling import sample_rows, split_by_ratio  # noqa: F401 (also imported from here)
 from .unpaired import UnpairedDataError, UnpairedExample, check_unpaired, label_counts, unpair
 
 
@@ -132,40 +132,10 @@ def kept_lengths(prompt: int, chosen: int, rejected: int, max_length: int, max_p
     return keep, min(chosen, room), min(rejected, room)
 
 
-def sample_rows(items: list, n: Optional[int], seed: int, *, repeat: bool = True) -> list:
-    """N rows drawn with `seed` (order kept). N > len repeats every row N // len times plus a seeded sample
-    of the remainder (ms-swift's `#N`), unless repeat=False (then all rows)."""
-    if n is None or n < 0 or not items or n == len(items):
-        return list(items)
-    rng = random.Random(seed)
-    size = len(items)
-    if n < size:
-        return [items[i] for i in sorted(rng.sample(range(size), n))]
-    if not repeat:
-        return list(items)
-    return list(items) * (n // size) + [items[i] for i in sorted(rng.sample(range(size), n % size))]
-
-
-def split_by_ratio(items: list, ratio: float, seed: int, key: Optional[Callable] = None) -> Tuple[list, list]:
-    """(train, eval): round(n * ratio) of the n distinct items (at least 1, leaving at least 1 for training) picked
-    with seed. `key`: items with the same key are one item — every copy of a duplicate lands on the same side."""
-    keys = [key(x) if key else i for i, x in enumerate(items)]
-    groups: Dict = {}
-    for i, k in enumerate(keys):
-        groups.setdefault(k, len(groups))
-    if ratio <= 0 or len(groups) < 2:
-        return list(items), []
-    n_eval = min(max(1, round(len(groups) * ratio)), len(groups) - 1)
-    order = list(range(len(groups)))
-    random.Random(seed).shuffle(order)
-    held = set(order[:n_eval])
-    group_of = [groups[k] for k in keys]
-    return ([x for x, g in zip(items, group_of) if g not in held],
-            [x for x, g in zip(items, group_of) if g in held])
-
-
 def example_key(ex) -> tuple:
-    """What makes two pairs (or two unpaired rows) the same."""
+    """What makes two pairs (or two unpaired rows, or two SFT conversations: their own `key`) the same."""
+    if hasattr(ex, "key"):
+        return ex.key()
     if isinstance(ex, UnpairedExample):
         return (ex.system, tuple(map(tuple, ex.history)), ex.prompt, ex.completion, ex.label)
     return (ex.system, tuple(map(tuple, ex.history)), ex.prompt, ex.chosen, ex.rejected)
@@ -193,12 +163,19 @@ class RowChecker:
         self.first: Dict[str, str] = {}  # reason -> where its first dropped row is (file and line, when known)
 
     def check(self, source: RawSource, ex) -> None:
+        if hasattr(ex, "turns"):  # an SFT dataset's conversation (prefswift.data.sft)
+            raise ArgumentError(f"{source.label}: SFT conversations (no chosen/rejected pair): `prefswift sft` trains "
+                                "on them; this command needs preference rows")
         if not isinstance(ex, UnpairedExample):
             check_example(ex)
         elif self.unpaired:
             check_unpaired(ex)
         else:
             raise UnpairedDataError(source.label)
+
+    def detect(self, row) -> tuple:
+        """(format label, converter) of a local file's first row."""
+        return detect_source_format(row)
 
     def bad(self, source: RawSource, index: int, err: RowError) -> None:
         if self.strategy == "error":
@@ -221,7 +198,7 @@ def convert_source(source: RawSource, columns: Optional[dict], system: Optional[
     if converter is None:  # a local file: detect its format from the first row that is an object
         first = next((i for i, r in enumerate(rows) if isinstance(r, dict)), 0)
         try:
-            source.format_name, converter = detect_source_format(rows[first])
+            source.format_name, converter = checker.detect(rows[first])
         except RowError as e:
             raise data_error(source.where(first), first, e.field, e.problem, e.fix) from None
     before = sum(checker.dropped.values())
@@ -301,10 +278,11 @@ def _load_ref(ref: DatasetRef, args: DataArguments, hub_and_token: tuple, checke
 def _fit(template, tokenizer, ex, prompt: list, responses: List[list], texts: Sequence[str], args: DataArguments,
          checker: RowChecker):
     """(prompt, responses, what truncation cut or None) within --max_length / --max_prompt_length, or None when the
-    row is dropped (--truncation_strategy delete, or headers alone too long: counted, with where it came from).
+    row is dropped (--truncation_strategy delete, or no part of the question fits: counted, with where it came from).
 
     keep_end: the prompt keeps `kept_lengths`' share, shortened in its content (`fit_prompt`: oldest turns first,
-    then the start of the last user message; the template's BOS and headers stay), and is encoded again with its
+    then the end of the system prompt, the start of the last user message last; never down to an empty question;
+    the template's BOS and headers stay), and is encoded again with its
     responses (`texts`); the responses lose their end to fit max_length."""
     max_length, max_prompt = args.max_length, prompt_budget(args)
     longest = max(len(r) for r in responses)
@@ -319,7 +297,8 @@ def _fit(template, tokenizer, ex, prompt: list, responses: List[list], texts: Se
     if keep < len(prompt):
         fitted = fit_prompt(template, tokenizer, ex.system, ex.history, ex.prompt, keep)
         if fitted is None:
-            checker.drop("template headers alone longer than max_prompt_length", origin)
+            checker.drop("question does not fit max_prompt_length (earlier turns and system prompt already cut)",
+                         origin)
             return None
         text = template.render_prompt(fitted.system, fitted.history, fitted.query)
         responses = [template.encode_pair(tokenizer, text, fitted.ids, r) for r in texts]
@@ -423,14 +402,15 @@ class CollectedExamples:
 
 
 def collect_examples(args: DataArguments, *, hub: Optional[str] = None, token: Optional[str] = None,
-                     log=print, unpaired: bool = False) -> CollectedExamples:
+                     log=print, unpaired: bool = False, checker: Optional[RowChecker] = None) -> CollectedExamples:
     """Load, convert, check and split the preference data (the steps of `build_preference_data` before encoding).
     `hub` / `token`: --hub and --hub_token for registered datasets that are downloaded (None = auto / the client's
     own login). `unpaired` (KTO): rows are (prompt, completion, label); pairs are split into a desirable and an
-    undesirable row after the eval split (both halves of a pair stay on one side)."""
+    undesirable row after the eval split (both halves of a pair stay on one side). `checker`: the checks and format
+    detection of another kind of rows (SFT: `prefswift.data.sft_pipeline`)."""
     check_data_options(args)
     seed, ratio = args.dataset_seed, args.eval_ratio
-    checker = RowChecker(args.check_dataset_strategy, log, unpaired=unpaired)
+    checker = checker or RowChecker(args.check_dataset_strategy, log, unpaired=unpaired)
     val_refs = [parse_dataset_arg(t) for t in args.val_dataset]
     all_stats: List[SourceStats] = []
     train_exs: List[PreferenceExample] = []

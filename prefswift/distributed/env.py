@@ -71,6 +71,18 @@ def allow_ddp_over_device_map(env=None) -> None:
     (os.environ if env is None else env)[BYPASS_DEVICE_MAP_ENV] = "true"
 
 
+def init_process_group(backend: str, timeout_s: float) -> None:
+    """Create the process group (env:// as torchrun sets it) with --ddp_timeout as every collective's timeout, for the
+    backends the Trainer would start without one: on CPU, accelerate starts gloo with torch's 30-minute default and
+    ignores the Trainer's ddp_timeout (on GPU it passes it on itself). Nothing when a group exists already."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    if dist.is_available() and not dist.is_initialized():
+        dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
+
+
 def shutdown_distributed() -> None:
     """Wait for every rank, then tear the process group down before the interpreter exits (letting gloo's threads
     die with the process can abort a rank with `terminate called without an active exception`)."""

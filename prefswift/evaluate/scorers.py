@@ -2,7 +2,8 @@
 
 * `RewardScorer` (--reward_model DIR): any sequence-classification model with one output (num_labels 1); the text
   scored is the prompt + completion in the policy's chat template (encoded as training encodes a pair, with the
-  reward model's tokenizer), the reward is the output at the last token of that text.
+  reward model's tokenizer), the reward is the output at the last token of that text (`models.reward`: the same
+  pooling as training, whatever the tokenizer's pad token).
 * `JudgeScorer` (--judge_model): the pairwise log-prob judge of `eval --mode winrate` on every pair of completions,
   both orders; a completion's score is its mean probability of being preferred over each other one (the judge's A
   probability when it stands first and its B probability when it stands second, averaged), so position bias cancels.
@@ -44,33 +45,10 @@ class RewardScorer:
         prompt_ids = tmpl.encode_prompt(tok, item.system, list(item.history), item.prompt)
         return prompt_ids + tmpl.encode_pair(tok, text, prompt_ids, completion)
 
-    @torch.no_grad()
     def rewards(self, sequences: List[List[int]]) -> List[float]:
-        """The output at each sequence's last token (sequences right-padded into batches)."""
-        if hasattr(self.model, "peft_config"):  # an rm run's adapter: the PeftModel reads its score head itself
-            return score_token_ids(self.model, sequences, self.tokenizer.pad_token_id, self.batch_size).tolist()
-        device = next(self.model.parameters()).device
-        out: List[float] = []
-        for start in range(0, len(sequences), self.batch_size):
-            batch = sequences[start:start + self.batch_size]
-            width = max(map(len, batch))
-            ids = torch.zeros((len(batch), width), dtype=torch.long, device=device)
-            mask = torch.zeros_like(ids)
-            for i, seq in enumerate(batch):
-                ids[i, :len(seq)] = torch.tensor(seq, dtype=torch.long)
-                mask[i, :len(seq)] = 1
-            last = mask.sum(1) - 1
-            head = getattr(self.model, "score", None)
-            body = getattr(self.model, getattr(self.model, "base_model_prefix", ""), None)
-            if isinstance(head, torch.nn.Module) and isinstance(body, torch.nn.Module):
-                hidden = body(input_ids=ids, attention_mask=mask).last_hidden_state
-                picked = hidden[torch.arange(len(batch), device=device), last]
-                out += head(picked)[:, 0].float().tolist()
-            else:  # another head layout: one unpadded sequence at a time (the model pools its last token itself)
-                for i, seq in enumerate(batch):
-                    one = ids[i:i + 1, :len(seq)]
-                    out.append(float(self.model(input_ids=one, attention_mask=torch.ones_like(one)).logits[0, 0]))
-        return out
+        """The score at each sequence's last token, as training reads it (`models.reward.sequence_rewards`: one
+        pooling for an adapter, a merged or full rm and a third-party classifier)."""
+        return score_token_ids(self.model, sequences, self.tokenizer.pad_token_id, self.batch_size).tolist()
 
     def score(self, item, completions: List[str]) -> List[float]:
         return self.rewards([self.encode(item, c) for c in completions])

@@ -115,11 +115,9 @@ def resolve_source(args: RunArgs) -> ModelSource:
             raise ArgumentError(f"--ckpt_dir {ckpt}: neither a LoRA adapter ({ADAPTER_CONFIG}) nor a model "
                                 f"({MODEL_CONFIG}); point it at a checkpoint-N, adapter, final or -merged dir")
     elif m.adapter_name_or_path:
-        ckpt_dir = Path(m.adapter_name_or_path).expanduser().resolve()
-        if not (ckpt_dir / ADAPTER_CONFIG).is_file():
-            raise ArgumentError(f"--adapter_name_or_path {m.adapter_name_or_path}: not a LoRA adapter dir "
-                                f"(no {ADAPTER_CONFIG})")
-        adapter = ckpt_dir
+        from .lineage import start_adapter
+
+        ckpt_dir = adapter = start_adapter(m.adapter_name_or_path)[0]  # an adapter dir, or the run dir of one
     else:
         ckpt_dir = None
     saved = (load_args_json(ckpt_dir) or {}) if ckpt_dir is not None else {}
@@ -130,8 +128,8 @@ def resolve_source(args: RunArgs) -> ModelSource:
         _check_saved_base_path(ckpt_dir, saved.get("model_id_or_path"))
     if ckpt and "adapter_name_or_path" in explicit:
         pre_adapter = m.adapter_name_or_path          # --ckpt_dir + --adapter_name_or_path: the SFT adapter
-    elif adapter is not None:
-        pre_adapter = saved.get("adapter_name_or_path")  # how the run was trained
+    elif adapter is not None and not saved.get("continue_adapter"):  # (continued: the adapter holds the SFT one)
+        pre_adapter = saved.get("adapter_name_or_path")  # how the run was trained: on top of this (SFT) adapter
     if pre_adapter and Path(pre_adapter).expanduser().resolve() == adapter:
         pre_adapter = None
     margs.adapter_name_or_path = None

@@ -81,6 +81,21 @@ def merge_adapter_into_base(model: nn.Module, adapter_dir: str) -> nn.Module:
     return peft_model.merge_and_unload()
 
 
+def continue_adapter(model: nn.Module, adapter_dir: str, *, reference: bool) -> nn.Module:
+    """--continue_adapter: the (SFT) adapter itself as the trained adapter; with `reference`, a frozen copy of it next
+    to it as REF_ADAPTER (`reference_weights` switches to it), so the reference is the SFT model."""
+    from peft import PeftModel
+
+    try:
+        peft_model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=True)
+    except (ValueError, OSError) as e:
+        raise ArgumentError(f"--adapter_name_or_path {adapter_dir}: not a LoRA adapter dir "
+                            f"({str(e).splitlines()[0][:160]})") from None
+    if reference:
+        load_reference_adapter(peft_model, adapter_dir)
+    return peft_model
+
+
 REF_ADAPTER = "ref"  # the reference adapter's name in the PeftModel (TRL 1.16's name for it)
 
 

@@ -64,6 +64,10 @@ def resolve_reference(policy: ModelSource, cli: ModelArguments) -> Optional[Refe
     if run is not None and names_other_weights(run):
         return _separate(policy, run.ref_model_type, run.ref_model_id_or_path, None,
                          "separate model (the run's --ref_model_*)")
+    if policy.adapter_dir is not None and saved.get("continue_adapter") and saved.get("adapter_name_or_path"):
+        sft = saved["adapter_name_or_path"]  # the run trained its SFT adapter further: that adapter was its reference
+        return Reference(f"the SFT model (the base + the adapter {sft} the run started from)",
+                         ModelSource(base=policy.base, model_args=policy.model_args, pre_adapter=sft))
     if policy.adapter_dir is not None:
         merged = f" (+ the SFT adapter {policy.pre_adapter} merged in)" if policy.pre_adapter else ""
         return Reference(f"the base model with the LoRA adapter disabled{merged}")

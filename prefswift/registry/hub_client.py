@@ -69,10 +69,11 @@ def hub_timeout(environ=None) -> float:
         value = float(raw) if raw.strip() else DEFAULT_HUB_TIMEOUT
     except ValueError:
         value = -1.0
-    if not value > 0:
+    if not (value > 0 and value != float("inf")):  # nan, inf, 0 and negative seconds are no limit to wait for
         from ..errors import ArgumentError
 
-        raise ArgumentError(f"PREFSWIFT_HUB_TIMEOUT={raw!r}: give the seconds to wait for a hub's answer, e.g. 20")
+        raise ArgumentError(f"PREFSWIFT_HUB_TIMEOUT={raw!r}: give the seconds to wait for a hub's answer (a finite "
+                            "number above 0), e.g. 20")
     return value
 
 

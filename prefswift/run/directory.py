@@ -11,23 +11,46 @@ from .ownership import remove_caches, remove_run, run_results, written_by_prefsw
 logger = logging.getLogger("prefswift")
 
 
-def resolve_resume(run_dir: Path, resume: Optional[str], warn=print) -> Optional[Path]:
+def resolve_resume(run_dir: Path, resume: Optional[str], warn=print, overwrite: bool = False) -> Optional[Path]:
     """The checkpoint to resume from: `latest` is the newest whole one (checkpoints.checkpoint_problem), each
-    newer one that is not whole skipped with a warning; a named one that is not whole is refused in one line."""
+    newer one that is not whole skipped with a warning; a named one that is not whole is refused in one line.
+
+    A resume never takes over another run's directory: a checkpoint that belongs to another run dir than `run_dir`
+    (its real parent, symlinks followed; a relative path is taken from the working directory, else from `run_dir`) is
+    refused in one line unless `overwrite` (--overwrite_output_dir true: `run_dir`'s own earlier results are replaced,
+    see `prepare_run_dir`, and the other run's checkpoint is only read). The path returned is the real one."""
     if not resume:
         return None
     if resume.lower() == "latest":
         for ckpt in reversed(checkpoints(run_dir)):
             problem = checkpoint_problem(ckpt)
             if problem is None:
-                return ckpt
+                return _own_checkpoint(run_dir, ckpt, resume, overwrite)
             warn(f"[prefswift] warning: skipping {ckpt.name}: {problem}")
         return None  # the ORPO script's convention: `latest` on a fresh output dir just starts training
-    problem = checkpoint_problem(Path(resume))
+    named = Path(resume).expanduser()
+    if not named.is_absolute() and not named.exists() and (run_dir / named).exists():
+        named = run_dir / named  # `checkpoint-2`: the run's own checkpoint-2
+    problem = checkpoint_problem(named)
     if problem:
         raise ArgumentError(f"--resume_from_checkpoint {resume}: not a whole checkpoint ({problem}); pass `latest` "
                             "(the newest whole checkpoint) or another checkpoint-N dir")
-    return Path(resume)
+    return _own_checkpoint(run_dir, named, resume, overwrite)
+
+
+def checkpoint_run_dir(ckpt: Path) -> Path:
+    """The run dir a checkpoint belongs to: the real folder holding it (symlinks followed)."""
+    return Path(ckpt).expanduser().resolve().parent
+
+
+def _own_checkpoint(run_dir: Path, ckpt: Path, resume: str, overwrite: bool) -> Path:
+    owner = checkpoint_run_dir(ckpt)
+    if owner != run_dir.resolve() and not overwrite:
+        raise ArgumentError(f"--resume_from_checkpoint {resume} is {ckpt.expanduser().resolve()}, a checkpoint of "
+                            f"the run in {owner}, not of --output_dir {run_dir}: resume it with --output_dir "
+                            f"{owner}, or pass --overwrite_output_dir true to continue it in {run_dir} (replacing "
+                            "any earlier run there)")
+    return ckpt.expanduser().resolve()
 
 
 def resumed_plugin(output_dir: str, resume: str) -> Optional[str]:
@@ -66,8 +89,8 @@ def check_run_dir(run_dir: Path, resume_from: Optional[Path], overwrite: bool, r
     if (run_dir / "args.json").exists() and not ours:
         raise ArgumentError(f"--output_dir {run_dir} holds an args.json that prefswift did not write; it is not "
                             "replaced — give another --output_dir")
-    if resume_from is not None or not found:
-        return False
+    if (resume_from is not None and checkpoint_run_dir(resume_from) == run_dir.resolve()) or not found:
+        return False  # resuming this run's own checkpoint continues it (another run's: see resolve_resume)
     if not ours:
         raise ArgumentError(f"--output_dir {run_dir} holds {', '.join(found)} without the args.json of a prefswift "
                             "run: prefswift replaces only what it wrote — give another --output_dir")
@@ -87,7 +110,7 @@ def restarts(run_dir: Path, resume: Optional[str]) -> bool:
 def prepare_run_dir(run_dir: Path, resume_from: Optional[Path], overwrite: bool, is_main: bool,
                     resume: Optional[str] = None, log=None) -> None:
     """Refuse to replace an earlier run's results (checkpoints, adapter/, final/, complete.json, logging.jsonl)
-    unless resuming it or --overwrite_output_dir true, and anything prefswift did not write in any case
+    unless resuming its own checkpoint or --overwrite_output_dir true, and anything prefswift did not write in any case
     (`check_run_dir`). `--resume_from_checkpoint latest` on a run stopped before its first checkpoint starts it over."""
     if not check_run_dir(run_dir, resume_from, overwrite, resume):
         return

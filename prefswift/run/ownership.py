@@ -112,7 +112,9 @@ def remove_run(run_dir: Path, checkpoints: List[Path]) -> None:
     through ``remove_caches``, called right after; anything else in the folder stays)."""
     remove_plots(run_dir / PLOTS_DIR)
     for p in [*checkpoints, *(run_dir / n for n in RUN_RESULTS + RUN_EXTRAS)]:
-        if p.is_dir():
+        if p.is_symlink():  # a link to another run's checkpoint: the link goes, never what it points to
+            p.unlink()
+        elif p.is_dir():
             shutil.rmtree(p)
         elif p.exists():
             p.unlink()

@@ -20,6 +20,7 @@ A run dir (`--output_dir`) holds, as training writes them:
   interrupted  stopped by Ctrl-C (stopped.json), or killed: neither finished nor stopped nor running
 """
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Dict, List, Optional
 
 from ..arguments import ARGS_FILE
 from ..files import write_json_atomic
-from .checkpoints import checkpoint_problem, checkpoints
+from .checkpoints import checkpoint_problem, checkpoint_world_size, checkpoints
 from .lock import LOCK_FILE
 from .logs import LOG_FILE, read_log
 from .ownership import written_by_prefswift
@@ -64,6 +65,7 @@ class CheckpointInfo:
     path: Path
     step: int
     problem: Optional[str]  # None for a whole checkpoint, else why it cannot be used
+    world_size: Optional[int] = None  # the processes that saved it (a multi-node run: all of its ranks)
 
 
 @dataclass
@@ -81,6 +83,17 @@ class RunInfo:
     notes: List[str] = field(default_factory=list)  # what is odd about the dir, said plainly (a cut log line, ...)
     stopped: Optional[Dict] = None   # stopped.json
     running_pid: Optional[int] = None
+
+    @property
+    def processes(self) -> Optional[int]:
+        """How many processes trained the run, as its newest checkpoint records (None before one is saved)."""
+        return next((c.world_size for c in reversed(self.checkpoints) if c.world_size), None)
+
+    def loadable(self) -> Optional[Path]:
+        """What a chat with the run loads: its adapter/ or final/, else its newest whole checkpoint; None if neither."""
+        if self.result is not None:
+            return self.result
+        return next((c.path for c in reversed(self.checkpoints) if c.problem is None), None)
 
     def best_eval(self, metric: str = "eval_loss") -> Optional[Dict]:
         """The logged eval row with the lowest `metric` (None without eval rows)."""
@@ -138,7 +151,7 @@ def read_run(path: Path) -> RunInfo:
     ckpts = []
     for ckpt in checkpoints(path):
         problem = checkpoint_problem(ckpt)
-        ckpts.append(CheckpointInfo(ckpt, _step(ckpt), problem))
+        ckpts.append(CheckpointInfo(ckpt, _step(ckpt), problem, checkpoint_world_size(ckpt)))
         if problem:
             notes.append(f"{ckpt.name}: {problem}")
     complete, stopped, pid = read_complete(path), _read_json(path / STOPPED_FILE), lock_holder(path)
@@ -157,6 +170,12 @@ def read_run(path: Path) -> RunInfo:
         step = max(step, stopped.get("step") or 0)
     else:
         state = "interrupted"
+    missing = missing_checkpoints(args, {c.step for c in ckpts}, step if state != "running" else
+                                  max((c.step for c in ckpts), default=0))
+    if missing:
+        names = ", ".join(f"checkpoint-{n}" for n in missing)
+        notes.append(f"{names} {'is' if len(missing) == 1 else 'are'} missing (deleted?): --save_steps "
+                     f"{args['save_steps']:g} saved one there; a resume uses the newest whole checkpoint left")
     if state == "finished" and result is None:
         notes.append("complete.json says the run finished, but neither adapter/ nor final/ is here (moved or deleted)")
     if max_steps is None and isinstance(args.get("max_steps"), int) and args["max_steps"] > 0:
@@ -164,6 +183,34 @@ def read_run(path: Path) -> RunInfo:
     return RunInfo(path=path, args=args, state=state, algorithm=args.get("command"),
                    model=args.get("model_type") or args.get("model_id_or_path"), step=step, max_steps=max_steps,
                    checkpoints=ckpts, result=result, logs=log.rows, notes=notes, stopped=stopped, running_pid=pid)
+
+
+def missing_checkpoints(args: Dict, found: set, upto: int) -> List[int]:
+    """Steps up to `upto` where the run's arguments say a checkpoint is kept (--save_strategy steps with a whole
+    --save_steps, the newest --save_total_limit of them) and none is there. [] when the arguments cannot say."""
+    every, limit = args.get("save_steps"), args.get("save_total_limit")
+    if args.get("save_strategy") != "steps" or not isinstance(every, (int, float)) or every < 1 or every % 1:
+        return []
+    kept = list(range(int(every), upto + 1, int(every)))
+    kept = kept[-int(limit):] if isinstance(limit, int) and limit > 0 else kept
+    return [n for n in kept if n not in found]
+
+
+def eval_results(run_dir: Path) -> List[Dict]:
+    """`prefswift eval` results saved under the run (RUN/adapter/eval_result/*.json, RUN/checkpoint-N/eval_result/
+    ...), newest first: {file (relative to the run), mode, numbers (the finite numbers at its top and in `metrics`)}."""
+    run_dir = Path(run_dir)
+    out = []
+    for path in [*run_dir.glob("eval_result/*.json"), *run_dir.glob("*/eval_result/*.json")]:
+        record = _read_json(path)
+        if record is None:
+            continue
+        flat = {**record, **(record.get("metrics") if isinstance(record.get("metrics"), dict) else {})}
+        numbers = {k: v for k, v in flat.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+                   and math.isfinite(v) and k != "seconds"}
+        out.append({"file": str(path.relative_to(run_dir)), "mode": record.get("mode", "pairs"), "numbers": numbers,
+                    "mtime": path.stat().st_mtime})
+    return sorted(out, key=lambda r: -r["mtime"])
 
 
 def _read_json(path: Path) -> Optional[Dict]:
@@ -182,4 +229,5 @@ def _step(ckpt: Path) -> int:
 
 
 __all__ = ["COMPLETE_FILE", "STOPPED_FILE", "STATES", "CheckpointInfo", "RunInfo", "clear_stopped", "find_runs",
+           "eval_results", "missing_checkpoints",
            "is_run_dir", "lock_holder", "read_complete", "read_run", "write_complete", "write_stopped"]

@@ -37,5 +37,6 @@ def watch_peers(trainer, run_dir: Path, ddp_timeout: float) -> Optional[PeerWatc
     if not env.is_distributed:
         return None
     watch = start_peer_watch(env.rank, env.world_size, ddp_timeout, lambda: where_the_run_stands(run_dir))
-    trainer.add_callback(StepBeat(watch))
+    # first: a step is complete for the watch before any other callback's collective (the nan/inf guard's) runs
+    trainer.callback_handler.callbacks.insert(0, StepBeat(watch))
     return watch

@@ -126,6 +126,8 @@ def _show(value) -> str:
 
 def finished_message(args: RunArgs, run_dir: Path, resume_from: Optional[Path]) -> Optional[str]:
     """A line saying the run is already complete (nothing to resume), or None when there is training to do."""
+    if resume_from is not None:
+        run_dir = resume_from.parent  # the checkpoint's own run (another run's only with --overwrite_output_dir)
     done = read_complete(run_dir) if resume_from is not None else None
     if not done:
         return None

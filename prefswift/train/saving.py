@@ -16,7 +16,8 @@ def save_final(trainer, args: RunArgs, run_dir: Path, tokenizer, main: bool, log
     trainer.save_model(str(tmp))  # collective under DeepSpeed; writes on rank 0
     if not main:
         return
-    if lora and args.model.ref_adapter_name_or_path:  # peft saves every adapter: not the frozen reference's copy
+    if lora and (args.model.ref_adapter_name_or_path or args.model.continue_adapter):  # peft saves every adapter:
+        # not the frozen reference's copy
         shutil.rmtree(tmp / REF_ADAPTER, ignore_errors=True)
     tokenizer.save_pretrained(str(tmp))
     args.save(tmp)

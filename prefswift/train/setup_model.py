@@ -9,8 +9,8 @@ from ..errors import ArgumentError
 from ..models.loader import ResolvedModel, hub_kwargs, load_model, resolve_model
 from ..models.precision import training_precision
 from ..models.reference import names_other_weights
-from ..models.lora import (add_lora, count_parameters, enable_gradient_checkpointing, frozen_copy,
-                           load_reference_adapter, merge_adapter_into_base)
+from ..models.lora import (add_lora, continue_adapter, count_parameters, enable_gradient_checkpointing,
+                           frozen_copy, load_reference_adapter, merge_adapter_into_base)
 from ..registry.models import LLAMA_LIKE_TARGETS
 
 logger = logging.getLogger("prefswift")
@@ -42,15 +42,17 @@ def build_models(args, resolved: ResolvedModel, *, needs_reference: bool, device
     policy = load_model(resolved.path, m, spec=resolved.spec, device_map=device_map, max_memory=max_memory,
                         dtype=precision.weights, head=head, pad_token_id=pad_token_id)
     logger.info("precision: %s", precision.describe())
-    if m.adapter_name_or_path:  # (not with 4/8-bit loading: refused by prefswift.train.validation)
+    continued = bool(m.adapter_name_or_path and m.continue_adapter)
+    if m.adapter_name_or_path and not continued:  # (not with 4/8-bit loading: refused by prefswift.train.validation)
         policy = merge_adapter_into_base(policy, m.adapter_name_or_path)
-        logger.info("merged the adapter %s into the base model; it is the reference and the start point",
+        logger.info("merged the adapter %s into the base model (the start point)",
                     m.adapter_name_or_path)
+    sft = f" + the SFT adapter {m.adapter_name_or_path} merged" if m.adapter_name_or_path and not continued else ""
     separate_ref = bool(m.ref_model_type or m.ref_model_id_or_path)
     reference, note, reference_dir = None, "none (reference-free objective)", None
     if needs_reference:
         if separate_ref and not names_other_weights(m) and tuning.sft_type == "lora":
-            note = "the base model with the LoRA adapter disabled (= --ref_model_*, no second copy)"
+            note = f"the base model{sft} with the LoRA adapter disabled (= --ref_model_*, no second copy)"
         elif separate_ref:
             ref_resolved = resolve_model(m.ref_model_type, m.ref_model_id_or_path, **hub_kwargs(m),
                                          template=resolved.template)  # its template is never used
@@ -58,18 +60,25 @@ def build_models(args, resolved: ResolvedModel, *, needs_reference: bool, device
             reference = load_model(ref_resolved.path, m, spec=ref_resolved.spec, device_map=device_map,
                                    max_memory=max_memory, trainable=False)
             note, reference_dir = f"separate model {ref_resolved.path}", ref_resolved.path
+            if m.ref_model == "base" and m.adapter_name_or_path:
+                note = f"the bare base model {ref_resolved.path}, loaded separately (--ref_model base)"
+        elif continued:
+            note = f"the SFT model: a frozen copy of the adapter {m.adapter_name_or_path} (loaded as adapter \"ref\")"
         elif tuning.sft_type == "lora":
-            note = "the base model with the LoRA adapter disabled (no second copy)"
+            note = (f"the SFT model (the base{sft}) with the new LoRA adapter disabled (no second copy)" if sft
+                    else "the base model with the LoRA adapter disabled (no second copy)")
         elif pref.precompute_ref_log_probs:
             note = "the initial weights, log-probs precomputed before training (no second copy)"
         else:
             reference = frozen_copy(policy)
             if reference.dtype != precision.compute:  # the reference never trains: no fp32 master copy
                 reference.to(precision.compute)
-            note = "a frozen copy of the initial weights"
+            note = "a frozen copy of the initial weights" + (f" (the base{sft})" if sft else "")
         if pref.precompute_ref_log_probs and reference is None:
             note += "; precomputed once before training"
-    if tuning.sft_type == "lora":
+    if continued:
+        policy = continue_adapter(policy, m.adapter_name_or_path, reference=needs_reference)
+    elif tuning.sft_type == "lora":
         default = resolved.spec.lora_target_modules if resolved.spec else LLAMA_LIKE_TARGETS
         policy = add_lora(policy, tuning, default, quantized=quantized,
                           task_type="SEQ_CLS" if head == "sequence_classification" else "CAUSAL_LM")

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from ..arguments import RunArgs
 from ..arguments.algorithms import get_spec
-from ..distributed.env import dist_env
+from ..distributed.env import dist_env, init_process_group
 from ..errors import ArgumentError
 from ..models.loader import default_device
 from ..models.precision import training_precision
@@ -55,6 +55,8 @@ def training_arguments(args: RunArgs, run_dir: Path, has_eval: bool):
         from ..distributed.fsdp import fsdp_config
 
         kwargs["fsdp"], kwargs["fsdp_config"] = True, fsdp_config(t.fsdp, t.fsdp_config)
+    if kwargs["ddp_backend"] and not cuda:  # several CPU processes: --ddp_timeout bounds gloo's collectives too
+        init_process_group(kwargs["ddp_backend"], t.ddp_timeout)
     targs = TrainingArguments(**kwargs)
     if t.deepspeed and not cuda:
         # accelerate's CPU path sets up torch.distributed but not deepspeed.comm, which zero.Init (ZeRO-3 loading

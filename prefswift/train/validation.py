@@ -15,6 +15,7 @@ from ..arguments import RunArgs
 from ..data.pipeline import check_data_options, parse_columns
 from ..distributed.fsdp import check_fsdp
 from ..errors import ArgumentError
+from ..models.lineage import with_sft_start
 from ..models.loader import default_device
 from ..models.precision import training_precision
 from ..models.push import check_push
@@ -47,13 +48,17 @@ def validate_run(args: RunArgs, algo: str, warn=print, world_size: Optional[int]
     run's lock before it removes anything). `world_size`: the job's, when this process is not in it yet."""
     run_dir = Path(args.train.output_dir).expanduser().resolve()
     check_output_path(run_dir)
-    resume_from = resolve_resume(run_dir, args.train.resume_from_checkpoint, warn=warn)
+    resume_from = resolve_resume(run_dir, args.train.resume_from_checkpoint, warn=warn,
+                                 overwrite=args.train.overwrite_output_dir)
     if resume_from is not None:
         args = adopt_checkpoint_args(args, resume_from, world_size)
         finished = finished_message(args, run_dir, resume_from)
         if finished:
             return RunPlan(args, run_dir, resume_from=resume_from, finished=finished)
     objective = validate(args, algo)
+    args = with_sft_start(args, run_dir)  # an SFT run to start from: its adapter, the reference, the lineage
+    if args.model.adapter_name_or_path:
+        objective = validate(args, algo)  # the resolved start and reference (--ref_model base) pass the same checks
     if resume_from is not None and args.pref.sync_ref_model:
         raise ArgumentError("--sync_ref_model runs cannot be resumed: checkpoints do not hold the mixed reference "
                             "model; start a new run (--overwrite_output_dir true or another --output_dir)")

@@ -1,0 +1,1 @@
+"""`prefswift web`: the pages (static/) and their server (app.py), run state from prefswift.run.state."""

@@ -1,0 +1,123 @@
+"""`prefswift web` without a browser: the arena's votes as training data, its win-rate table (hand-worked Wilson
+interval), and the server's answers to bad requests and missing keys. The pages themselves: test_web_browser.py."""
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+from prefswift.data.formats import RowError, RowFiltered, convert_arena, detect_format
+from prefswift.web.arena import Match, VoteError, vote_row, winrate_table
+
+
+def vote(a, b, winner):
+    return {"prompt": "p", "response_a": f"{a} says", "response_b": f"{b} says", "model_a": a, "model_b": b,
+            "winner": winner, "annotator": "ada", "tstamp": 1.0}
+
+
+def test_a_vote_row_is_a_preference_pair_and_ties_are_skipped_with_their_reason():
+    assert detect_format(vote("x", "y", "model_a"))[0] == "arena"
+    ex = convert_arena(vote("x", "y", "model_a"))
+    assert (ex.prompt, ex.chosen, ex.rejected) == ("p", "x says", "y says")
+    ex = convert_arena(vote("x", "y", "model_b"))
+    assert (ex.chosen, ex.rejected) == ("y says", "x says")
+    for winner, reason in (("tie", "arena vote: tie"), ("tie (bothbad)", "arena vote: both bad")):
+        with pytest.raises(RowFiltered, match=reason):
+            convert_arena(vote("x", "y", winner))
+    with pytest.raises(RowError, match="'model_c'"):
+        convert_arena(vote("x", "y", "model_c"))
+
+
+def test_a_vote_records_what_was_shown_where_and_refuses_a_bad_choice():
+    match = Match(prompt="Hi", left=("run1", 0, "left text"), right=("run2", 0, "right text"))
+    row = vote_row(match, "B", "ada", now=0.0)
+    assert (row["response_a"], row["model_a"], row["response_b"], row["model_b"]) == \
+        ("left text", "run1", "right text", "run2")
+    assert row["winner"] == "model_b" and row["time"] == "1970-01-01T00:00:00Z"
+    with pytest.raises(VoteError, match="choice"):
+        vote_row(match, "C", "ada")
+    with pytest.raises(VoteError, match="annotator"):
+        vote_row(match, "A", " ")
+
+
+def test_the_win_rate_table_counts_ties_half_with_a_wilson_interval():
+    """x against y: 2 wins, 1 loss, 1 tie, 1 both-bad (a tie) -> n = 5, score 3, win rate 0.6.
+    Wilson by hand (z = 1.96): denom = 1 + 3.8416/5 = 1.76832; centre = (0.6 + 0.38416)/1.76832 = 0.556546;
+    half = 1.96 * sqrt(0.24/5 + 3.8416/100) / 1.76832 = 1.96 * 0.293966 / 1.76832 = 0.325834 -> 0.2307 .. 0.8824.
+    Votes between two samples of one run have no pair and are left out."""
+    rows = [vote("x", "y", "model_a"), vote("y", "x", "model_b"), vote("x", "y", "model_b"),
+            vote("y", "x", "tie"), vote("x", "y", "tie (bothbad)"), vote("x", "x", "model_a")]
+    (table,) = winrate_table(rows)
+    assert (table["run"], table["opponent"], table["prompts"]) == ("x", "y", 5)
+    assert (table["wins"], table["ties"], table["losses"], table["both_bad"]) == (2, 2, 1, 1)
+    assert table["win_rate"] == pytest.approx(0.6)
+    assert table["ci95_low"] == pytest.approx(0.2307, abs=2e-4)
+    assert table["ci95_high"] == pytest.approx(0.8824, abs=2e-4)
+
+
+@pytest.fixture
+def server(tmp_path):
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from prefswift.web.app import WebState, create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    state = WebState(tmp_path, tmp_path / "votes.jsonl", [], "sekret")
+    srv = uvicorn.Server(uvicorn.Config(create_app(state), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    while not srv.started:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)
+
+
+def call(url, body=None, key="sekret"):
+    req = urllib.request.Request(url, data=None if body is None else body.encode(), method="POST" if body else "GET",
+                                 headers={"Content-Type": "application/json",
+                                          **({"Authorization": f"Bearer {key}"} if key else {})})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_bad_requests_get_a_4xx_with_one_message_and_the_server_keeps_serving(server):
+    assert call(server + "/api/runs", key=None)[0] == 401
+    assert call(server + "/api/runs", key="wrong")[0] == 401
+    cases = [
+        (server + "/api/run?name=nope", None, 404, "no run 'nope'"),
+        (server + "/api/run?name=../../etc", None, 404, "not under --runs_dir"),
+        (server + "/api/arena/vote", "{not json", 400, "JSON"),
+        (server + "/api/arena/vote", '{"id": "x", "choice": "A"}', 404, "no open match"),
+        (server + "/api/arena/match", '{"run_a": "a", "run_b": "b"}', 400, "prompt"),
+        (server + "/api/arena/match", '{"run_a": "a", "run_b": "b", "prompt": "hi", "options": {"max_new_tokens": 0}}',
+         400, "max_new_tokens"),
+        (server + "/api/chat", '{"run": "a", "messages": []}', 400, "messages"),
+        (server + "/api/chat", '{"run": "a", "messages": [{"role": "user", "content": "hi"}]}', 404, "'a'"),
+        (server + "/api/arena/prompt", None, 404, "--prompt_file"),
+    ]
+    for url, body, status, words in cases:
+        code, answer = call(url, body)
+        assert (code, list(answer)) == (status, ["error"]) and words in answer["error"], (url, body, answer)
+    assert call(server + "/api/runs") == (200, {"runs_dir": call(server + "/api/runs")[1]["runs_dir"], "runs": []})
+
+
+def test_web_refuses_to_listen_beyond_this_machine_without_a_key(tmp_path, capsys):
+    import typer
+
+    from prefswift.commands.web import main
+
+    with pytest.raises(typer.Exit) as stop:
+        main(["--runs_dir", str(tmp_path), "--host", "0.0.0.0"])
+    assert stop.value.exit_code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--api_key" in err[0] and "--allow_unauthenticated true" in err[0]
