@@ -28,8 +28,9 @@ def _install(tmp_path, *, torch_present=False, gpu=False, **env):
     (venv / "bin").mkdir(parents=True)
     tools.mkdir()
     log = tmp_path / "pip.log"
+    torch = "echo 2.13.0; exit 0" if torch_present else "exit 1"
     _stub(venv / "bin" / "python", f"""
-if [ "$1" = "-c" ]; then case "$2" in *"import torch"*) {"echo 2.13.0; exit 0" if torch_present else "exit 1"};; esac; fi
+if [ "$1" = "-c" ]; then case "$2" in *"import torch"*) {torch};; esac; fi
 if [ "$1 $2" = "-m pip" ]; then shift 2; echo "pip $*" >> {log}; exit 0; fi
 exit 0
 """)

@@ -46,7 +46,7 @@ from ..train.saving import save_final
 from ..train.setup_model import Models, build_models
 from ..train.trainer import PreferenceTrainer
 from ..train.training_args import training_arguments
-from ..train.validation import validate_run
+from ..train.validation import validate, validate_run  # noqa: F401 (validate: re-exported, the multi-option checks)
 from .common import parse_or_help, run_user_command, setup_logging
 
 logger = logging.getLogger("prefswift")
