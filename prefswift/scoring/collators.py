@@ -15,7 +15,7 @@ from typing import Dict, List, Optional
 import torch
 
 from .batches import Batch, PackedPairs, PaddedPairs, PrefixSharedPairs
-from .packing import pack_into_rows
+from .packing import fill_packed_rows, pack_into_rows
 
 
 class Segment(IntEnum):
@@ -106,22 +106,8 @@ class PairCollator:
     def _packed(self, seqs: List[List[int]], masks: List[List[int]]) -> PackedPairs:
         lengths = [len(s) for s in seqs]
         layout, T = self._layout(lengths)
-        R = len(layout)
-        input_ids = torch.full((R, T), self.pad_token_id, dtype=torch.long)
-        completion = torch.zeros((R, T), dtype=torch.long)
-        seq_id = torch.full((R, T), -1, dtype=torch.long)
-        position_ids = torch.zeros((R, T), dtype=torch.long)
-        for row, members in enumerate(layout):
-            at = 0
-            for i in members:
-                n = lengths[i]
-                input_ids[row, at:at + n] = torch.tensor(seqs[i], dtype=torch.long)
-                completion[row, at:at + n] = torch.tensor(masks[i], dtype=torch.long)
-                seq_id[row, at:at + n] = i
-                position_ids[row, at:at + n] = torch.arange(n)
-                at += n
-            position_ids[row, at:] = torch.arange(T - at)  # the padding tail: a sequence of its own, never scored
-        return PackedPairs(input_ids=input_ids, position_ids=position_ids, completion_mask=completion, seq_id=seq_id)
+        input_ids, mask, seq_id, position_ids = fill_packed_rows(seqs, masks, layout, T, self.pad_token_id)
+        return PackedPairs(input_ids=input_ids, position_ids=position_ids, completion_mask=mask, seq_id=seq_id)
 
 
 class ListDataset(torch.utils.data.Dataset):

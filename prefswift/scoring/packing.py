@@ -122,4 +122,27 @@ class TokenBudgetBatchSampler(torch.utils.data.Sampler):
         return len(self.lengths) / max(1, len(self._batches))
 
 
-__all__ = ["pack_into_rows", "packed_tokens", "TokenBudgetBatchSampler"]
+def fill_packed_rows(seqs: Sequence[Sequence[int]], masks: Sequence[Sequence[int]], layout: List[List[int]], width: int,
+                     pad_token_id: int):
+    """[rows, width] tensors of sequences packed by `layout` (sequence indices per row): (input_ids, mask, seq_id,
+    position_ids). Positions restart at 0 for every sequence; seq_id is -1 on the padding tail, whose positions form a
+    sequence of their own that is never scored."""
+    rows = len(layout)
+    input_ids = torch.full((rows, width), pad_token_id, dtype=torch.long)
+    mask = torch.zeros((rows, width), dtype=torch.long)
+    seq_id = torch.full((rows, width), -1, dtype=torch.long)
+    position_ids = torch.zeros((rows, width), dtype=torch.long)
+    for row, members in enumerate(layout):
+        at = 0
+        for i in members:
+            n = len(seqs[i])
+            input_ids[row, at:at + n] = torch.tensor(seqs[i], dtype=torch.long)
+            mask[row, at:at + n] = torch.tensor(masks[i], dtype=torch.long)
+            seq_id[row, at:at + n] = i
+            position_ids[row, at:at + n] = torch.arange(n)
+            at += n
+        position_ids[row, at:] = torch.arange(width - at)
+    return input_ids, mask, seq_id, position_ids
+
+
+__all__ = ["fill_packed_rows", "pack_into_rows", "packed_tokens", "TokenBudgetBatchSampler"]

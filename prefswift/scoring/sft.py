@@ -18,7 +18,7 @@ from ..arguments.fields import LOGPROB_CHUNK_SIZE
 from .batches import Batch
 from .collators import pad_right, round_up
 from .forward import IGNORE, _backbone_hidden, _head_logps
-from .packing import pack_into_rows
+from .packing import fill_packed_rows, pack_into_rows
 
 
 class SftRows(Batch):
@@ -66,22 +66,8 @@ class SftCollator:
     def _packed(self, seqs: List[List[int]], masks: List[List[int]]) -> PackedSftRows:
         lengths = [len(s) for s in seqs]
         layout, T = self._layout(lengths)
-        R = len(layout)
-        input_ids = torch.full((R, T), self.pad_token_id, dtype=torch.long)
-        loss_mask = torch.zeros((R, T), dtype=torch.long)
-        seq_id = torch.full((R, T), -1, dtype=torch.long)
-        position_ids = torch.zeros((R, T), dtype=torch.long)
-        for row, members in enumerate(layout):
-            at = 0
-            for i in members:
-                n = lengths[i]
-                input_ids[row, at:at + n] = torch.tensor(seqs[i], dtype=torch.long)
-                loss_mask[row, at:at + n] = torch.tensor(masks[i], dtype=torch.long)
-                seq_id[row, at:at + n] = i
-                position_ids[row, at:at + n] = torch.arange(n)
-                at += n
-            position_ids[row, at:] = torch.arange(T - at)  # the padding tail: a sequence of its own, never scored
-        return PackedSftRows(input_ids=input_ids, position_ids=position_ids, loss_mask=loss_mask, seq_id=seq_id)
+        input_ids, mask, seq_id, position_ids = fill_packed_rows(seqs, masks, layout, T, self.pad_token_id)
+        return PackedSftRows(input_ids=input_ids, position_ids=position_ids, loss_mask=mask, seq_id=seq_id)
 
 
 def sft_forward(model, batch: Batch, *, chunk_size: int = LOGPROB_CHUNK_SIZE) -> Tuple[torch.Tensor, torch.Tensor]:
