@@ -106,7 +106,8 @@ def merge_lora(args: RunArgs, output_dir: Optional[str] = None, *, log=print) ->
     merged = load_merged_model(source, args.infer.merge_device_map)
     tokenizer = load_tokenizer(source.tokenizer_dir)
     generates = source.head != "sequence_classification"  # a reward model has no generation config
-    eos_ids = stop_tokens(tokenizer, get_template(source.base.template), merged)[0] if generates else []
+    template = get_template(source.base.template, tokenizer, str(source.base.path)) if generates else None
+    eos_ids = stop_tokens(tokenizer, template, merged)[0] if generates else []
 
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))

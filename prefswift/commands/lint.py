@@ -39,7 +39,8 @@ def run_lint(args: RunArgs, *, log=print) -> Tuple[LintReport, Path]:
 
         resolved = resolve_model(m.model_type, m.model_id_or_path, **hub_kwargs(m), template=m.template,
                                  tokenizer_only=True)
-        tokenizer, template = load_tokenizer(resolved.path), get_template(resolved.template)
+        tokenizer = load_tokenizer(resolved.path)
+        template = get_template(resolved.template, tokenizer, str(resolved.path))
         name = m.model_type or str(resolved.path)
     elif m.template:
         raise ArgumentError("--template shapes token counts: give it with --model_type or --model_id_or_path (the "

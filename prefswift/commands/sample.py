@@ -89,7 +89,8 @@ def _load_policy(source, args: RunArgs, engine: str):
     if engine == "vllm":
         from ..infer.sampling import VllmSampler
 
-        tokenizer, template = load_tokenizer(source.tokenizer_dir), get_template(source.base.template)
+        tokenizer = load_tokenizer(source.tokenizer_dir)
+        template = get_template(source.base.template, tokenizer, str(source.base.path))
         return VllmSampler(source.base.path, tokenizer, template, args.infer, args.sample.num_samples), tokenizer, \
             template, None
     from ..infer.sampling import TransformersSampler

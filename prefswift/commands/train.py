@@ -149,7 +149,8 @@ def train_in_run_dir(args: RunArgs, algo: str, objective, run_dir: Path, resume_
 def load_tokenizer_and_template(args: RunArgs):
     m = args.model
     resolved = resolve_model(m.model_type, m.model_id_or_path, **hub_kwargs(m), template=m.template)
-    return resolved, load_tokenizer(resolved.path), get_template(resolved.template)
+    tokenizer = load_tokenizer(resolved.path)
+    return resolved, tokenizer, get_template(resolved.template, tokenizer, str(resolved.path))
 
 
 def prepare_data(args: RunArgs, template, tokenizer, say, objective: Optional[BatchObjective] = None

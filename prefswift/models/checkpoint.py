@@ -233,7 +233,8 @@ def load_for_inference(source: ModelSource, *, device_map="default") -> LoadedMo
                        source.trained_bits)
     model = load_base_with_adapter(source, device_map=device_map)
     tokenizer = load_tokenizer(source.tokenizer_dir)
-    return LoadedModel(model=model, tokenizer=tokenizer, template=get_template(source.base.template), source=source)
+    template = get_template(source.base.template, tokenizer, str(source.base.path))
+    return LoadedModel(model=model, tokenizer=tokenizer, template=template, source=source)
 
 
 __all__ = ["ModelSource", "LoadedModel", "resolve_source", "check_generates", "load_base_with_adapter",

@@ -161,26 +161,16 @@ def check_requirements(spec: ModelSpec) -> None:
 
 
 def guess_template(path: Path) -> str:
-    """For a plain local dir without --model_type/--template: pick by architecture, else fail clearly."""
-    import json
+    """For a local dir without --model_type/--template: the built-in template that renders like the model's own chat
+    template, else `auto` (that chat template itself); a clear error when the model ships none."""
+    from ..templates.detect import detect_template
 
-    cfg = path / "config.json"
-    arch = ""
-    if cfg.is_file():
-        arch = " ".join(json.loads(cfg.read_text()).get("architectures") or [])
-    tok_cfg = path / "tokenizer_config.json"
-    chat = json.loads(tok_cfg.read_text()).get("chat_template", "") if tok_cfg.is_file() else ""
-    chat = chat if isinstance(chat, str) else ""
-    if not chat and (path / "chat_template.jinja").is_file():  # where transformers >= 4.50 saves it
-        chat = (path / "chat_template.jinja").read_text(encoding="utf-8")
-    if "<|start_header_id|>" in chat:
-        return "llama3"
-    if "<|im_start|>" in chat:
-        return "qwen" if "Qwen2" in arch else "chatml"
-    if "[INST]" in chat:
-        return "mistral"
-    raise PrefswiftError(f"{path}: cannot tell which chat template this model uses; pass --template NAME "
-                         "(see `prefswift list templates`) or --model_type")
+    found = detect_template(path)
+    if found is None:
+        raise PrefswiftError(f"{path}: the tokenizer has no chat template, so prefswift cannot tell how to format a "
+                             "conversation; pass --template NAME (see `prefswift list templates`; `default` for a "
+                             "base model) or --model_type")
+    return found
 
 
 def parse_device_map(value: Optional[str]):

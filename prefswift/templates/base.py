@@ -52,6 +52,14 @@ class TemplateSpec:
     system_in_first_user: bool = False
     # Strip whitespace around every message, as a jinja `| trim` does (Llama 3).
     strip_content: bool = False
+    # The system block is rendered even with no system prompt (Llama 3.1's date header).
+    system_always: bool = False
+    # The system prompt keeps its whitespace even when strip_content trims the messages (Gemma 3).
+    keep_system_whitespace: bool = False
+    # Text after the last answer only, not after earlier ones (Phi-3 ends a finished conversation with EOS).
+    final_suffix: str = ""
+    # Checked token for token against this official jinja file (tests/fixtures/chat_templates/); () = not checked.
+    official: Tuple[str, ...] = ()
     aliases: Tuple[str, ...] = ()
     description: str = ""
 
@@ -97,7 +105,7 @@ class Template:
 
         s = self.spec
         text = " ".join(str(v) for v in (s.prefix, s.system_prefix, s.system_suffix, s.user_prefix, s.user_suffix,
-                                          s.assistant_prefix, s.assistant_suffix, s.response_prefix,
+                                          s.assistant_prefix, s.assistant_suffix, s.response_prefix, s.final_suffix,
                                           s.history_assistant_prefix or "", *s.stop_words))
         pattern = r"<\|[^|<>\s]+\|>" + (r"|\[/?INST\]|</?s>" if markers else "")
         return list(dict.fromkeys(re.findall(pattern, text)))
@@ -112,6 +120,9 @@ class Template:
     # ---- text -------------------------------------------------------------------------------
     def _content(self, text: str) -> str:
         return text.strip() if self.spec.strip_content else text
+
+    def _system_content(self, text: str) -> str:
+        return text if self.spec.keep_system_whitespace else self._content(text)
 
     def resolve_system(self, system: Optional[str]) -> str:
         """None -> the template's default system prompt (or none); "" -> explicitly no system prompt."""
@@ -130,8 +141,8 @@ class Template:
         s = self.spec
         sys_text = self.resolve_system(system)
         parts = [s.prefix]
-        if sys_text and not s.system_in_first_user:
-            parts.append(s.system_prefix + self._content(sys_text) + s.system_suffix)
+        if (sys_text or s.system_always) and not s.system_in_first_user:
+            parts.append(s.system_prefix + self._system_content(sys_text) + s.system_suffix)
         pending_system = sys_text if s.system_in_first_user else ""
         history_prefix = s.assistant_prefix if s.history_assistant_prefix is None else s.history_assistant_prefix
         for i, turn in enumerate(history or []):
@@ -149,12 +160,14 @@ class Template:
         s = self.spec
         head = s.user_prefix
         if system_inside:
-            head += s.system_prefix + self._content(system_inside) + s.system_suffix
+            head += s.system_prefix + self._system_content(system_inside) + s.system_suffix
         return head + self._content(user) + s.user_suffix
 
     def render_response(self, response: str) -> str:
         """The answer plus the end-of-turn suffix: exactly the part that is trained."""
-        return self.spec.response_prefix + self._content(_check_text(response, "response")) + self.spec.assistant_suffix
+        s = self.spec
+        answer = self._content(_check_text(response, "response"))
+        return s.response_prefix + answer + s.assistant_suffix + s.final_suffix
 
     # ---- token ids --------------------------------------------------------------------------
     def _encode(self, tokenizer: Any, text: str) -> List[int]:
