@@ -113,6 +113,8 @@ class ModelArguments(Section):
                                     check=check_device_map)
     hub_token: Optional[str] = arg(None, "Hub access token for gated/private repos and --push_to_hub (default: the "
                                    "client's own login, HF_TOKEN or MODELSCOPE_API_TOKEN).")
+    trust_remote_code: bool = arg(False, "Run the Python code a model repo ships (GLM-4-9B-chat, InternLM 2.5, "
+                                  "Baichuan 2 need it; `prefswift list models` marks them).")
 
 
 @dataclass

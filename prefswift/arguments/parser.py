@@ -103,7 +103,7 @@ def load_config_file(path: str) -> Dict[str, Any]:
 # LLaMA-Factory config keys with no prefswift meaning: the stage is the command; plots are always written; data is
 # always re-encoded; evaluation runs whenever there is an eval set.
 IGNORED_CONFIG_KEYS = {"stage", "do_train", "do_eval", "do_predict", "plot_loss", "overwrite_cache",
-                       "preprocessing_num_workers", "trust_remote_code"}
+                       "preprocessing_num_workers"}
 
 
 # LLaMA-Factory's `stage: dpo` trains with `pref_loss`: orpo and simpo are their own prefswift commands

@@ -17,7 +17,7 @@ def run_preview(args: RunArgs, n: int = 3, as_json: bool = False) -> str:
     m = args.model
     resolved = resolve_model(m.model_type, m.model_id_or_path, **hub_kwargs(m), template=m.template,
                              tokenizer_only=True)
-    tokenizer = load_tokenizer(resolved.path)
+    tokenizer = load_tokenizer(resolved.path, m.trust_remote_code)
     template = get_template(resolved.template, tokenizer, str(resolved.path))
     lines = []
     log = (lambda *a, **k: None) if as_json else (lambda msg="", *a, **k: lines.append(str(msg)))

@@ -149,7 +149,7 @@ def train_in_run_dir(args: RunArgs, algo: str, objective, run_dir: Path, resume_
 def load_tokenizer_and_template(args: RunArgs):
     m = args.model
     resolved = resolve_model(m.model_type, m.model_id_or_path, **hub_kwargs(m), template=m.template)
-    tokenizer = load_tokenizer(resolved.path)
+    tokenizer = load_tokenizer(resolved.path, m.trust_remote_code)
     return resolved, tokenizer, get_template(resolved.template, tokenizer, str(resolved.path))
 
 

@@ -141,7 +141,8 @@ def resolve_source(args: RunArgs) -> ModelSource:
         base = resolve_model(margs.model_type, margs.model_id_or_path, **hub_kwargs(margs), template=template)
     elif ckpt_dir is not None:                        # a full model dir: merged or full fine-tuning
         margs.model_id_or_path = str(ckpt_dir)
-        base = resolve_model(margs.model_type, str(ckpt_dir), template=template)
+        base = resolve_model(margs.model_type, str(ckpt_dir), template=template,
+                             trust_remote_code=bool(getattr(margs, "trust_remote_code", False)))
     else:
         base = resolve_model(margs.model_type, margs.model_id_or_path, **hub_kwargs(margs), template=template)
     return ModelSource(base=base, model_args=margs, adapter_dir=adapter, pre_adapter=pre_adapter, ckpt_dir=ckpt_dir,

@@ -108,12 +108,13 @@ def download(model_id: str, revision: Optional[str], hub: str, tokenizer_only: b
 def hub_kwargs(model_args) -> dict:
     """The download settings of a ModelArguments for `resolve_model`: revision, hub, token, cache policy."""
     return dict(revision=model_args.model_revision, hub=model_args.hub, token=model_args.hub_token,
-                check_latest=model_args.check_model_is_latest)
+                check_latest=model_args.check_model_is_latest,
+                trust_remote_code=bool(getattr(model_args, "trust_remote_code", False)))
 
 
 def resolve_model(model_type: Optional[str], model_id_or_path: Optional[str], *, revision=None, hub="auto",
                   template: Optional[str] = None, tokenizer_only: bool = False, token: Optional[str] = None,
-                  check_latest: bool = True) -> ResolvedModel:
+                  check_latest: bool = True, trust_remote_code: bool = False) -> ResolvedModel:
     spec = get_model_spec(model_type) if model_type else None
     if spec is None and model_id_or_path and "/" not in model_id_or_path and \
             not Path(model_id_or_path).expanduser().exists():
@@ -122,6 +123,9 @@ def resolve_model(model_type: Optional[str], model_id_or_path: Optional[str], *,
             model_id_or_path = None
     if spec is not None:
         check_requirements(spec)
+        if spec.trust_remote_code and not trust_remote_code:
+            raise PrefswiftError(f"model type {spec.model_type} runs Python code from its model repo "
+                                 f"({spec.architecture}); read it, then pass --trust_remote_code true")
     if model_id_or_path and Path(model_id_or_path).expanduser().is_dir():
         path = Path(model_id_or_path).expanduser().resolve()
     elif model_id_or_path and (model_id_or_path.startswith((".", "/", "~")) or os.sep in model_id_or_path
@@ -139,8 +143,22 @@ def resolve_model(model_type: Optional[str], model_id_or_path: Optional[str], *,
     else:
         raise PrefswiftError("say which model: --model_type NAME (see `prefswift list models`) "
                              "or --model_id_or_path DIR")
+    if not trust_remote_code and needs_remote_code(path):
+        raise PrefswiftError(f"{path}: its config.json maps the model to Python code shipped in the directory "
+                             "(auto_map); read it, then pass --trust_remote_code true")
     tmpl = template or (spec.template if spec else None) or guess_template(path)
     return ResolvedModel(path=path, spec=spec, template=tmpl)
+
+
+def needs_remote_code(path: Path) -> bool:
+    """True when the directory's config.json loads a model class from the repo's own Python files (auto_map)."""
+    import json
+
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and "AutoModelForCausalLM" in (config.get("auto_map") or {})
 
 
 def check_requirements(spec: ModelSpec) -> None:
@@ -265,10 +283,10 @@ def quantization_config(bits: int, compute_dtype: torch.dtype, quant_type="nf4",
     return BitsAndBytesConfig(load_in_8bit=True)
 
 
-def load_tokenizer(path: Path):
+def load_tokenizer(path: Path, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(path))
+    tok = AutoTokenizer.from_pretrained(str(path), **({"trust_remote_code": True} if trust_remote_code else {}))
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -332,6 +350,8 @@ def load_model(path: Path, model_args, *, spec: Optional[ModelSpec] = None, devi
         kwargs["device_map"] = device_map
     if max_memory is not None:
         kwargs["max_memory"] = max_memory
+    if getattr(model_args, "trust_remote_code", False):
+        kwargs["trust_remote_code"] = True
     if head == "sequence_classification":
         model = load_sequence_classifier(path, kwargs, pad_token_id)
     else:

@@ -51,6 +51,16 @@ def list_models() -> List[ModelSpec]:
     return list(_MODELS.values())
 
 
+def default_lora_targets(config) -> Tuple[str, ...]:
+    """What --lora_target_modules DEFAULT means for a model without a model type: the targets of the registered
+    family whose architecture its config names (Phi-3's fused qkv_proj/gate_up_proj ...), else Llama's."""
+    names = set(getattr(config, "architectures", None) or [])
+    for spec in _MODELS.values():
+        if spec.architecture in names and not spec.builtin:
+            return spec.lora_target_modules
+    return LLAMA_LIKE_TARGETS
+
+
 def list_families() -> List[str]:
     return sorted({s.family for s in _MODELS.values() if s.family})
 

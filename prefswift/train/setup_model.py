@@ -11,7 +11,7 @@ from ..models.precision import training_precision
 from ..models.reference import names_other_weights
 from ..models.lora import (add_lora, continue_adapter, count_parameters, enable_gradient_checkpointing,
                            frozen_copy, load_reference_adapter, merge_adapter_into_base)
-from ..registry.models import LLAMA_LIKE_TARGETS
+from ..registry.models import default_lora_targets
 
 logger = logging.getLogger("prefswift")
 
@@ -79,7 +79,7 @@ def build_models(args, resolved: ResolvedModel, *, needs_reference: bool, device
     if continued:
         policy = continue_adapter(policy, m.adapter_name_or_path, reference=needs_reference)
     elif tuning.sft_type == "lora":
-        default = resolved.spec.lora_target_modules if resolved.spec else LLAMA_LIKE_TARGETS
+        default = resolved.spec.lora_target_modules if resolved.spec else default_lora_targets(policy.config)
         policy = add_lora(policy, tuning, default, quantized=quantized,
                           task_type="SEQ_CLS" if head == "sequence_classification" else "CAUSAL_LM")
         if needs_reference and m.ref_adapter_name_or_path:
