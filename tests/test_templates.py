@@ -29,6 +29,7 @@ from prefswift.templates import (
     register_template,
 )
 from prefswift.templates import registry as template_registry
+from chat_fixtures import official
 
 FIXTURES = Path(__file__).parent / "fixtures" / "chat_templates"
 
@@ -125,8 +126,8 @@ def test_ids_match_apply_chat_template(name, fixture, tiny, extra, tiny_dirs):
 def test_tiny_models_carry_the_real_templates(tiny_dirs):
     llama = AutoTokenizer.from_pretrained(tiny_dirs["tiny-llama3"])
     qwen = AutoTokenizer.from_pretrained(tiny_dirs["tiny-qwen"])
-    assert llama.chat_template == (FIXTURES / "llama3_8b_instruct.jinja").read_text(encoding="utf-8")
-    assert qwen.chat_template == (FIXTURES / "qwen2_7b_instruct.jinja").read_text(encoding="utf-8")
+    assert llama.chat_template == official("llama3_8b_instruct.jinja")
+    assert qwen.chat_template == official("qwen2_7b_instruct.jinja")
 
 
 def test_llama3_bos_never_doubled(tiny_dirs):
@@ -203,7 +204,8 @@ def test_default_template_uses_the_tokenizers_bos_and_eos(tiny_dirs):
 
 def test_registry_lookup_aliases_and_did_you_mean():
     names = [s.name for s in list_templates()]
-    for name in ("chatml", "qwen", "qwen2_5", "qwen3", "llama3", "yi", "mistral", "default"):
+    for name in ("chatml", "qwen", "qwen2_5", "qwen3", "llama3", "llama3_1", "gemma", "phi3", "deepseek_r1", "yi",
+                 "mistral", "default"):
         assert name in names
     assert get_template("Qwen2.5").name == "qwen2_5"
     assert get_template("qwen2").name == "qwen"
