@@ -159,7 +159,7 @@ def test_auto_stop_word_is_read_off_the_rendering(fixture, stop, tokenizers):
                                              ("gemma3_it.jinja", "gemma"), ("phi3_5_mini_instruct.jinja", "phi3"),
                                              ("qwen2_5_7b_instruct.jinja", "qwen2_5"),
                                              ("llama3_2_3b_instruct.jinja", None), ("qwen3_8b.jinja", None),
-                                             ("deepseek_r1_distill.jinja", None)])
+                                             ("deepseek_r1_distill.jinja", "deepseek_r1")])
 def test_detection_picks_a_builtin_only_when_it_renders_the_same(fixture, builtin, tokenizers):
     tok = tokenizers(fixture)
     assert matching_builtin(official(fixture), tok.bos_token or "", tok.eos_token or "") == builtin

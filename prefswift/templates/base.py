@@ -58,6 +58,9 @@ class TemplateSpec:
     keep_system_whitespace: bool = False
     # Text after the last answer only, not after earlier ones (Phi-3 ends a finished conversation with EOS).
     final_suffix: str = ""
+    # The official jinja renders a finished answer unlike the generated one (DeepSeek-R1 drops the '<think>' its
+    # generation prompt opens): a model's own template is recognised as this one by its prompts alone.
+    match_prompts_only: bool = False
     # Checked token for token against this official jinja file (tests/fixtures/chat_templates/); () = not checked.
     official: Tuple[str, ...] = ()
     aliases: Tuple[str, ...] = ()

@@ -106,7 +106,7 @@ def matching_builtin(chat_template: str, bos_token: str = "", eos_token: str = "
                 ours.append((prompt, prompt + fill_special_tokens(tokens, template.render_response(response))))
         except Exception:  # noqa: BLE001 - e.g. a template without system prompts
             continue
-        if ours == official:
+        if ours == official or spec.match_prompts_only and [p for p, _ in ours] == [p for p, _ in official]:
             return spec.name
     return None
 

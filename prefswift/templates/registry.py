@@ -212,6 +212,7 @@ BUILTIN_TEMPLATES = [
         assistant_suffix="<｜end▁of▁sentence｜>",
         stop_words=("<｜end▁of▁sentence｜>",),
         aliases=("deepseek_r1_distill",),
+        match_prompts_only=True,
         official=("deepseek_r1_distill.jinja",),
         description="DeepSeek-R1-Distill: BOS, system text, <｜User｜>...<｜Assistant｜><think>\\n; the "
                     "prompt and history equal the official template, the response continues the opened <think>.",
