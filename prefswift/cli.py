@@ -91,11 +91,13 @@ add_train_commands()
 
 @app.command("list", help="List registered models, templates or datasets.")
 def list_cmd(what: str = typer.Argument(..., help="models | templates | datasets"),
+             word: str = typer.Argument(None, help="Only the rows that contain this word (any column)."),
+             family: str = typer.Option(None, help="models: only this family (e.g. gemma2, qwen2.5)."),
              custom_register_path: str = typer.Option(None, help="A Python file that registers models/templates/"
                                                                  "datasets (listed too).")):
     from .commands import list as list_command
 
-    list_command.main(what, custom_register_path)
+    list_command.main(what, custom_register_path, word=word, family=family)
 
 
 @app.command("preview", context_settings=PASSTHROUGH,

@@ -127,3 +127,59 @@ def test_remote_code_families_are_refused_without_the_flag(family, tmp_path):
         resolve_model(None, str(tmp_path))
     with pytest.raises(ArgumentError, match="trust_remote_code"):
         build_family_model(family, tmp_path / "tiny")
+
+
+@pytest.mark.parametrize("family", ["gemma2", "phi3", "llama3.1", "llama3.2"])
+def test_preview_of_a_local_dir_shows_the_official_rendering(family, family_dir, tmp_path):
+    from prefswift.commands.preview import TRAINED_CLOSE, TRAINED_OPEN, run_preview
+
+    path = family_dir(family)
+    data = tmp_path / "pairs.jsonl"
+    data.write_text(json.dumps({"system": "Be brief.", "history": [["Hi", "Hello!"]], "prompt": "Name a fruit.",
+                                "chosen": "A pear.", "rejected": "No."}) + "\n")
+    out = run_preview(parse_command("preview", ["--model_id_or_path", str(path), "--dataset", str(data)]), n=1)
+    tok = AutoTokenizer.from_pretrained(path)
+    conversation = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                    {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Name a fruit."}]
+    if family == "gemma2":  # Gemma 2 refuses a system role: it opens the first user turn (Gemma 3's own way)
+        conversation = [{"role": "user", "content": "Be brief.\n\nHi"}] + conversation[2:]
+    prompt = tok.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+    full = tok.apply_chat_template(conversation + [{"role": "assistant", "content": "A pear."}], tokenize=False)
+    assert prompt + TRAINED_OPEN + full[len(prompt):] + TRAINED_CLOSE in out
+    assert ("template: auto" in out) == (family == "llama3.2")  # today's date in its header: no built-in renders it
+
+
+def test_auto_truncates_oldest_turns_first_and_keeps_headers(family_dir):
+    from prefswift.data.pipeline import RowChecker, encode_examples
+    from prefswift.templates.stops import stop_tokens
+
+    path = family_dir("gemma2")
+    tok = AutoTokenizer.from_pretrained(path)
+    template = get_template("auto", tok, "gemma2")
+    assert stop_tokens(tok, template)[0][0] == tok.convert_tokens_to_ids("<end_of_turn>")
+    history = [(f"Question number {i} about the sea?", f"Answer {i}: the sea is blue.") for i in range(6)]
+    ex = PreferenceExample(prompt="Name a fruit.", chosen="A pear.", rejected="No.", history=history)
+    args = parse_command("dpo", ["--model_id_or_path", str(path), "--dataset", "demo", "--max_length", "80",
+                                 "--max_prompt_length", "60"]).data
+    lengths = {"prompt": [], "chosen": [], "rejected": []}
+    rows, truncated = encode_examples([ex], template, tok, args, RowChecker("error", print), lengths)
+    assert truncated == 1 and rows[0]["truncated"]["turns"] >= 1
+    kept = history[rows[0]["truncated"]["turns"]:]
+    conversation = [m for u, a in kept for m in ({"role": "user", "content": u}, {"role": "assistant", "content": a})]
+    conversation.append({"role": "user", "content": "Name a fruit."})
+    want = tok.apply_chat_template(conversation, tokenize=True, return_dict=False, add_generation_prompt=True)
+    assert rows[0]["prompt_input_ids"] == want and len(want) <= 60
+
+
+def test_list_models_filters_and_marks_remote_code():
+    from prefswift.commands.list import render_list
+
+    gemma = render_list("models", family="gemma2").splitlines()[2:]
+    assert [line.split()[0] for line in gemma] == ["gemma2-2b-it", "gemma2-9b-it", "gemma2-27b-it"]
+    assert all(" 9B " in line for line in gemma if line.startswith("gemma2-9b"))
+    internlm = render_list("models", word="internlm").splitlines()[2:]
+    assert len(internlm) == 3 and all("--trust_remote_code true" in line for line in internlm)
+    with pytest.raises(ArgumentError, match="did you mean 'gemma2'"):
+        render_list("models", family="gemma-2")
+    templates = {line.split()[0]: line for line in render_list("templates").splitlines()[2:]}
+    assert "gemma2_it.jinja" in templates["gemma"] and templates["default"].split()[1] == "-"
