@@ -26,6 +26,7 @@ class Family:
     trust_remote_code: bool = False
     requires: Tuple[str, ...] = ()
     templates: dict = field(default_factory=dict)  # model_type -> template, where one differs from the family's
+    architectures: dict = field(default_factory=dict)  # model_type -> architecture, where one differs
     description: str = ""
 
 
@@ -87,6 +88,7 @@ FAMILIES: List[Family] = [
         ("gemma3-12b-it", "12B", "LLM-Research/gemma-3-12b-it", "google/gemma-3-12b-it"),
         ("gemma3-27b-it", "27B", "LLM-Research/gemma-3-27b-it", "google/gemma-3-27b-it"),
     ], requires=("transformers>=4.50",),
+        architectures={f"gemma3-{s}-it": "Gemma3ForConditionalGeneration" for s in ("4b", "12b", "27b")},
         description="Gemma 3 it (4B and up ship a vision tower too: Gemma3ForConditionalGeneration)"),
     Family("phi3", "Phi3ForCausalLM", None, [
         ("phi3-mini-4k-instruct", "3.8B", "LLM-Research/Phi-3-mini-4k-instruct", "microsoft/Phi-3-mini-4k-instruct"),

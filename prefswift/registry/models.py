@@ -112,7 +112,7 @@ def _register_catalog() -> None:
         for model_type, size, ms_id, hf_id in fam.models:
             _r(model_type, ms_id, hf_id, fam.templates.get(model_type, fam.template),
                lora_target_modules=fam.lora_target_modules, requires=fam.requires, family=fam.name,
-               architecture=fam.architecture, size=size, trust_remote_code=fam.trust_remote_code,
+               architecture=fam.architectures.get(model_type, fam.architecture), size=size, trust_remote_code=fam.trust_remote_code,
                description=fam.description)
 
 
