@@ -104,7 +104,7 @@ def merge_lora(args: RunArgs, output_dir: Optional[str] = None, *, log=print) ->
     log(f"[prefswift] merging {source.describe()} (dtype {source.model_args.dtype}, "
         f"device {args.infer.merge_device_map})")
     merged = load_merged_model(source, args.infer.merge_device_map)
-    tokenizer = load_tokenizer(source.tokenizer_dir)
+    tokenizer = load_tokenizer(source.tokenizer_dir, source.model_args.trust_remote_code)
     generates = source.head != "sequence_classification"  # a reward model has no generation config
     template = get_template(source.base.template, tokenizer, str(source.base.path)) if generates else None
     eos_ids = stop_tokens(tokenizer, template, merged)[0] if generates else []

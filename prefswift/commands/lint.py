@@ -39,7 +39,7 @@ def run_lint(args: RunArgs, *, log=print) -> Tuple[LintReport, Path]:
 
         resolved = resolve_model(m.model_type, m.model_id_or_path, **hub_kwargs(m), template=m.template,
                                  tokenizer_only=True)
-        tokenizer = load_tokenizer(resolved.path)
+        tokenizer = load_tokenizer(resolved.path, m.trust_remote_code)
         template = get_template(resolved.template, tokenizer, str(resolved.path))
         name = m.model_type or str(resolved.path)
     elif m.template:

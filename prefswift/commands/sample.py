@@ -89,7 +89,7 @@ def _load_policy(source, args: RunArgs, engine: str):
     if engine == "vllm":
         from ..infer.sampling import VllmSampler
 
-        tokenizer = load_tokenizer(source.tokenizer_dir)
+        tokenizer = load_tokenizer(source.tokenizer_dir, source.model_args.trust_remote_code)
         template = get_template(source.base.template, tokenizer, str(source.base.path))
         return VllmSampler(source.base.path, tokenizer, template, args.infer, args.sample.num_samples), tokenizer, \
             template, None

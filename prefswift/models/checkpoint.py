@@ -233,7 +233,7 @@ def load_for_inference(source: ModelSource, *, device_map="default") -> LoadedMo
         logger.warning("the adapter was trained on a %d-bit base; without a GPU it runs on the full-precision base",
                        source.trained_bits)
     model = load_base_with_adapter(source, device_map=device_map)
-    tokenizer = load_tokenizer(source.tokenizer_dir)
+    tokenizer = load_tokenizer(source.tokenizer_dir, source.model_args.trust_remote_code)
     template = get_template(source.base.template, tokenizer, str(source.base.path))
     return LoadedModel(model=model, tokenizer=tokenizer, template=template, source=source)
 
