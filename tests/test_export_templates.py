@@ -14,7 +14,8 @@ from prefswift.templates.ollama import go_template, modelfile, starts_with_bos
 
 # every built-in template, with the tiny model whose tokenizer has its special tokens
 CASES = [("llama3", "tiny-llama3"), ("default", "tiny-llama3"), ("mistral", "tiny-llama3"), ("qwen", "tiny-qwen"),
-         ("qwen2_5", "tiny-qwen"), ("qwen3", "tiny-qwen"), ("chatml", "tiny-qwen"), ("yi", "tiny-qwen")]
+         ("qwen2_5", "tiny-qwen"), ("qwen3", "tiny-qwen"), ("chatml", "tiny-qwen"), ("yi", "tiny-qwen"),
+         ("llama3_1", "tiny-llama3"), ("gemma", "tiny-llama3"), ("phi3", "tiny-llama3"), ("deepseek_r1", "tiny-llama3")]
 
 
 @pytest.fixture(scope="module")

@@ -42,7 +42,7 @@ def _out(text: str) -> str:
 def to_jinja(spec: TemplateSpec) -> str:
     """The jinja chat template of `spec`."""
     content = "message['content'] | trim" if spec.strip_content else "message['content']"
-    system = "ns.system | trim" if spec.strip_content else "ns.system"
+    system = "ns.system | trim" if spec.strip_content and not spec.keep_system_whitespace else "ns.system"
     history_prefix = spec.assistant_prefix if spec.history_assistant_prefix is None else spec.history_assistant_prefix
     system_block = _out(spec.system_prefix) + "{{ " + system + " }}" + _out(spec.system_suffix)
     j = ["{% set ns = namespace(system=" + _string(spec.default_system or "") + ", start=0) %}",
@@ -50,7 +50,7 @@ def to_jinja(spec: TemplateSpec) -> str:
          "{% set ns.system = messages[0]['content'] %}{% set ns.start = 1 %}{% endif %}",
          _out(spec.prefix)]
     if not spec.system_in_first_user:
-        j.append("{% if ns.system %}" + system_block + "{% endif %}")
+        j.append(system_block if spec.system_always else "{% if ns.system %}" + system_block + "{% endif %}")
     j.append("{% for message in messages[ns.start:] %}")
     j.append("{% if message['role'] == 'user' %}" + _out(spec.user_prefix))
     if spec.system_in_first_user:
@@ -59,6 +59,8 @@ def to_jinja(spec: TemplateSpec) -> str:
     j.append("{% elif message['role'] == 'assistant' %}")
     j.append("{% if loop.last %}" + _out(spec.assistant_prefix) + "{% else %}" + _out(history_prefix) + "{% endif %}")
     j.append(_out(spec.response_prefix) + "{{ " + content + " }}" + _out(spec.assistant_suffix))
+    if spec.final_suffix:  # after the last answer only (Phi-3's EOS)
+        j.append("{% if loop.last %}" + _out(spec.final_suffix) + "{% endif %}")
     j.append("{% endif %}{% endfor %}")
     j.append("{% if add_generation_prompt %}" + _out(spec.assistant_prefix) + "{% endif %}")
     return "".join(j)

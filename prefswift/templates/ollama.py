@@ -42,7 +42,7 @@ def go_template(template: Template, tokenizer, drop_bos: bool) -> str:
     system = frag["system_prefix"] + "{{ $.System }}" + frag["system_suffix"]
     out = [frag["prefix"]]
     if not s.system_in_first_user:
-        out.append("{{ if .System }}" + system + "{{ end }}")
+        out.append(system if s.system_always else "{{ if .System }}" + system + "{{ end }}")
     out.append("{{ range $i, $_ := .Messages }}")
     out.append("{{ $last := eq (len (slice $.Messages $i)) 1 }}")
     out.append("{{ if eq .Role \"user\" }}" + frag["user_prefix"])
