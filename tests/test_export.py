@@ -293,3 +293,25 @@ def test_sentencepiece_style_tokenizer_is_written_as_a_llama_vocabulary(tmp_path
     for text in ("Hello world, how are you?", "ünïcode 你好 and bytes", "12 plus 30 [INST] x </s>"):
         assert rebuilt(text, add_special_tokens=False)["input_ids"] == tok(text, add_special_tokens=False)["input_ids"]
     assert check_gguf_template(path) is None
+
+
+def test_a_model_on_its_own_jinja_exports_that_jinja_and_ollama_refuses_it(tmp_path):
+    """--template auto: training rendered with the model's own chat template, so the GGUF carries exactly that jinja
+    (transformers renders it back to training's ids); a Modelfile TEMPLATE cannot carry jinja: one line."""
+    from chat_fixtures import official
+    from transformers import AutoTokenizer
+
+    from prefswift.errors import ArgumentError
+    from prefswift.models.tiny_families import build_family_model
+    from prefswift.templates.check import check_gguf_template, gguf_metadata
+
+    model_dir = build_family_model("llama3.1", tmp_path / "m", official("llama3_1_8b_instruct.jinja"))
+    dest = export("--model_id_or_path", model_dir, "--template", "auto", "--outtype", "f32",
+                  "--output_dir", tmp_path / "out")
+    meta = gguf_metadata(dest / "model-f32.gguf", "tokenizer.chat_template", "prefswift.template")
+    assert meta == {"tokenizer.chat_template": AutoTokenizer.from_pretrained(model_dir).chat_template,
+                    "prefswift.template": "auto"}
+    assert check_gguf_template(dest / "model-f32.gguf") is None
+    with pytest.raises(ArgumentError) as e:
+        export("--model_id_or_path", model_dir, "--template", "auto", "--to", "ollama", "--output_dir", tmp_path / "o")
+    assert "(--template auto)" in _one_line(e) and not (tmp_path / "o").exists()

@@ -14,13 +14,12 @@ from typing import List, Optional
 
 from ..arguments import RunArgs
 from ..errors import ArgumentError, PrefswiftError
-from ..models.checkpoint import ModelSource, check_generates, load_for_inference, resolve_source
+from ..models.checkpoint import ModelSource, check_generates, load_for_inference, resolve_source, source_template
 from ..run.state import is_run_dir, read_run
 from ..serve.app import build_app
 from ..serve.engine import Engine
 from ..serve.server import check_exposure, effective_api_key, run_server
 from ..serve.types import EngineError
-from ..templates import get_template
 from ..templates.check import check_template
 from .common import run_command
 from .deploy_preference import PairScorer
@@ -91,7 +90,7 @@ class AdapterResolver:
             raise EngineError(400, f"adapter {name!r}: trained on {source.base.path}, but this server's base is "
                               f"{self.main.base.path}; serve it with a prefswift deploy of its own",
                               "invalid_adapter", "path")
-        return source, get_template(source.base.template), source.saved.get("system")
+        return source, source_template(source), source.saved.get("system")
 
 
 def run_deploy(args: RunArgs, *, log=print) -> None:

@@ -38,7 +38,7 @@ def export_bnb(args, source: ModelSource, dest: Path, log) -> None:
     log(f"[export] loading {source.describe()}{' (merging the adapter)' if source.adapter_dir else ''}")
     merged = load_merged_model(source, args.infer.merge_device_map)
     tokenizer = load_tokenizer(source.tokenizer_dir)
-    eos_ids = stop_tokens(tokenizer, get_template(source.base.template), merged)[0]
+    eos_ids = stop_tokens(tokenizer, get_template(source.base.template, tokenizer, str(source.base.path)), merged)[0]
     from .gguf_model import check_finite, float_state
 
     check_finite(float_state(merged), str(source.ckpt_dir or source.base.path))

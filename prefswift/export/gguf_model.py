@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import ArgumentError
 from ..templates import Template
-from ..templates.jinja import to_jinja
+from ..templates.jinja import runtime_jinja
 from ..templates.ollama import starts_with_bos
 from .gguf_arch import family_of, tensor_transform, write_hparams
 from .gguf_file import GGUFOut, file_type, map_state_dict
@@ -71,7 +71,7 @@ def write_gguf(path: Path, model, tokenizer, template: Template, config: dict, o
     write_hparams(w, family, config)
     vocab.add_bos = starts_with_bos(template, tokenizer)  # llama.cpp adds BOS exactly when training's prompts had it
     write_vocab(w, tokenizer, vocab, eos_ids)
-    w.add_chat_template(to_jinja(template.spec))
+    w.add_chat_template(runtime_jinja(template, tokenizer))
     w.add_string("prefswift.template", template.name)
     for gguf_name, _, data in mapped:
         out.add(gguf_name, data, outtype)

@@ -21,7 +21,7 @@ from ..models.loader import load_tokenizer
 from ..models.push import check_push, push_result
 from ..templates import get_template
 from ..templates.check import check_template
-from ..templates.jinja import to_jinja
+from ..templates.jinja import runtime_jinja
 from ..templates.ollama import modelfile
 from ..templates.stops import stop_tokens
 from .destination import check_destination, save_args, staging_dir
@@ -103,14 +103,19 @@ def export(args: RunArgs, log=print) -> Path:
 
 
 def _export_gguf(args: RunArgs, source, dest: Path, to: str, outtype: str, log) -> None:
-    template = get_template(source.base.template)
     tokenizer = load_tokenizer(source.tokenizer_dir)
+    template = get_template(source.base.template, tokenizer, str(source.base.path))
+    if to == "ollama" and template.spec.name == "auto":
+        raise ArgumentError(f"export --to ollama: {source.base.path} trains with its own jinja chat template "
+                            "(--template auto), which a Modelfile TEMPLATE cannot carry: export --to gguf (its "
+                            "metadata holds that jinja) and write the Modelfile's TEMPLATE by hand, or train with a "
+                            "built-in --template")
     config_path = Path(source.base.path) / "config.json"
     config = json.loads(config_path.read_text(encoding="utf-8"))
     where = str(source.ckpt_dir or source.base.path)
     family_of(config, where)  # refusals that need no weights come before loading them
     gguf_vocab(tokenizer, int(config["vocab_size"]), where)
-    problem = check_template(to_jinja(template.spec), tokenizer, template)
+    problem = check_template(runtime_jinja(template, tokenizer), tokenizer, template)
     if problem:  # the generated jinja must reproduce training: a bug here would ship garbage answers
         raise ArgumentError(f"export: {problem}")
     log(f"[export] loading {source.describe()}{' (merging the adapter)' if source.adapter_dir else ''}")

@@ -226,6 +226,14 @@ def inference_device_map(source: ModelSource):
     return "auto" if torch.cuda.is_available() else None
 
 
+def source_template(source: ModelSource, tokenizer=None) -> Template:
+    """The template `source` was trained with. `auto` (the model's own jinja) needs its tokenizer: `tokenizer`, or
+    the source's own, loaded here."""
+    if tokenizer is None and str(source.base.template).lower() == "auto":
+        tokenizer = load_tokenizer(source.tokenizer_dir, source.model_args.trust_remote_code)
+    return get_template(source.base.template, tokenizer, str(source.base.path))
+
+
 def load_for_inference(source: ModelSource, *, device_map="default") -> LoadedModel:
     if device_map == "default":
         device_map = inference_device_map(source)
@@ -234,10 +242,9 @@ def load_for_inference(source: ModelSource, *, device_map="default") -> LoadedMo
                        source.trained_bits)
     model = load_base_with_adapter(source, device_map=device_map)
     tokenizer = load_tokenizer(source.tokenizer_dir, source.model_args.trust_remote_code)
-    template = get_template(source.base.template, tokenizer, str(source.base.path))
-    return LoadedModel(model=model, tokenizer=tokenizer, template=template, source=source)
+    return LoadedModel(model=model, tokenizer=tokenizer, template=source_template(source, tokenizer), source=source)
 
 
 __all__ = ["ModelSource", "LoadedModel", "resolve_source", "check_generates", "load_base_with_adapter",
-           "load_for_inference",
+           "load_for_inference", "source_template",
            "inference_device_map", "ADAPTER_CONFIG", "MODEL_CONFIG"]

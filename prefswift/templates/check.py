@@ -91,8 +91,9 @@ def check_gguf_template(path, template: Optional[Template] = None) -> Optional[s
     if template is None:
         if "prefswift.template" not in meta:
             return f"{path}: no prefswift.template in its metadata; pass the training template to check against"
-        template = get_template(meta["prefswift.template"])
     tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    if template is None:
+        template = get_template(meta["prefswift.template"], tokenizer, str(path))
     problem = check_template(meta.get("tokenizer.chat_template"), tokenizer, template)
     return f"{path}: {problem}" if problem else None
 

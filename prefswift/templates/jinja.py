@@ -66,4 +66,13 @@ def to_jinja(spec: TemplateSpec) -> str:
     return "".join(j)
 
 
-__all__ = ["to_jinja"]
+def runtime_jinja(template, tokenizer) -> str:
+    """The chat template a runtime (llama.cpp, Ollama, transformers) should carry to format prompts as training did:
+    the model's own jinja for `--template auto` (training rendered with exactly that), else one made from the
+    built-in template's fragments."""
+    if template.spec.name == "auto":
+        return tokenizer.chat_template
+    return to_jinja(template.spec)
+
+
+__all__ = ["runtime_jinja", "to_jinja"]

@@ -23,9 +23,8 @@ class Engines:
 
     def get(self, model_dir: str):
         """(engine, served name) for the model in `model_dir` (loaded on first use)."""
-        from ..models.checkpoint import check_generates, load_for_inference, resolve_source
+        from ..models.checkpoint import check_generates, load_for_inference, resolve_source, source_template
         from ..serve.engine import Engine
-        from ..templates import get_template
 
         with self.lock:
             for engine in self.engines.values():
@@ -37,7 +36,7 @@ class Engines:
                    else ("full", model_dir))
             system = source.saved.get("system")
             if key in self.engines:
-                self.engines[key].add_adapter(model_dir, source, get_template(source.base.template), system)
+                self.engines[key].add_adapter(model_dir, source, source_template(source), system)
             else:
                 self.engines[key] = Engine(load_for_inference(source), name=model_dir, system=system).start()
             return self.engines[key], model_dir
