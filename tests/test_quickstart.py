@@ -1,6 +1,7 @@
 """The quickstart's promise at a smaller scale: on held-out demo pairs an untrained tiny-llama3 scores about 0.5,
 after a short ORPO run >= 0.95, and greedy answers to held-out prompts follow the chosen pattern >= 90%; the run
-exported as a q8_0 GGUF answers the held-out prompts as the merged model does (transformers reads the GGUF)."""
+exported as a q8_0 GGUF answers the held-out prompts as the merged model does (transformers reads the GGUF); the run
+served by `prefswift deploy` answers the real `openai` client with the pattern, streaming and not."""
 import json
 
 from typer.testing import CliRunner
@@ -40,6 +41,57 @@ def test_demo_preference_learning_is_visible(tmp_path):
     cli("export", "--ckpt_dir", run, "--to", "gguf", "--outtype", "q8_0")
     assert_gguf_answers_as_merged(run / "adapter", tmp_path / "run-gguf" / "model-q8_0.gguf",
                                   [row["prompt"] for row in rows])
+    assert_deploy_answers_with_the_pattern(run, rows)
+
+
+def assert_deploy_answers_with_the_pattern(run, rows):
+    """The issue's done-when: `prefswift deploy --ckpt_dir <quickstart run>` answers
+    `openai.OpenAI(base_url=...).chat.completions.create` with the demo pattern (the rule in data/demo.py), greedy,
+    streaming and not; a greedy answer is the one `prefswift infer` gave for the same prompt."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    import openai
+
+    from prefswift.data.demo import demo_pattern
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.Popen([sys.executable, "-m", "prefswift", "deploy", "--ckpt_dir", str(run), "--port", str(port)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read()
+                time.sleep(0.25)
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0, timeout=60)
+        model = client.models.list().data[0].id
+        followed = 0
+        for i, row in enumerate(rows[:20]):
+            messages = [{"role": "user", "content": row["prompt"]}]
+            if i % 2:
+                stream = client.chat.completions.create(model=model, messages=messages, max_tokens=8, temperature=0,
+                                                        stream=True)
+                answer = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+            else:
+                answer = client.chat.completions.create(model=model, messages=messages, max_tokens=8,
+                                                        temperature=0).choices[0].message.content
+            assert answer == row["response"], (row["prompt"], answer, row["response"])
+            followed += demo_pattern(answer, row["prompt"])
+        assert followed >= 18
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
 
 
 def assert_gguf_answers_as_merged(adapter, gguf_path, prompts, max_new_tokens=8):
