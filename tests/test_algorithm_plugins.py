@@ -91,6 +91,9 @@ def test_a_registered_loss_trains_as_the_builtin_it_reimplements(runs):
     assert saved["loss_type"] == "my_sigmoid" and saved["custom_register_path"] == str(PLUGIN.resolve())
 
 
+# slow, covered by a plugin run resumed from args.json:
+#   test_resuming_with_the_plugins_loss_type_needs_no_custom_register_path
+@pytest.mark.slow
 def test_the_plugin_run_resumes_evaluates_and_merges_from_args_json_alone(runs, data, tmp_path):
     builtin, plugin = runs
     # resume with neither --custom_register_path nor --loss_type: both come from the checkpoint's args.json

@@ -119,6 +119,9 @@ def test_two_nodes_by_nnodes_and_node_rank_train_as_one_node(pairs, one_node, tm
     assert not list(out.glob(".prefswift-node-*"))  # the shared-storage markers are gone
 
 
+# slow, covered by two nodes as one: test_two_nodes_by_nnodes_and_node_rank_train_as_one_node; SLURM variables:
+#   test_cluster_units.py
+@pytest.mark.slow
 def test_two_nodes_started_by_srun_train_as_one_node(pairs, one_node, tmp_path):
     """What srun sets for a 2-node job with one task per node (each task starts torchrun for its node)."""
     port = free_port()
@@ -240,6 +243,9 @@ def test_four_nodes_every_survivor_names_the_killed_rank(pairs, tmp_path):
     assert_every_survivor_names_rank_one(kill_node_one(pairs, tmp_path / "run", 4))
 
 
+# slow, covered by another world size on resume:
+#   test_cluster_units.py::test_the_global_batch_is_kept_across_world_sizes
+@pytest.mark.slow
 def test_the_killed_run_resumes_with_one_process_then_two(pairs, one_node, killed, tmp_path):
     """2 -> 1: --gradient_accumulation_steps 2 keeps the global batch of 4; 1 -> 2: back to 1. Every later step has the
     one-node run's loss and learning rate."""

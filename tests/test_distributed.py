@@ -86,6 +86,9 @@ def test_ddp_resume_latest(pairs, tmp_path):
     assert_same_run(reference, run)
 
 
+# slow, covered by a dying rank stops the others:
+#   test_cluster.py::test_three_nodes_every_survivor_names_the_killed_rank
+@pytest.mark.slow
 def test_failing_rank_makes_every_rank_exit_nonzero(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", NPROC_PER_NODE="2")
     proc = subprocess.run([sys.executable, "-m", "prefswift", "orpo", "--model_type", "tiny-llama3", "--dataset",

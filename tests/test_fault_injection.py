@@ -4,6 +4,8 @@ and the same logged steps as an uninterrupted run. The long version: `python scr
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "fault_injection.py"
 
 
@@ -14,6 +16,10 @@ def load_script():
     return module
 
 
+# slow, covered by a killed run resumed to the same result:
+#   test_training.py::test_resume_latest_equals_uninterrupted,
+#   test_cluster.py::test_a_killed_rank_stops_the_other_within_the_bound_with_one_line
+@pytest.mark.slow
 def test_repeated_sigkills_end_with_the_adapter_of_an_uninterrupted_run(tmp_path, tiny_llama3_dir):
     script = load_script()
     # kinds of moment: mid-training, mid-save, just after the last step's checkpoint (times drawn from the seed)

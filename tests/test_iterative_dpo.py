@@ -9,9 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parent.parent
 
 
+# slow, covered by an example script chaining commands: test_sft_then_dpo.py::test_sft_then_dpo_recipe; sample ->
+#   dpo: test_sample.py
+@pytest.mark.slow
 def test_two_rounds_of_on_policy_dpo(tmp_path):
     heldout = tmp_path / "heldout.jsonl"
     heldout.write_text("".join(json.dumps({"prompt": f"Name a colour, number {i}."}) + "\n" for i in range(6)))

@@ -270,6 +270,7 @@ def test_lora_kto_run_with_precomputed_reference_equals_the_live_one(tmp_path):
         assert abs(a["loss"] - b["loss"]) < 1e-5 and abs(a["kl"] - b["kl"]) < 1e-5
 
 
+@pytest.mark.slow  # two processes equal one: test_distributed.py::test_two_process_ddp_equals_one_process[dpo]
 def test_two_process_ddp_equals_one_process(tmp_path):
     """apo_zero_unpaired (no KL baseline, whose rotation depends on the per-device batch): 2 DDP processes with 2
     rows each == 1 process with the same 4 rows per step — losses, weights and the pooled metrics."""

@@ -46,8 +46,12 @@ EXAMPLES = [PreferenceExample(prompt="What is the capital of France?", chosen="P
 
 
 def test_registry_covers_the_families_people_train():
-    models = [m for m in list_models() if not m.builtin]
-    assert len(models) >= 60 and len(FAMILIES) >= 15
+    from prefswift.registry.model_catalog import FAMILIES as CATALOG
+
+    catalog = {model_type for fam in CATALOG for model_type, *_ in fam.models}
+    # the catalog's entries (a plugin another test loaded may have registered more model types in this process)
+    models = [m for m in list_models() if m.model_type in catalog]
+    assert len(models) == len(catalog) >= 60 and len(FAMILIES) >= 15
     for m in models:
         assert m.family and m.architecture and m.size, m.model_type
         for hub_id in (m.ms_id, m.hf_id):

@@ -106,6 +106,9 @@ def _train(data, out, nproc, extra):
     return [json.loads(line) for line in (out / "logging.jsonl").read_text().splitlines() if '"loss"' in line]
 
 
+# slow, covered by two processes equal one: test_distributed.py::test_two_process_ddp_equals_one_process[dpo]; the
+#   budget: the other tests here
+@pytest.mark.slow
 def test_two_processes_with_a_token_budget_log_what_one_process_logs(tmp_path, varied_pairs):
     """Rank r takes batches r, r+2, ... (ranks hold different numbers of pairs); one process with 2 accumulation
     steps takes the same batches as its micro-batches: the same global batches, so the same losses and metrics."""
