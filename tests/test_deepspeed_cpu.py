@@ -40,7 +40,7 @@ def _train_losses(algo, out, nproc, *extra):
 
 
 @pytest.mark.parametrize("nproc,extra", [
-    # LoRA, partitioned frozen head (numbers under DeepSpeed by default: the sharded-precompute test below; ZeRO-2/3
+    # LoRA, partitioned frozen head (numbers under DeepSpeed: the sharded-precompute test below, slow; ZeRO-2/3
     # training: the recipes in test_examples)
     pytest.param(1, ["--deepspeed", "zero3"], marks=pytest.mark.slow),
     # long two-process runs: ZeRO-2/3 across ranks run by default in test_examples (the DeepSpeed recipes)
@@ -68,6 +68,10 @@ def test_zero3_with_a_separate_reference_is_refused_once_before_launch(tmp_path)
     assert "launching" not in proc.stderr and "Traceback" not in proc.stderr
 
 
+# slow, covered by two ranks under DeepSpeed:
+#   test_examples.py::test_recipe_runs_for_real_at_tiny_size[deepspeed_zero3_dpo]; precomputed reference log-probs
+#   equal the live ones: test_training.py::test_precomputed_reference_gives_the_same_losses, test_reference_cache.py
+@pytest.mark.slow
 def test_precomputed_reference_sharded_over_two_ranks_equals_the_live_reference(tmp_path):
     """Each DDP rank precomputes every second row and the shards are exchanged: the same losses as computing the
     reference on the fly."""

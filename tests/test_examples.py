@@ -130,7 +130,9 @@ def logged_parameter_counts(output):
 
 # slow: each named test covers the same kind of run by default (the suite stays near 10 minutes on 2 cores)
 SLOW_RUNS = {"ddp_4gpu_orpo": "test_distributed.py::test_two_process_ddp_equals_one_process, test_cluster.py",
-             "deepspeed_zero2_dpo": "test_deepspeed_cpu.py::test_precomputed_reference_sharded_over_two_ranks_..."}
+             "deepspeed_zero2_dpo": "the deepspeed_zero3_dpo recipe (two ranks, DeepSpeed) below",
+             "qlora_orpo_llama3": "test_gpu_paths.py::test_qlora_trains_on_cpu_and_merges_to_the_adapters_function",
+             "single_gpu_lora_dpo": "the mp_ddp_4gpu_dpo recipe below, test_quickstart.py (one-process LoRA runs)"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_RUNS else n
