@@ -9,6 +9,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -74,6 +75,9 @@ def site(tmp_path_factory, tiny_llama3_dir):
                              "0", "--max_steps", str(STEPS), "--save_strategy", "no",
                              "--output_dir", str(root / "live")],
                             env=env, stdout=subprocess.DEVNULL, stderr=open(root / "live.err", "w"))
+    paused = threading.Event()  # the live run is held (SIGSTOP) at its first logged step until the page watches it
+    threading.Thread(target=hold_at_first_step, args=(live, root / "live" / "logging.jsonl", paused),
+                     daemon=True).start()
     run_training(parse_command("dpo", [*TINY, "--dataset", "demo#16", "--eval_ratio", "0.25", "--max_steps", "4",
                                        "--save_steps", "2", "--eval_steps", "2", "--output_dir", str(root / "done")]),
                  "dpo", log=lambda *a, **k: None)
@@ -103,13 +107,24 @@ def site(tmp_path_factory, tiny_llama3_dir):
     port, votes = free_port(), root / "arena" / "votes.jsonl"
     server = Server(root, port, votes)
     state = {"root": root, "driver": driver, "server": server, "port": port, "votes": votes, "live": live,
-             "shots": shots}
+             "shots": shots, "paused": paused}
     yield state
     driver.quit()
     state["server"].stop()
     if live.poll() is None:
+        live.send_signal(signal.SIGCONT)
         live.kill()
     live.wait()
+
+
+def hold_at_first_step(process, log: Path, paused: threading.Event) -> None:
+    """SIGSTOP `process` once its log has a training row, so the page sees it mid-run however slow the set-up is."""
+    while process.poll() is None:
+        if log.exists() and '"loss"' in log.read_text(encoding="utf-8"):
+            process.send_signal(signal.SIGSTOP)
+            paused.set()
+            return
+        time.sleep(0.02)
 
 
 def wait(driver, condition, timeout=60, what="the page"):
@@ -148,8 +163,15 @@ def test_runs_page_follows_a_training_run_and_a_refresh_or_restart_keeps_its_cur
             return step if step >= 1 else False
         return False
 
-    first = wait(d, live_step, 120, "the live run's first logged step")
-    second = wait(d, lambda drv: (s := live_step(drv)) and s > first and s, 60, "its step counter to advance")
+    assert site["paused"].wait(120), (site["root"] / "live.err").read_text()[-2000:]
+    first = wait(d, live_step, 60, "the live run's first logged step")  # held there: it cannot finish unseen
+    site["live"].send_signal(signal.SIGCONT)
+
+    def step_now(drv):
+        cells = drv.find_elements(By.CSS_SELECTOR, 'tr[data-run="live"] td.step')
+        return int(cells[0].text.split("/")[0]) if cells else 0
+
+    second = wait(d, lambda drv: (s := step_now(drv)) > first and s, 60, "its step counter to advance")
     assert second > first  # the counter moved without a reload: server-sent events
     assert d.find_element(By.CSS_SELECTOR, 'tr[data-run="done"] .badge').text == "finished"
     d.save_screenshot(str(site["shots"] / "web-runs.png"))
