@@ -100,98 +100,53 @@ def list_cmd(what: str = typer.Argument(..., help="models | templates | datasets
     list_command.main(what, custom_register_path, word=word, family=family)
 
 
-@app.command("preview", context_settings=PASSTHROUGH,
-             help="Show exactly what training sees: rendered pairs, trained tokens, counts (--json for ids).")
-def preview_cmd(ctx: typer.Context):
-    precheck("preview", list(ctx.args))
-    from .commands import preview
-
-    preview.main(list(ctx.args))
-
-
-@app.command("merge-lora", context_settings=PASSTHROUGH,
-             help="Merge a LoRA checkpoint into its base: --ckpt_dir X [--output_dir Y] (default X-merged).")
-def merge_lora_cmd(ctx: typer.Context):
-    precheck("merge-lora", list(ctx.args))
-    from .commands import merge
-
-    merge.main(list(ctx.args))
-
-
-@app.command("export", context_settings=PASSTHROUGH,
-             help="A trained model for local runtimes: --to gguf (--outtype f16|bf16|f32|q8_0|q4_0|q5_0, adapters "
-                  "merged, training chat template in the metadata), ollama (+ Modelfile), gguf-lora (the adapter "
-                  "alone), or --quant bnb-4bit|bnb-8bit safetensors.")
-def export_cmd(ctx: typer.Context):
-    precheck("export", list(ctx.args))
-    from .commands import export
-
-    export.main(list(ctx.args))
-
-
-@app.command("infer", context_settings=PASSTHROUGH,
-             help="Chat with a checkpoint or model (commands exit/quit, clear, reset-system; end a line with \\ to "
-                  "continue it; stdin from a pipe: one prompt per line, one JSON line out per answer), or answer a "
-                  "dataset's prompts into infer_result/<time>.jsonl (--dataset / --load_dataset_config true).")
-def infer_cmd(ctx: typer.Context):
-    precheck("infer", list(ctx.args))
-    from .commands import infer
-
-    infer.main(list(ctx.args))
+# The commands that take their options raw (parsed by prefswift.arguments): (name, module in prefswift.commands, help).
+PASSTHROUGH_COMMANDS = (
+    ("preview", "preview",
+     "Show exactly what training sees: rendered pairs, trained tokens, counts (--json for ids)."),
+    ("merge-lora", "merge",
+     "Merge a LoRA checkpoint into its base: --ckpt_dir X [--output_dir Y] (default X-merged)."),
+    ("export", "export",
+     "A trained model for local runtimes: --to gguf (--outtype f16|bf16|f32|q8_0|q4_0|q5_0, adapters "
+     "merged, training chat template in the metadata), ollama (+ Modelfile), gguf-lora (the adapter "
+     "alone), or --quant bnb-4bit|bnb-8bit safetensors."),
+    ("infer", "infer",
+     "Chat with a checkpoint or model (commands exit/quit, clear, reset-system; end a line with \\ to "
+     "continue it; stdin from a pipe: one prompt per line, one JSON line out per answer), or answer a "
+     "dataset's prompts into infer_result/<time>.jsonl (--dataset / --load_dataset_config true)."),
+    ("eval", "eval",
+     "Held-out pairs: implicit-reward accuracy against the run's reference, KL estimate, length bias, "
+     "log-prob accuracy (--compare_to: side by side); or --mode winrate: answers judged by a model."),
+    ("lint", "lint",
+     "Check preference data before training: drops (as training counts them), duplicates and near "
+     "duplicates, truncation, length bias, prompts and special tokens in answers, scripts per field, "
+     "sampled files' K-way groups (identical samples); --strict exits 1 when a check is over its limit."),
+    ("web", "web",
+     "A page in the browser: runs live (state, curves, args, eval, checkpoints), compare runs, chat "
+     "with a run, and an arena whose votes `prefswift dpo --dataset votes.jsonl` trains on "
+     "(--runs_dir output; binds 127.0.0.1)."),
+    ("sample", "sample",
+     "Make preference data: K completions per prompt from a policy, scored by --reward_model or "
+     "--judge_model, best vs worst written as a JSONL file dpo/orpo/kto read (--resume true continues "
+     "an interrupted run)."),
+    ("deploy", "deploy",
+     "Serve a checkpoint behind an OpenAI-compatible API (/v1/chat/completions, /v1/completions, "
+     "/v1/models, /v1/preference): --ckpt_dir RUN, --adapters NAME=PATH ... on the same base chosen by "
+     "`model`; 127.0.0.1:8000 unless --host (which needs --api_key)."),
+)
 
 
-@app.command("eval", context_settings=PASSTHROUGH,
-             help="Held-out pairs: implicit-reward accuracy against the run's reference, KL estimate, length bias, "
-                  "log-prob accuracy (--compare_to: side by side); or --mode winrate: answers judged by a model.")
-def eval_cmd(ctx: typer.Context):
-    precheck("eval", list(ctx.args))
-    from .commands import eval as eval_command
+def _passthrough_command(name: str, module: str, help_text: str) -> None:
+    @app.command(name, context_settings=PASSTHROUGH, help=help_text)
+    def cmd(ctx: typer.Context):
+        precheck(name, list(ctx.args))
+        import importlib  # the command's module (torch and the rest) only once its arguments are known to be good
 
-    eval_command.main(list(ctx.args))
-
-
-@app.command("lint", context_settings=PASSTHROUGH,
-             help="Check preference data before training: drops (as training counts them), duplicates and near "
-                  "duplicates, truncation, length bias, prompts and special tokens in answers, scripts per field, "
-                  "sampled files' K-way groups (identical samples); --strict exits 1 when a check is over its limit.")
-def lint_cmd(ctx: typer.Context):
-    precheck("lint", list(ctx.args))
-    from .commands import lint
-
-    lint.main(list(ctx.args))
+        importlib.import_module(f".commands.{module}", __package__).main(list(ctx.args))
 
 
-@app.command("web", context_settings=PASSTHROUGH,
-             help="A page in the browser: runs live (state, curves, args, eval, checkpoints), compare runs, chat "
-                  "with a run, and an arena whose votes `prefswift dpo --dataset votes.jsonl` trains on "
-                  "(--runs_dir output; binds 127.0.0.1).")
-def web_cmd(ctx: typer.Context):
-    precheck("web", list(ctx.args))
-    from .commands import web
-
-    web.main(list(ctx.args))
-
-
-@app.command("sample", context_settings=PASSTHROUGH,
-             help="Make preference data: K completions per prompt from a policy, scored by --reward_model or "
-                  "--judge_model, best vs worst written as a JSONL file dpo/orpo/kto read (--resume true continues "
-                  "an interrupted run).")
-def sample_cmd(ctx: typer.Context):
-    precheck("sample", list(ctx.args))
-    from .commands import sample
-
-    sample.main(list(ctx.args))
-
-
-@app.command("deploy", context_settings=PASSTHROUGH,
-             help="Serve a checkpoint behind an OpenAI-compatible API (/v1/chat/completions, /v1/completions, "
-                  "/v1/models, /v1/preference): --ckpt_dir RUN, --adapters NAME=PATH ... on the same base chosen by "
-                  "`model`; 127.0.0.1:8000 unless --host (which needs --api_key).")
-def deploy_cmd(ctx: typer.Context):
-    precheck("deploy", list(ctx.args))
-    from .commands import deploy
-
-    deploy.main(list(ctx.args))
+for _name, _module, _help in PASSTHROUGH_COMMANDS:
+    _passthrough_command(_name, _module, _help)
 
 
 def main(argv=None):

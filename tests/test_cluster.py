@@ -196,6 +196,9 @@ def killed(pairs, tmp_path_factory):
     return kill_node_one(pairs, tmp_path_factory.mktemp("killed") / "run", 2)
 
 
+# slow, covered by the same kill among three nodes (the one verdict line, the bound, node 1's launcher line):
+#   test_three_nodes_every_survivor_names_the_killed_rank
+@pytest.mark.slow
 def test_a_killed_rank_stops_the_other_within_the_bound_with_one_line(killed):
     err0, err1 = killed["errs"]
     assert killed["codes"][0] != 0 and killed["codes"][1] != 0
@@ -326,7 +329,7 @@ def test_a_slow_final_save_outlives_the_timeout(pairs, tmp_path):
     assert (out / "adapter" / "adapter_model.safetensors").is_file() and (out / "complete.json").is_file()
 
 
-@pytest.mark.slow  # a killed worker's line from torchrun's report: test_a_killed_rank_stops_the_other_within_the_bound
+@pytest.mark.slow  # a killed worker's line from torchrun: test_three_nodes_every_survivor_names_the_killed_rank
 def test_on_one_node_a_killed_rank_is_named_and_the_others_stop_at_once(pairs, tmp_path):
     out = tmp_path / "run"
     proc = start(argv(pairs, out), environ(NPROC_PER_NODE=2))

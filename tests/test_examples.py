@@ -76,8 +76,9 @@ def free_port():
 
 
 def tiny_env(**extra):
-    return recipe_env(PREFSWIFT_EXAMPLE_MODEL="tiny-llama3", PREFSWIFT_EXAMPLE_DATASET="demo#64", MAX_STEPS="1",
-                      CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1", MASTER_PORT=free_port(), **extra)
+    return recipe_env(**{"PREFSWIFT_EXAMPLE_MODEL": "tiny-llama3", "PREFSWIFT_EXAMPLE_DATASET": "demo#64",
+                         "MAX_STEPS": "1", "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1",
+                         "MASTER_PORT": free_port(), **extra})
 
 
 def gpu_only_examples():
@@ -95,7 +96,8 @@ TINY_RUNS = {
     # one process: its options all act; DDP over gloo runs above, its model-parallel half needs GPUs (gpu_check.sh)
     "mp_ddp_4gpu_dpo": {"NPROC_PER_NODE": "1"},
     "deepspeed_zero2_dpo": {"NPROC_PER_NODE": "1"},  # two processes under ZeRO-2: the two-node run below
-    "deepspeed_zero3_dpo": {"NPROC_PER_NODE": "2"},  # full fine-tuning: every parameter partitioned
+    # full fine-tuning, every parameter partitioned; the reference precomputed (sharded) over 16 rows, not 64
+    "deepspeed_zero3_dpo": {"NPROC_PER_NODE": "2", "PREFSWIFT_EXAMPLE_DATASET": "demo#16"},
 }
 
 

@@ -18,7 +18,7 @@ def load_script():
 
 # slow, covered by a killed run resumed to the same result:
 #   test_training.py::test_resume_latest_equals_uninterrupted,
-#   test_cluster.py::test_a_killed_rank_stops_the_other_within_the_bound_with_one_line
+#   test_cluster.py::test_three_nodes_every_survivor_names_the_killed_rank
 @pytest.mark.slow
 def test_repeated_sigkills_end_with_the_adapter_of_an_uninterrupted_run(tmp_path, tiny_llama3_dir):
     script = load_script()

@@ -6,7 +6,7 @@ file's first line says where it came from) with a tokenizer that carries the fam
 without a system prompt, prompt with the generation prompt, prompt + response equal to the finished conversation.
 """
 import pytest
-from chat_fixtures import FIXTURES, official
+from chat_fixtures import CONVERSATIONS, FIXTURES, messages, official
 from transformers import AutoTokenizer
 
 from prefswift.data.example import PreferenceExample
@@ -35,16 +35,6 @@ FIXTURE_FAMILY = {
 # plain-text format for base models
 UNCHECKED = {"chatml", "default"}
 
-CONVERSATIONS = [
-    # (system, history, query, response)
-    (None, [], "What is the capital of France?", "The capital of France is Paris."),
-    ("You are a pirate.", [], "Hello, how are you?", "Arr, I am fine!"),
-    (None, [("hello world", "Hi! How can I help you today?"), ("Count to three.", "one, two, three")],
-     "And to five?", "one, two, three, four, five"),
-    ("Answer in Chinese.", [("你好", "你好！我是一个乐于助人的助手。"), ("What is 2+2?", "4")],
-     "中国的首都是哪里？", "中国的首都是北京。"),
-    ("  Be brief.  ", [(" spaced user ", " spaced answer ")], "Why is the sky blue? ", " Sunlight scatters. "),
-]
 
 
 @pytest.fixture(scope="module")
@@ -61,19 +51,6 @@ def tokenizers(tmp_path_factory):
         tok.chat_template = official(fixture)
         return tok
     return get
-
-
-def messages(system, history, query, response=None, fold=False):
-    out = [{"role": "system", "content": system}] if system is not None else []
-    for user, answer in history:
-        out += [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
-    out.append({"role": "user", "content": query})
-    if response is not None:
-        out.append({"role": "assistant", "content": response})
-    if fold and system is not None:  # how a template without a system role gets one (Gemma 3's own way)
-        out = out[1:]
-        out[0] = {"role": "user", "content": f"{system}\n\n{out[0]['content']}"}
-    return out
 
 
 def refuses_system(tok) -> bool:

@@ -70,8 +70,9 @@ def _mean_chosen_logps(model, tok, pairs_path) -> float:
 @pytest.mark.parametrize("continue_adapter", [False, True], ids=["merged", "continued"])
 def test_dpo_from_sft_run(tmp_path, tiny_llama3_dir, sft_run, pairs, continue_adapter):
     run = tmp_path / "dpo"
-    out = cli("dpo", *COMMON, "--adapter_name_or_path", sft_run, "--dataset", pairs, "--output_dir", run,
-              "--batch_size", "4", "--max_steps", "2", "--logging_steps", "1", "--learning_rate", "1e-2",
+    flag = "--adapter_name_or_path" if continue_adapter else "--sft_run"  # the spelling is an alias of it
+    out = cli("dpo", *COMMON, flag, sft_run, "--dataset", pairs, "--output_dir", run, "--batch_size", "4",
+              "--max_steps", "2", "--logging_steps", "1", "--learning_rate", "1e-2",
               *(["--continue_adapter", "true"] if continue_adapter else SHAPE))
     assert "reference: the SFT model" in out
     first = json.loads((run / "logging.jsonl").read_text().splitlines()[0])

@@ -29,7 +29,7 @@ from prefswift.templates import (
     register_template,
 )
 from prefswift.templates import registry as template_registry
-from chat_fixtures import official
+from chat_fixtures import CONVERSATIONS, messages, official
 
 FIXTURES = Path(__file__).parent / "fixtures" / "chat_templates"
 
@@ -43,16 +43,6 @@ CASES = [
     ("mistral", "mistral_7b_instruct_v0_2.jinja", None, {}),
 ]
 
-CONVERSATIONS = [
-    # (system, history, query, response)
-    (None, [], "What is the capital of France?", "The capital of France is Paris."),
-    ("You are a pirate.", [], "Hello, how are you?", "Arr, I am fine!"),
-    (None, [("hello world", "Hi! How can I help you today?"), ("Count to three.", "one, two, three")],
-     "And to five?", "one, two, three, four, five"),
-    ("Answer in Chinese.", [("你好", "你好！我是一个乐于助人的助手。"), ("What is 2+2?", "4")],
-     "中国的首都是哪里？", "中国的首都是北京。"),
-    ("  Be brief.  ", [(" spaced user ", " spaced answer ")], "Why is the sky blue? ", " Sunlight scatters. "),
-]
 
 
 @pytest.fixture(scope="module")
@@ -65,17 +55,6 @@ def _tokenizer(tiny_dirs, tiny_name, fixture_text):
     tok = AutoTokenizer.from_pretrained(tiny_dirs[tiny_name])
     tok.chat_template = fixture_text
     return tok
-
-
-def _messages(system, history, query, response=None):
-    """The conversation as a user would hand it to apply_chat_template: no system message when system is None."""
-    messages = [{"role": "system", "content": system}] if system is not None else []
-    for user, answer in history:
-        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
-    messages.append({"role": "user", "content": query})
-    if response is not None:
-        messages.append({"role": "assistant", "content": response})
-    return messages
 
 
 def _jinja(fixture_text, messages, add_generation_prompt, **kwargs):
@@ -92,7 +71,7 @@ def test_text_matches_model_jinja(name, fixture, tiny, extra, tiny_dirs):
     fixture_text = (FIXTURES / fixture).read_text(encoding="utf-8")
     tok = _tokenizer(tiny_dirs, tiny, fixture_text) if tiny else None
     for system, history, query, response in CONVERSATIONS:
-        full_messages = _messages(system, history, query, response)
+        full_messages = messages(system, history, query, response)
         prompt_messages = full_messages[:-1]
         if tok is not None:
             want_full = tok.apply_chat_template(full_messages, tokenize=False, **extra)
@@ -110,7 +89,7 @@ def test_ids_match_apply_chat_template(name, fixture, tiny, extra, tiny_dirs):
     template = get_template(name)
     tok = _tokenizer(tiny_dirs, tiny, (FIXTURES / fixture).read_text(encoding="utf-8"))
     for system, history, query, response in CONVERSATIONS:
-        full_messages = _messages(system, history, query, response)
+        full_messages = messages(system, history, query, response)
         want_full = tok.apply_chat_template(full_messages, tokenize=True, return_dict=False, **extra)
         want_prompt = tok.apply_chat_template(full_messages[:-1], tokenize=True, return_dict=False,
                                               add_generation_prompt=True, **extra)

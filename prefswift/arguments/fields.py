@@ -96,7 +96,7 @@ class ModelArguments(Section):
         None, "Start from this LoRA adapter: an SFT run dir (`prefswift sft`), its adapter/ or a checkpoint; merged "
         "into the base, a new adapter trained on top (or --continue_adapter true); for DPO/KTO the SFT model is the "
         "reference.",
-        commands=WEIGHT_COMMANDS)
+        aliases=("sft_run",), commands=WEIGHT_COMMANDS)  # issue 29 spells it `prefswift dpo --sft_run DIR`
     continue_adapter: bool = arg(
         False, "With --adapter_name_or_path: train that (SFT) adapter further, its frozen copy the reference, instead "
         "of merging it into the base and training a new adapter on top (the default).", commands=("@train",))

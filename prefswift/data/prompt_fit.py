@@ -32,36 +32,36 @@ class FittedPrompt:
     system_cut: bool        # the system prompt lost its end (or all of it)
 
 
-def text_tail(tokenizer: Any, text: str, keep: int) -> str:
-    """The end of `text` that its last `keep` tokens spell (tokenized alone), starting at a word boundary when the
-    cut falls inside a word of a text with spaces."""
+def _text_part(tokenizer: Any, text: str, keep: int, from_end: bool) -> str:
+    """The part of `text` that its first (or, from_end, last) `keep` tokens spell, tokenized alone; when the cut falls
+    inside a word of a text with spaces, that partial word is left out."""
     ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
     if keep >= len(ids):
         return text
     if keep <= 0:
         return ""
     whole = tokenizer.decode(ids, skip_special_tokens=False)
-    tail = tokenizer.decode(ids[len(ids) - keep:], skip_special_tokens=False)
-    before = whole[:len(whole) - len(tail)] if whole.endswith(tail) else ""
-    if before and not before[-1].isspace() and tail and not tail[0].isspace() and any(c.isspace() for c in tail):
-        tail = tail.split(None, 1)[1] if len(tail.split(None, 1)) > 1 else ""
-    return tail.lstrip()
+    part = tokenizer.decode(ids[len(ids) - keep:] if from_end else ids[:keep], skip_special_tokens=False)
+    if from_end:
+        rest = whole[:len(whole) - len(part)] if whole.endswith(part) else ""
+        edges = (rest[-1:], part[:1])      # the characters either side of the cut
+    else:
+        rest = whole[len(part):] if whole.startswith(part) else ""
+        edges = (part[-1:], rest[:1])
+    if rest and part and not any(c.isspace() for c in edges) and any(c.isspace() for c in part):
+        words = part.split(None, 1) if from_end else part.rsplit(None, 1)
+        part = (words[1] if from_end else words[0]) if len(words) > 1 else ""
+    return part.lstrip() if from_end else part.rstrip()
+
+
+def text_tail(tokenizer: Any, text: str, keep: int) -> str:
+    """The end of `text` that its last `keep` tokens spell, starting at a word boundary (see `_text_part`)."""
+    return _text_part(tokenizer, text, keep, from_end=True)
 
 
 def text_head(tokenizer: Any, text: str, keep: int) -> str:
-    """The start of `text` that its first `keep` tokens spell (tokenized alone), ending at a word boundary when the
-    cut falls inside a word of a text with spaces."""
-    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
-    if keep >= len(ids):
-        return text
-    if keep <= 0:
-        return ""
-    whole = tokenizer.decode(ids, skip_special_tokens=False)
-    head = tokenizer.decode(ids[:keep], skip_special_tokens=False)
-    after = whole[len(head):] if whole.startswith(head) else ""
-    if after and not after[0].isspace() and head and not head[-1].isspace() and any(c.isspace() for c in head):
-        head = head.rsplit(None, 1)[0] if len(head.rsplit(None, 1)) > 1 else ""
-    return head.rstrip()
+    """The start of `text` that its first `keep` tokens spell, ending at a word boundary (see `_text_part`)."""
+    return _text_part(tokenizer, text, keep, from_end=False)
 
 
 def _longest_part(tokenizer: Any, text: str, part: Callable[[Any, str, int], str],
