@@ -309,7 +309,10 @@ def test_sigterm_finishes_in_flight_and_exits_0(server):
 
     t = threading.Thread(target=ask)
     t.start()
-    time.sleep(0.5)
+    for _ in range(240):  # the request is in flight (however loaded the machine) before the signal
+        if post(server, "/health", None, method="GET", raw=b"")[1]["in_flight"] >= 1:
+            break
+        time.sleep(0.05)
     server["proc"].send_signal(signal.SIGTERM)
     t.join(60)
     assert result["r"] == ("length", 300)
