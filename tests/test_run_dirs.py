@@ -93,7 +93,8 @@ def test_every_kind_of_run_result_is_kept_without_overwrite(tmp_path, content):
         target.write_text("{}\n")
     else:
         target.mkdir()
-        (target / "weights").write_text("x")
+        (target / "adapter_model.safetensors").write_text("x")  # a name a save writes (a folder holding only the
+        # user's files is no result: run/saved_files.py)
     before = snapshot(out)
     with pytest.raises(ArgumentError, match=f"already holds a run \\({content}"):
         train(out)

@@ -32,6 +32,7 @@ from .checkpoints import checkpoint_problem, checkpoint_world_size, checkpoints
 from .lock import LOCK_FILE
 from .logs import LOG_FILE, read_log
 from .ownership import written_by_prefswift
+from .saved_files import left_by_a_run
 
 COMPLETE_FILE = "complete.json"
 STOPPED_FILE = "stopped.json"
@@ -155,7 +156,7 @@ def read_run(path: Path) -> RunInfo:
         if problem:
             notes.append(f"{ckpt.name}: {problem}")
     complete, stopped, pid = read_complete(path), _read_json(path / STOPPED_FILE), lock_holder(path)
-    result = next((path / n for n in ("adapter", "final") if (path / n).is_dir()), None)
+    result = next((path / n for n in ("adapter", "final") if (path / n).is_dir() and left_by_a_run(path / n)), None)
     steps = [r["step"] for r in log.rows if isinstance(r.get("step"), int)]
     step = max(steps, default=0)
     max_steps = None
