@@ -168,7 +168,28 @@ def test_a_lock_left_by_a_killed_run_is_stale(tmp_path):
         holder.wait()
     assert (out / LOCK_FILE).exists()  # left behind by the killed process
     with claimed_run_dir(out, True):
-        assert (out / LOCK_FILE).read_text().strip() == str(os.getpid())
+        assert (out / LOCK_FILE).read_text().splitlines()[0] == str(os.getpid())  # the pid first, as before
+
+
+def test_the_lock_names_its_host_and_beats_while_held(tmp_path, monkeypatch):
+    """A reader on another machine judges the run by its lock file: the holder's host on the second line, and the
+    file's time refreshed while the run holds it (the heartbeat)."""
+    import socket
+    import time
+
+    from prefswift.run import lock
+
+    monkeypatch.setattr(lock, "HEARTBEAT_S", 0.05)
+    out = tmp_path / "run"
+    with lock.claimed_run_dir(out, True):
+        path = out / lock.LOCK_FILE
+        assert path.read_text().splitlines() == [str(os.getpid()), socket.gethostname()]
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
+        deadline = time.time() + 10
+        while time.time() - path.stat().st_mtime > 60 and time.time() < deadline:
+            time.sleep(0.05)
+        assert time.time() - path.stat().st_mtime < 60
+    assert not path.exists()
 
 
 # ---------------------------------------------------------------------------------------------- unusable output dirs
