@@ -78,7 +78,7 @@ class RunDirLock:
             except OSError:
                 held = os.pread(fd, 300, 0).decode("utf-8", "replace").split("\n")
                 os.close(fd)
-                holder = holder_text(held[0].strip() or "unknown", held[1].strip() if len(held) > 1 else None)
+                holder = holder_text(held[0].strip() or "unknown", held[1].strip() or None if len(held) > 1 else None)
                 raise ArgumentError(f"--output_dir {self.path.parent} is in use by another prefswift run ({holder}); "
                                     "wait for it to end, or give another --output_dir") from None
             try:
