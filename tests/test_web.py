@@ -182,3 +182,54 @@ def test_a_run_whose_lock_names_another_host_is_judged_by_its_writes_not_called_
     info = read_run(run)
     assert (info.state, info.host, info.step) == ("finished", None, 8)
     assert listed()["state"] == "finished"
+
+
+@pytest.fixture(scope="module")
+def one_trained_run(tmp_path_factory):
+    from prefswift.arguments import parse_command
+    from prefswift.commands.train import run_training
+
+    root = tmp_path_factory.mktemp("arena_runs")
+    run_training(parse_command("orpo", ["--model_type", "tiny-llama3", "--dataset", "demo#8", "--eval_ratio", "0",
+                                        "--max_steps", "1", "--save_strategy", "no", "--gradient_checkpointing",
+                                        "false", "--lora_target_modules", "q_proj,v_proj", "--output_dir",
+                                        str(root / "r")]), "orpo", log=lambda *a, **k: None)
+    return root
+
+
+def test_a_match_shown_before_a_server_restart_is_voted_on_after_it(one_trained_run):
+    """The page shows a match, the server restarts (a new process state: nothing of the first one's memory), the
+    person votes: the row is appended with what the page was shown; the same vote again is refused, and nothing of
+    the match is left beside the votes file."""
+    from prefswift.web.app import WebState
+
+    root = one_trained_run
+    votes = root / "arena" / "votes.jsonl"
+    first = Served(WebState(root, votes, [], None))
+    try:
+        code, match = call(first.url + "/api/arena/match", json.dumps({
+            "run_a": "r", "run_b": "r", "prompt": "Name a colour.", "options": {"max_new_tokens": 4}}), key=None)
+    finally:
+        first.stop()
+    assert code == 200, match
+    second = Served(WebState(root, votes, [], None))
+    try:
+        body = json.dumps({"id": match["id"], "choice": "B", "annotator": "ada"})
+        code, answer = call(second.url + "/api/arena/vote", body, key=None)
+        assert code == 200, answer  # before: 404 "no open match ... (or the server restarted)"
+        rows = [json.loads(line) for line in votes.read_text().splitlines()]
+        assert len(rows) == 1
+        row = rows[0]
+        assert (row["prompt"], row["response_a"], row["response_b"]) == ("Name a colour.", match["A"], match["B"])
+        assert (row["model_a"], row["model_b"], row["winner"], row["annotator"]) == ("r", "r", "model_b", "ada")
+        assert row["match_id"] == match["id"] and {row["sample_a"], row["sample_b"]} == {0, 1}
+        code, again = call(second.url + "/api/arena/vote", body, key=None)
+        assert code == 409 and "already voted" in again["error"], again
+        for bad in ("0123456789abcdef", "../votes"):
+            code, answer = call(second.url + "/api/arena/vote", json.dumps({"id": bad, "choice": "A",
+                                                                            "annotator": "ada"}), key=None)
+            assert code == 404 and list(answer) == ["error"], answer
+        assert len(votes.read_text().splitlines()) == 1
+    finally:
+        second.stop()
+    assert sorted(p.name for p in votes.parent.iterdir()) == ["votes.jsonl"]
