@@ -75,8 +75,10 @@ def test_a_finished_run_without_checkpoints_is_never_overwritten(tmp_path):
     # issue 27: starting over removed the whole images/ folder, the user's picture with it
     from prefswift.run.directory import prepare_run_dir
 
-    prepare_run_dir(out.resolve(), None, overwrite=True, is_main=True)
+    said = []
+    prepare_run_dir(out.resolve(), None, overwrite=True, is_main=True, log=said.append)
     assert snapshot(out) == {"notes.txt": b"the user's", "images/my_annotated_loss.png": b"the user's own picture"}
+    assert len(said) == 1 and "did not write" in said[0] and "images/my_annotated_loss.png" in said[0], said
     train(out, "--overwrite_output_dir", "true", algo="orpo")
     assert json.loads((out / "args.json").read_text())["command"] == "orpo"
     assert (out / "notes.txt").read_text() == "the user's"  # starting over removes the run's files only

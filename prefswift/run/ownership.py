@@ -115,6 +115,9 @@ def remove_run(run_dir: Path, checkpoints: List[Path]) -> List[str]:
     what was kept there (paths relative to `run_dir`, a kept folder with a trailing /)."""
     kept: List[str] = []
     remove_plots(run_dir / PLOTS_DIR)
+    images = run_dir / PLOTS_DIR
+    if images.is_dir() and not images.is_symlink():
+        kept += [str(p.relative_to(run_dir)) + ("/" if p.is_dir() else "") for p in sorted(images.iterdir())]
     for p in [*checkpoints, *(run_dir / n for n in RUN_RESULTS + RUN_EXTRAS)]:
         if p.is_symlink():  # a link to another run's checkpoint: the link goes, never what it points to
             p.unlink()
