@@ -84,8 +84,10 @@ def test_starting_over_removes_only_the_runs_own_files_and_leaves_no_checkpoint_
     shutil.copytree(finished_run, run)
     # what `prefswift eval` writes next to the adapter (data.selection.result_path names it): the run's too
     result_path(None, run / "adapter", "eval_result", ".json").write_text('{"mode": "pairs"}\n')
+    result_path(None, run, "infer_result", ".jsonl").write_text('{"response": "hi"}\n')
     users = {"checkpoint-2/my_notes.txt": b"lr looked high here", "adapter/README_mine.md": b"# my adapter",
              "checkpoint-1/eval_result/my_table.csv": b"a,b\n", "checkpoint-2/plots/mine.png": b"png",
+             "infer_result/README.md": b"which prompts these were",
              "notes.txt": b"top level"}
     for name, data in users.items():
         (run / name).parent.mkdir(parents=True, exist_ok=True)
@@ -93,7 +95,8 @@ def test_starting_over_removes_only_the_runs_own_files_and_leaves_no_checkpoint_
     said = []
     prepare_run_dir(run.resolve(), None, overwrite=True, is_main=True, log=said.append)
     assert files_under(run) == users  # before: checkpoint-N/ and adapter/ were removed whole, the user's files too
-    assert sorted(p.name for p in run.iterdir()) == ["adapter", "checkpoint-1", "checkpoint-2", "notes.txt"]
+    assert sorted(p.name for p in run.iterdir()) == ["adapter", "checkpoint-1", "checkpoint-2", "infer_result",
+                                                     "notes.txt"]
     kept = [line for line in said if "did not write" in line]
     assert len(kept) == 1 and "\n" not in kept[0] and str(run.resolve()) in kept[0], said
     for name in ("checkpoint-2/my_notes.txt", "adapter/README_mine.md", "checkpoint-1/eval_result/my_table.csv",

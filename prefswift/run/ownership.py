@@ -13,7 +13,7 @@ from typing import List, Optional
 
 from ..arguments import ARGS_FILE, COMMAND_SECTIONS
 from ..errors import ArgumentError
-from .saved_files import left_by_a_run, remove_saved
+from .saved_files import RESULT_DIRS, left_by_a_run, remove_saved
 
 # what `save_final` writes into an adapter dir: peft's adapter, the tokenizer's files, args.json, the Trainer's
 # training_args.bin
@@ -118,6 +118,9 @@ def remove_run(run_dir: Path, checkpoints: List[Path]) -> List[str]:
     images = run_dir / PLOTS_DIR
     if images.is_dir() and not images.is_symlink():
         kept += [str(p.relative_to(run_dir)) + ("/" if p.is_dir() else "") for p in sorted(images.iterdir())]
+    for name in sorted(RESULT_DIRS):  # `eval`/`infer` results of the run dir itself go with the run
+        if (run_dir / name).is_dir() and not (run_dir / name).is_symlink():
+            remove_saved(run_dir / name, run_dir, kept)
     for p in [*checkpoints, *(run_dir / n for n in RUN_RESULTS + RUN_EXTRAS)]:
         if p.is_symlink():  # a link to another run's checkpoint: the link goes, never what it points to
             p.unlink()

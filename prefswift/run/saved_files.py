@@ -114,7 +114,7 @@ def remove_saved(folder: Path, run_dir: Path, kept: List[str]) -> None:
                 remove_saved(p, run_dir, kept)
             else:
                 kept.append(f"{p.relative_to(run_dir)}/")
-        elif saved_file(p.name) or (folder.name in RESULT_DIRS and RESULT_FILE.match(p.name)):
+        elif (RESULT_FILE.match(p.name) if folder.name in RESULT_DIRS else saved_file(p.name)):
             p.unlink()
         else:
             kept.append(str(p.relative_to(run_dir)))
