@@ -230,7 +230,10 @@ def create_app(state: WebState) -> FastAPI:
             raise BadRequest(one_line(e), 500) from None
         match = new_match(prompt, answers[0], answers[1], state.rng)
         with state.lock:
-            state.matches.put(match)
+            try:
+                state.matches.put(match)
+            except OSError as e:  # the votes file's folder cannot be written: one line, the server keeps serving
+                raise BadRequest(f"cannot keep the match beside {state.votes.path}: {e.strerror or e}", 500) from None
         return {"id": match.id, "prompt": prompt, "A": match.left[2], "B": match.right[2]}
 
     @app.post("/api/arena/vote")
@@ -247,8 +250,11 @@ def create_app(state: WebState) -> FastAPI:
                 row = vote_row(match, str(body.get("choice")), str(body.get("annotator") or ""))
             except VoteError as e:
                 raise BadRequest(str(e)) from None
-            state.votes.append(row)
-            state.matches.drop(match.id)
+            try:
+                state.votes.append(row)
+                state.matches.drop(match.id)
+            except OSError as e:
+                raise BadRequest(f"cannot write the vote to {state.votes.path}: {e.strerror or e}", 500) from None
         return {"written": str(state.votes.path), "A": row["model_a"], "B": row["model_b"], "winner": row["winner"]}
 
     @app.get("/api/arena/stats")
