@@ -112,3 +112,16 @@ def test_starting_over_removes_only_the_runs_own_files_and_leaves_no_checkpoint_
     assert info.state == "finished" and [c.step for c in info.checkpoints] == [1] and info.notes == []
     assert all(c.problem is None for c in info.checkpoints)
     assert {k: v for k, v in files_under(run).items() if k in users} == users
+
+
+def test_save_total_limit_rotation_keeps_a_users_file_in_an_old_checkpoint(finished_run, tmp_path):
+    import shutil
+
+    from prefswift.run.checkpoints import checkpoints, rotate
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    (run / "checkpoint-1" / "why_this_one.txt").write_text("kept by hand")
+    rotate(run / "checkpoint-2", 1, checkpoints(run))  # --save_total_limit 1 once checkpoint-2 is marked
+    assert files_under(run / "checkpoint-1") == {"why_this_one.txt": b"kept by hand"}  # before: removed whole
+    assert checkpoints(run) == [run / "checkpoint-2"]  # what is left of checkpoint-1 is no checkpoint
