@@ -75,8 +75,10 @@ def test_a_finished_run_without_checkpoints_is_never_overwritten(tmp_path):
     # issue 27: starting over removed the whole images/ folder, the user's picture with it
     from prefswift.run.directory import prepare_run_dir
 
-    prepare_run_dir(out.resolve(), None, overwrite=True, is_main=True)
+    said = []
+    prepare_run_dir(out.resolve(), None, overwrite=True, is_main=True, log=said.append)
     assert snapshot(out) == {"notes.txt": b"the user's", "images/my_annotated_loss.png": b"the user's own picture"}
+    assert len(said) == 1 and "did not write" in said[0] and "images/my_annotated_loss.png" in said[0], said
     train(out, "--overwrite_output_dir", "true", algo="orpo")
     assert json.loads((out / "args.json").read_text())["command"] == "orpo"
     assert (out / "notes.txt").read_text() == "the user's"  # starting over removes the run's files only
@@ -93,7 +95,8 @@ def test_every_kind_of_run_result_is_kept_without_overwrite(tmp_path, content):
         target.write_text("{}\n")
     else:
         target.mkdir()
-        (target / "weights").write_text("x")
+        (target / "adapter_model.safetensors").write_text("x")  # a name a save writes (a folder holding only the
+        # user's files is no result: run/saved_files.py)
     before = snapshot(out)
     with pytest.raises(ArgumentError, match=f"already holds a run \\({content}"):
         train(out)
@@ -167,7 +170,28 @@ def test_a_lock_left_by_a_killed_run_is_stale(tmp_path):
         holder.wait()
     assert (out / LOCK_FILE).exists()  # left behind by the killed process
     with claimed_run_dir(out, True):
-        assert (out / LOCK_FILE).read_text().strip() == str(os.getpid())
+        assert (out / LOCK_FILE).read_text().splitlines()[0] == str(os.getpid())  # the pid first, as before
+
+
+def test_the_lock_names_its_host_and_beats_while_held(tmp_path, monkeypatch):
+    """A reader on another machine judges the run by its lock file: the holder's host on the second line, and the
+    file's time refreshed while the run holds it (the heartbeat)."""
+    import socket
+    import time
+
+    from prefswift.run import lock
+
+    monkeypatch.setattr(lock, "HEARTBEAT_S", 0.05)
+    out = tmp_path / "run"
+    with lock.claimed_run_dir(out, True):
+        path = out / lock.LOCK_FILE
+        assert path.read_text().splitlines() == [str(os.getpid()), socket.gethostname()]
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
+        deadline = time.time() + 10
+        while time.time() - path.stat().st_mtime > 60 and time.time() < deadline:
+            time.sleep(0.05)
+        assert time.time() - path.stat().st_mtime < 60
+    assert not path.exists()
 
 
 # ---------------------------------------------------------------------------------------------- unusable output dirs

@@ -55,28 +55,43 @@ def test_the_win_rate_table_counts_ties_half_with_a_wilson_interval():
     assert table["ci95_high"] == pytest.approx(0.8824, abs=2e-4)
 
 
+class Served:
+    """create_app(state) served by uvicorn in a thread on a free 127.0.0.1 port; stop() ends it (a restart is a new
+    Served over a new WebState: nothing of the old server's memory is left)."""
+
+    def __init__(self, state):
+        import socket
+        import threading
+        import time
+
+        import uvicorn
+
+        from prefswift.web.app import create_app
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.state = state
+        self.srv = uvicorn.Server(uvicorn.Config(create_app(state), host="127.0.0.1", port=port, log_level="warning"))
+        self.thread = threading.Thread(target=self.srv.run, daemon=True)
+        self.thread.start()
+        while not self.srv.started:
+            time.sleep(0.05)
+        self.url = f"http://127.0.0.1:{port}"
+
+    def stop(self):
+        self.srv.should_exit = True
+        self.thread.join(10)
+        self.state.models.shutdown()
+
+
 @pytest.fixture
 def server(tmp_path):
-    import socket
-    import threading
-    import time
+    from prefswift.web.app import WebState
 
-    import uvicorn
-
-    from prefswift.web.app import WebState, create_app
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    state = WebState(tmp_path, tmp_path / "votes.jsonl", [], "sekret")
-    srv = uvicorn.Server(uvicorn.Config(create_app(state), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    while not srv.started:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+    served = Served(WebState(tmp_path, tmp_path / "votes.jsonl", [], "sekret"))
+    yield served.url
+    served.stop()
 
 
 def call(url, body=None, key="sekret"):
@@ -121,3 +136,100 @@ def test_web_refuses_to_listen_beyond_this_machine_without_a_key(tmp_path, capsy
     assert stop.value.exit_code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--api_key" in err[0] and "--allow_unauthenticated true" in err[0]
+
+
+def test_a_run_whose_lock_names_another_host_is_judged_by_its_writes_not_called_interrupted(server, tmp_path):
+    """A multi-node job's rank 0 holds the lock on another machine: this machine cannot ask whether that pid lives
+    (the same pid here means nothing), so the run is `running` while it wrote within FRESH_S (300 s), `unknown` after,
+    naming the host and how long ago, and `finished` once complete.json is there — never `interrupted`."""
+    import os
+    import time
+
+    from prefswift.arguments import parse_command
+    from prefswift.run.state import read_run
+
+    run = tmp_path / "multi"
+    run.mkdir()
+    args = parse_command("dpo", ["--model_type", "tiny-llama3", "--output_dir", str(run), "--max_steps", "8"])
+    (run / "args.json").write_text(json.dumps(args.to_flat_dict()))
+    log, lock = run / "logging.jsonl", run / ".prefswift.lock"
+    log.write_text('{"step": 1, "loss": 0.69}\n{"step": 2, "loss": 0.68}\n')
+    lock.write_text(f"{os.getpid()}\nnode-b.cluster\n")  # a pid that lives here too: not the one that counts
+    now = time.time()
+
+    def at(path, seconds_ago):
+        os.utime(path, (now - seconds_ago, now - seconds_ago))
+
+    def listed():
+        code, answer = call(server + "/api/runs")
+        assert code == 200
+        return next(r for r in answer["runs"] if r["name"] == "multi")
+
+    at(lock, 5), at(log, 400)  # the lock's heartbeat is fresh
+    info = read_run(run)
+    assert (info.state, info.host, info.running_pid, info.step) == ("running", "node-b.cluster", os.getpid(), 2)
+    row = listed()
+    assert (row["state"], row["host"]) == ("running", "node-b.cluster") and "node-b.cluster" in row["state_note"]
+    at(lock, 3600), at(log, 60)  # no heartbeat seen (a lock written before heartbeats), but a row logged a minute ago
+    assert read_run(run).state == "running"
+    at(lock, 3600), at(log, 600)  # nothing for ten minutes
+    info = read_run(run)
+    assert (info.state, info.host) == ("unknown", "node-b.cluster") and abs(info.last_write_s - 600) < 5
+    row = listed()
+    assert row["state"] == "unknown" and row["host"] == "node-b.cluster"
+    assert "node-b.cluster" in row["state_note"] and "10 min ago" in row["state_note"], row["state_note"]
+    (run / "complete.json").write_text('{"global_step": 8, "max_steps": 8}\n')  # its end, left with a stale lock
+    info = read_run(run)
+    assert (info.state, info.host, info.step) == ("finished", None, 8)
+    assert listed()["state"] == "finished"
+
+
+@pytest.fixture(scope="module")
+def one_trained_run(tmp_path_factory):
+    from prefswift.arguments import parse_command
+    from prefswift.commands.train import run_training
+
+    root = tmp_path_factory.mktemp("arena_runs")
+    run_training(parse_command("orpo", ["--model_type", "tiny-llama3", "--dataset", "demo#8", "--eval_ratio", "0",
+                                        "--max_steps", "1", "--save_strategy", "no", "--gradient_checkpointing",
+                                        "false", "--lora_target_modules", "q_proj,v_proj", "--output_dir",
+                                        str(root / "r")]), "orpo", log=lambda *a, **k: None)
+    return root
+
+
+def test_a_match_shown_before_a_server_restart_is_voted_on_after_it(one_trained_run):
+    """The page shows a match, the server restarts (a new process state: nothing of the first one's memory), the
+    person votes: the row is appended with what the page was shown; the same vote again is refused, and nothing of
+    the match is left beside the votes file."""
+    from prefswift.web.app import WebState
+
+    root = one_trained_run
+    votes = root / "arena" / "votes.jsonl"
+    first = Served(WebState(root, votes, [], None))
+    try:
+        code, match = call(first.url + "/api/arena/match", json.dumps({
+            "run_a": "r", "run_b": "r", "prompt": "Name a colour.", "options": {"max_new_tokens": 4}}), key=None)
+    finally:
+        first.stop()
+    assert code == 200, match
+    second = Served(WebState(root, votes, [], None))
+    try:
+        body = json.dumps({"id": match["id"], "choice": "B", "annotator": "ada"})
+        code, answer = call(second.url + "/api/arena/vote", body, key=None)
+        assert code == 200, answer  # before: 404 "no open match ... (or the server restarted)"
+        rows = [json.loads(line) for line in votes.read_text().splitlines()]
+        assert len(rows) == 1
+        row = rows[0]
+        assert (row["prompt"], row["response_a"], row["response_b"]) == ("Name a colour.", match["A"], match["B"])
+        assert (row["model_a"], row["model_b"], row["winner"], row["annotator"]) == ("r", "r", "model_b", "ada")
+        assert row["match_id"] == match["id"] and {row["sample_a"], row["sample_b"]} == {0, 1}
+        code, again = call(second.url + "/api/arena/vote", body, key=None)
+        assert code == 409 and "already voted" in again["error"], again
+        for bad in ("0123456789abcdef", "../votes"):
+            code, answer = call(second.url + "/api/arena/vote", json.dumps({"id": bad, "choice": "A",
+                                                                            "annotator": "ada"}), key=None)
+            assert code == 404 and list(answer) == ["error"], answer
+        assert len(votes.read_text().splitlines()) == 1
+    finally:
+        second.stop()
+    assert sorted(p.name for p in votes.parent.iterdir()) == ["votes.jsonl"]

@@ -18,17 +18,15 @@ are removed only after the new one is marked (`rotate`), so a kill never leaves 
 """
 import json
 import re
-import shutil
 import struct
 import zipfile
 from pathlib import Path
 from typing import Dict, List, Optional
 
 from ..files import write_json_atomic
+from .saved_files import MARKER, STATE, holds_only_foreign, remove_saved
 
 CKPT = re.compile(r"^checkpoint-(\d+)$")
-MARKER = "checkpoint_complete.json"
-STATE = "trainer_state.json"
 WEIGHTS = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json", "adapter_model.bin",
            "pytorch_model.bin", "pytorch_model.bin.index.json")
 OPTIMIZER = "optimizer.pt"
@@ -37,10 +35,12 @@ TORCH_SUFFIXES = (".pt", ".pth", ".bin")
 
 
 def checkpoints(run_dir: Path) -> List[Path]:
-    """checkpoint-N dirs of a run, oldest first."""
+    """checkpoint-N dirs of a run, oldest first. A checkpoint-N holding only files prefswift did not write (a user's
+    file kept when the run's own were removed: `saved_files.remove_saved`) is not a checkpoint."""
     if not run_dir.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in run_dir.iterdir() if p.is_dir() and (m := CKPT.match(p.name))]
+    found = [(int(m.group(1)), p) for p in run_dir.iterdir()
+             if p.is_dir() and (m := CKPT.match(p.name)) and not holds_only_foreign(p)]
     return [p for _, p in sorted(found)]
 
 
@@ -196,7 +196,8 @@ def torch_archive_problem(path: Path) -> Optional[str]:
 
 def rotate(newest: Path, limit: Optional[int], checkpoints: List[Path]) -> None:
     """--save_total_limit: after `newest` is marked, remove the oldest checkpoints (by step) beyond the limit. Only
-    checkpoints older than `newest` go; unwhole ones among them count as nothing and are removed first."""
+    checkpoints older than `newest` go; unwhole ones among them count as nothing and are removed first. A file the user
+    put into one stays, with its folder (`saved_files.remove_saved`)."""
     if not limit:
         return
     older = [c for c in checkpoints if _step(c) < _step(newest)]
@@ -204,7 +205,10 @@ def rotate(newest: Path, limit: Optional[int], checkpoints: List[Path]) -> None:
     keep = set(whole[len(whole) - (limit - 1):]) if limit > 1 else set()
     for c in older:
         if c not in keep:
-            shutil.rmtree(c, ignore_errors=True)
+            try:
+                c.unlink() if c.is_symlink() else remove_saved(c, c.parent, [])
+            except OSError:  # as rmtree(ignore_errors=True) before: rotation never stops a run
+                pass
 
 
 def _step(ckpt: Path) -> int:

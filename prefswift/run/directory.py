@@ -6,7 +6,8 @@ from typing import Optional
 from ..errors import ArgumentError
 from .checkpoints import checkpoint_problem, checkpoints, newest_whole_checkpoint
 from .logs import LOG_FILE, truncate_log_after
-from .ownership import remove_caches, remove_run, run_results, written_by_prefswift
+from .ownership import kept_line, remove_caches, remove_run, run_results, written_by_prefswift
+from .saved_files import left_by_a_run
 
 logger = logging.getLogger("prefswift")
 
@@ -103,7 +104,7 @@ def check_run_dir(run_dir: Path, resume_from: Optional[Path], overwrite: bool, r
 
 def restarts(run_dir: Path, resume: Optional[str]) -> bool:
     """`--resume_from_checkpoint latest` on an unfinished run without a whole checkpoint starts it over."""
-    unfinished = not any((run_dir / n).exists() for n in ("adapter", "final", "complete.json"))
+    unfinished = not any(left_by_a_run(run_dir / n) for n in ("adapter", "final", "complete.json"))
     return unfinished and (resume or "").lower() == "latest"
 
 
@@ -117,9 +118,10 @@ def prepare_run_dir(run_dir: Path, resume_from: Optional[Path], overwrite: bool,
     if restarts(run_dir, resume) and log is not None:
         log(f"[prefswift] {run_dir} holds a run stopped before its first checkpoint: starting it over")
     if is_main:
-        remove_run(run_dir, checkpoints(run_dir))
-
+        kept = remove_run(run_dir, checkpoints(run_dir))
         remove_caches(run_dir)  # a new run: an earlier run's reference log-probs go too
+        if kept and log is not None:
+            log(kept_line(run_dir, kept))
 
 
 def restart_or_truncate_log(run_dir: Path, resume_from: Optional[Path], log) -> None:

@@ -2,18 +2,28 @@
 for the run's life.
 
 The kernel releases a flock when its process ends however it ends (kill -9 included), so a lock file left by a dead
-process is stale by construction: the next run takes it over. The file holds the holder's pid, which a refused run
-names. Under DDP only rank 0 locks. `claimed_run_dir` also makes the run dir, and removes the folders it made when the
-run is refused before anything was written into them.
+process is stale by construction: the next run takes it over. The file holds the holder's pid on its first line (all
+it held before) and its host's name on the second, which a refused run names. Under DDP only global rank 0 locks.
+`claimed_run_dir` also makes the run dir, and removes the folders it made when the run is refused before anything was
+written into them.
+
+While it holds the lock, the run touches the lock file every HEARTBEAT_S seconds: a reader on another machine (the run
+dir on shared storage, a multi-node job's rank 0 elsewhere), which cannot ask that machine whether the pid lives, reads
+the run's liveness from that time instead (run/state.py).
 """
 import os
+import socket
+import threading
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from ..errors import ArgumentError
 from .ownership import check_output_path, first_missing
 
 LOCK_FILE = ".prefswift.lock"
+HEARTBEAT_S = 30.0
 
 try:
     import fcntl
@@ -21,10 +31,42 @@ except ImportError:  # Windows: no advisory locks; runs are not guarded against 
     fcntl = None
 
 
+@dataclass
+class LockRecord:
+    """What a run dir's lock file says: the holder's pid, its host (None in a file written before hosts were
+    recorded), and when the holder last touched it (the file's mtime)."""
+    pid: int
+    host: Optional[str]
+    touched: float
+
+
+def this_host() -> str:
+    return socket.gethostname()
+
+
+def read_lock(run_dir: Path) -> Optional[LockRecord]:
+    """The lock file of `run_dir`, or None when there is none (or it holds no pid)."""
+    path = Path(run_dir) / LOCK_FILE
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        touched = path.stat().st_mtime
+        pid = int(lines[0].strip())
+    except (OSError, ValueError, IndexError):
+        return None
+    host = lines[1].strip() if len(lines) > 1 and lines[1].strip() else None
+    return LockRecord(pid, host, touched)
+
+
+def holder_text(pid: str, host: Optional[str]) -> str:
+    return f"pid {pid}" if host in (None, this_host()) else f"pid {pid} on {host}"
+
+
 class RunDirLock:
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / LOCK_FILE
         self.fd = None
+        self.stop = threading.Event()
+        self.beat: Optional[threading.Thread] = None
 
     def acquire(self) -> None:
         if fcntl is None:
@@ -34,25 +76,38 @@ class RunDirLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
-                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+                held = os.pread(fd, 300, 0).decode("utf-8", "replace").split("\n")
                 os.close(fd)
-                raise ArgumentError(f"--output_dir {self.path.parent} is in use by another prefswift run (pid "
-                                    f"{holder}); wait for it to end, or give another --output_dir") from None
+                holder = holder_text(held[0].strip() or "unknown", held[1].strip() or None if len(held) > 1 else None)
+                raise ArgumentError(f"--output_dir {self.path.parent} is in use by another prefswift run ({holder}); "
+                                    "wait for it to end, or give another --output_dir") from None
             try:
                 same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
             except FileNotFoundError:
                 same = False
             if same:
                 os.ftruncate(fd, 0)
-                os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+                os.pwrite(fd, f"{os.getpid()}\n{this_host()}\n".encode("utf-8"), 0)
                 self.fd = fd
+                self.beat = threading.Thread(target=self._heartbeat, name="prefswift-lock-heartbeat", daemon=True)
+                self.beat.start()
                 return
             os.close(fd)
         raise ArgumentError(f"--output_dir {self.path.parent}: could not take its lock file {self.path}")
 
+    def _heartbeat(self) -> None:
+        while not self.stop.wait(HEARTBEAT_S):
+            try:
+                os.utime(self.fd)
+            except (OSError, TypeError):  # released meanwhile
+                return
+
     def release(self) -> None:
         if self.fd is None:
             return
+        self.stop.set()
+        if self.beat is not None:
+            self.beat.join()
         try:
             self.path.unlink(missing_ok=True)  # while still holding it: a waiting run then locks a new file
         finally:

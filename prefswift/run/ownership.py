@@ -13,6 +13,7 @@ from typing import List, Optional
 
 from ..arguments import ARGS_FILE, COMMAND_SECTIONS
 from ..errors import ArgumentError
+from .saved_files import RESULT_DIRS, left_by_a_run, remove_saved
 
 # what `save_final` writes into an adapter dir: peft's adapter, the tokenizer's files, args.json, the Trainer's
 # training_args.bin
@@ -104,20 +105,37 @@ def first_missing(path: Path) -> Optional[Path]:
 def run_results(run_dir: Path, checkpoints: List[Path]) -> List[str]:
     """The results of an earlier run in `run_dir` that a new run would replace: checkpoints, the final adapter or
     model, complete.json, logging.jsonl."""
-    return [p.name for p in checkpoints] + [n for n in RUN_RESULTS if (run_dir / n).exists()]
+    return [p.name for p in checkpoints] + [n for n in RUN_RESULTS if left_by_a_run(run_dir / n)]
 
 
-def remove_run(run_dir: Path, checkpoints: List[Path]) -> None:
+def remove_run(run_dir: Path, checkpoints: List[Path]) -> List[str]:
     """--overwrite_output_dir true: remove an earlier prefswift run's own files (its cached reference log-probs go
-    through ``remove_caches``, called right after; anything else in the folder stays)."""
+    through ``remove_caches``, called right after). Inside checkpoint-N, adapter/ and final/ only the files a save
+    writes go (`saved_files`); a user's file stays, and so does the folder holding it. args.json goes last. Returns
+    what was kept there (paths relative to `run_dir`, a kept folder with a trailing /)."""
+    kept: List[str] = []
     remove_plots(run_dir / PLOTS_DIR)
+    images = run_dir / PLOTS_DIR
+    if images.is_dir() and not images.is_symlink():
+        kept += [str(p.relative_to(run_dir)) + ("/" if p.is_dir() else "") for p in sorted(images.iterdir())]
+    for name in sorted(RESULT_DIRS):  # `eval`/`infer` results of the run dir itself go with the run
+        if (run_dir / name).is_dir() and not (run_dir / name).is_symlink():
+            remove_saved(run_dir / name, run_dir, kept)
     for p in [*checkpoints, *(run_dir / n for n in RUN_RESULTS + RUN_EXTRAS)]:
         if p.is_symlink():  # a link to another run's checkpoint: the link goes, never what it points to
             p.unlink()
         elif p.is_dir():
-            shutil.rmtree(p)
+            remove_saved(p, run_dir, kept)
         elif p.exists():
             p.unlink()
+    return kept
+
+
+def kept_line(run_dir: Path, kept: List[str]) -> str:
+    """The one line naming the files prefswift did not write that starting over left in place."""
+    shown = ", ".join(kept[:5]) + (f" and {len(kept) - 5} more" if len(kept) > 5 else "")
+    return (f"[prefswift] kept {len(kept)} {'file' if len(kept) == 1 else 'files'} prefswift did not write in "
+            f"{run_dir}: {shown}")
 
 
 def remove_plots(images: Path) -> None:

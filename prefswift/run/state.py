@@ -8,20 +8,25 @@ A run dir (`--output_dir`) holds, as training writes them:
   adapter/ | final/  the final LoRA adapter | full model (written whole, by rename)
   complete.json      {"global_step", "max_steps"}: the run reached its last step (`write_complete`)
   stopped.json       {"reason", "step", "message"}: the run ended early after `step` steps, and why (`write_stopped`)
-  .prefswift.lock    held (flock) by the training process for the run's life, holding its pid (`lock.py`)
+  .prefswift.lock    held (flock) by the training process for the run's life, holding its pid and host, touched every
+                     30 s (`lock.py`)
   images/*.png       the plots
 
 `read_run(path)` turns those into a `RunInfo`; its `state` is one of STATES:
-  running      the lock file names a live process on this machine (a run on another node of a multi-node job shows
-               as `interrupted` until it writes complete.json or stopped.json: the dir is shared, the process is not)
+  running      the lock file names a live process on this machine, or names another host (a multi-node job's rank 0,
+               the run dir on shared storage) and the run wrote (its lock's heartbeat, logging.jsonl) within FRESH_S
   finished     complete.json exists
   non-finite   stopped on a nan/inf loss, gradient or weight (stopped.json)
   failed       stopped on an error (stopped.json)
+  unknown      the lock file names another host and the run has written nothing for FRESH_S: this machine cannot see
+               that host's processes, so it cannot tell a run still busy there (a long save) from one killed with it
   interrupted  stopped by Ctrl-C (stopped.json), or killed: neither finished nor stopped nor running
+`host` names the other machine for `running` and `unknown` there; `last_write_s` is how long ago the run wrote.
 """
 import json
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -29,13 +34,17 @@ from typing import Dict, List, Optional
 from ..arguments import ARGS_FILE
 from ..files import write_json_atomic
 from .checkpoints import checkpoint_problem, checkpoint_world_size, checkpoints
-from .lock import LOCK_FILE
+from .lock import LOCK_FILE, read_lock, this_host
 from .logs import LOG_FILE, read_log
 from .ownership import written_by_prefswift
+from .saved_files import left_by_a_run
 
 COMPLETE_FILE = "complete.json"
 STOPPED_FILE = "stopped.json"
-STATES = ("running", "finished", "non-finite", "failed", "interrupted")
+STATES = ("running", "finished", "non-finite", "failed", "interrupted", "unknown")
+# a run whose lock names another host is `running` while it wrote within this many seconds (its lock's heartbeat is
+# every lock.HEARTBEAT_S; shared file systems may show a file's time a minute late)
+FRESH_S = 300.0
 STOP_REASONS = ("non-finite", "failed", "interrupted")
 
 
@@ -83,6 +92,8 @@ class RunInfo:
     notes: List[str] = field(default_factory=list)  # what is odd about the dir, said plainly (a cut log line, ...)
     stopped: Optional[Dict] = None   # stopped.json
     running_pid: Optional[int] = None
+    host: Optional[str] = None            # the other machine the lock names (running or unknown there)
+    last_write_s: Optional[float] = None  # seconds since the run last wrote (lock heartbeat, logging.jsonl)
 
     @property
     def processes(self) -> Optional[int]:
@@ -132,13 +143,41 @@ def find_runs(root: Path, max_depth: int = 4) -> List[Path]:
 
 
 def lock_holder(run_dir: Path) -> Optional[int]:
-    """The pid in the run's lock file when that process is alive on this machine, else None (no lock, or stale)."""
-    try:
-        pid = int((Path(run_dir) / LOCK_FILE).read_text(encoding="ascii").strip())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
+    """The pid in the run's lock file when that process is alive on this machine, else None (no lock, stale, or a
+    lock held on another host: see `remote_holder`)."""
+    record = read_lock(run_dir)
+    if record is None or record.host not in (None, this_host()):
         return None
-    return pid
+    try:
+        os.kill(record.pid, 0)
+    except OSError:
+        return None
+    return record.pid
+
+
+@dataclass
+class RemoteHolder:
+    pid: int
+    host: str
+    last_write_s: float  # seconds since the run last wrote: its lock's heartbeat or a logged row
+
+    @property
+    def fresh(self) -> bool:
+        return self.last_write_s <= FRESH_S
+
+
+def remote_holder(run_dir: Path, now: Optional[float] = None) -> Optional[RemoteHolder]:
+    """The lock's holder when the lock names another host, with how long ago the run last wrote; else None."""
+    record = read_lock(run_dir)
+    if record is None or record.host in (None, this_host()):
+        return None
+    times = [record.touched]
+    try:
+        times.append((Path(run_dir) / LOG_FILE).stat().st_mtime)
+    except OSError:
+        pass
+    now = time.time() if now is None else now
+    return RemoteHolder(record.pid, record.host, max(0.0, now - max(times)))
 
 
 def read_run(path: Path) -> RunInfo:
@@ -155,22 +194,25 @@ def read_run(path: Path) -> RunInfo:
         if problem:
             notes.append(f"{ckpt.name}: {problem}")
     complete, stopped, pid = read_complete(path), _read_json(path / STOPPED_FILE), lock_holder(path)
-    result = next((path / n for n in ("adapter", "final") if (path / n).is_dir()), None)
+    remote = remote_holder(path) if pid is None else None
+    result = next((path / n for n in ("adapter", "final") if (path / n).is_dir() and left_by_a_run(path / n)), None)
     steps = [r["step"] for r in log.rows if isinstance(r.get("step"), int)]
     step = max(steps, default=0)
     max_steps = None
     if complete:
         step, max_steps = max(step, complete.get("global_step", 0)), complete.get("max_steps")
-    if pid is not None:
+    if pid is not None or (remote is not None and remote.fresh):
         state = "running"
     elif complete:
         state = "finished"
     elif stopped and stopped.get("reason") in STOP_REASONS:
         state = stopped["reason"]
         step = max(step, stopped.get("step") or 0)
+    elif remote is not None:
+        state = "unknown"
     else:
         state = "interrupted"
-    missing = missing_checkpoints(args, {c.step for c in ckpts}, step if state != "running" else
+    missing = missing_checkpoints(args, {c.step for c in ckpts}, step if state not in ("running", "unknown") else
                                   max((c.step for c in ckpts), default=0))
     if missing:
         names = ", ".join(f"checkpoint-{n}" for n in missing)
@@ -182,7 +224,15 @@ def read_run(path: Path) -> RunInfo:
         max_steps = args["max_steps"]
     return RunInfo(path=path, args=args, state=state, algorithm=args.get("command"),
                    model=args.get("model_type") or args.get("model_id_or_path"), step=step, max_steps=max_steps,
-                   checkpoints=ckpts, result=result, logs=log.rows, notes=notes, stopped=stopped, running_pid=pid)
+                   checkpoints=ckpts, result=result, logs=log.rows, notes=notes, stopped=stopped,
+                   **{"running_pid": pid, **_elsewhere(remote, state)})
+
+
+def _elsewhere(remote: Optional["RemoteHolder"], state: str) -> Dict:
+    """The RunInfo fields of a run whose lock names another host, while it reads as running or unknown there."""
+    if remote is None or state not in ("running", "unknown"):
+        return {}
+    return {"running_pid": remote.pid, "host": remote.host, "last_write_s": remote.last_write_s}
 
 
 def missing_checkpoints(args: Dict, found: set, upto: int) -> List[int]:
@@ -230,4 +280,5 @@ def _step(ckpt: Path) -> int:
 
 __all__ = ["COMPLETE_FILE", "STOPPED_FILE", "STATES", "CheckpointInfo", "RunInfo", "clear_stopped", "find_runs",
            "eval_results", "missing_checkpoints",
-           "is_run_dir", "lock_holder", "read_complete", "read_run", "write_complete", "write_stopped"]
+           "is_run_dir", "lock_holder", "remote_holder", "FRESH_S", "read_complete", "read_run", "write_complete",
+           "write_stopped"]

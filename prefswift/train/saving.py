@@ -6,6 +6,7 @@ from ..arguments import RunArgs
 from ..models.lora import REF_ADAPTER
 from ..models.push import push_result
 from ..run.ownership import check_adapter_dir, replace_dir
+from ..run.saved_files import carry_foreign
 
 
 def save_final(trainer, args: RunArgs, run_dir: Path, tokenizer, main: bool, log) -> None:
@@ -22,6 +23,7 @@ def save_final(trainer, args: RunArgs, run_dir: Path, tokenizer, main: bool, log
     tokenizer.save_pretrained(str(tmp))
     args.save(tmp)
     if target.exists():
+        carry_foreign(target, tmp)  # a file the user put into the earlier adapter/ (final/) stays where it was
         shutil.rmtree(target)
     tmp.rename(target)
     log(f"[prefswift] saved {'adapter' if lora else 'model'} to {target}")

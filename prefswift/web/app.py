@@ -9,6 +9,7 @@ events API.
   GET  /api/arena/prompt              a prompt drawn from --prompt_file
   POST /api/arena/match               {run_a, run_b, prompt, options} -> two answers, positions shuffled, no names
   POST /api/arena/vote                {id, choice: A|B|tie|both_bad, annotator} -> one row appended to the votes file
+                                      (the match waits on disk: a vote after a restart of the server still counts)
   GET  /api/arena/stats               votes, the win-rate table (evaluate.winrate), ties / both-bad counts
 Every answer to a bad request is a 4xx with {"error": one line}; the server keeps serving.
 """
@@ -29,7 +30,7 @@ from ..run.state import read_run
 from ..serve.prompts import chat_to_turns
 from ..serve.types import EngineError
 from . import generation
-from .arena import Match, VoteError, VoteFile, new_match, vote_row, winrate_table
+from .arena import PendingMatches, VoteError, VoteFile, new_match, vote_row, winrate_table
 from .runs import chat_targets, detail, runs_summaries, summary, training_runs
 
 STATIC = Path(__file__).parent / "static"
@@ -51,7 +52,7 @@ class WebState:
         self.prompts = prompts
         self.api_key = api_key
         self.models = generation.Engines()
-        self.matches: Dict[str, Match] = {}
+        self.matches = PendingMatches(self.votes.path)
         self.rng = random.Random()
         self.lock = threading.Lock()
 
@@ -229,22 +230,31 @@ def create_app(state: WebState) -> FastAPI:
             raise BadRequest(one_line(e), 500) from None
         match = new_match(prompt, answers[0], answers[1], state.rng)
         with state.lock:
-            state.matches[match.id] = match
+            try:
+                state.matches.put(match)
+            except OSError as e:  # the votes file's folder cannot be written: one line, the server keeps serving
+                raise BadRequest(f"cannot keep the match beside {state.votes.path}: {e.strerror or e}", 500) from None
         return {"id": match.id, "prompt": prompt, "A": match.left[2], "B": match.right[2]}
 
     @app.post("/api/arena/vote")
     async def arena_vote(body: Dict):
+        match_id = str(body.get("id"))
         with state.lock:
-            match = state.matches.get(str(body.get("id")))
+            match = state.matches.get(match_id)
+            if any(r.get("match_id") == match_id for r in state.votes.rows()):
+                state.matches.drop(match_id)  # voted on just before a crash, its file left: the row written counts
+                raise BadRequest(f"match {match_id} was already voted on ({state.votes.path}): start a new match", 409)
             if match is None:
-                raise BadRequest("no open match with this id (already voted, or the server restarted): start a new "
-                                 "match", 404)
+                raise BadRequest("no open match with this id: start a new match", 404)
             try:
                 row = vote_row(match, str(body.get("choice")), str(body.get("annotator") or ""))
             except VoteError as e:
                 raise BadRequest(str(e)) from None
-            state.votes.append(row)
-            del state.matches[match.id]
+            try:
+                state.votes.append(row)
+                state.matches.drop(match.id)
+            except OSError as e:
+                raise BadRequest(f"cannot write the vote to {state.votes.path}: {e.strerror or e}", 500) from None
         return {"written": str(state.votes.path), "A": row["model_a"], "B": row["model_b"], "winner": row["winner"]}
 
     @app.get("/api/arena/stats")

@@ -5,18 +5,24 @@ A row (the `arena` format of prefswift.data.formats; `winner` takes Chatbot Aren
   {"prompt", "response_a", "response_b", "model_a", "model_b", "winner": model_a | model_b | tie | tie (bothbad),
    "annotator", "tstamp" (unix seconds), "time" (UTC, ISO 8601), "match_id", "sample_a", "sample_b"}
 `response_a` is what the person saw on the left, written by `model_a` (positions are drawn at random per match).
+
+A match waits for its vote on disk, not in the server's memory (`PendingMatches`): one JSON file per match, written
+atomically into `.<votes file name>.pending/` next to the votes file, removed once its vote is appended. A vote after a
+restart of the server (or from another tab) therefore still finds its match, and a match already voted on is refused.
 """
 import json
 import os
 import random
+import re
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
 from ..evaluate.winrate import summarize
+from ..files import write_json_atomic
 
 CHOICES = {"A": "model_a", "B": "model_b", "tie": "tie", "both_bad": "tie (bothbad)"}
 
@@ -33,6 +39,56 @@ class Match:
     right: tuple
     system: Optional[str] = None
     id: str = field(default_factory=lambda: secrets.token_hex(8))
+
+
+MATCH_ID = re.compile(r"^[0-9a-f]{16}$")  # Match.id: 8 random bytes in hex (and so a safe file name)
+
+
+class PendingMatches:
+    """The matches shown and not voted on yet, one file each in `.<votes>.pending/` beside the votes file.
+    Matches left unvoted for KEEP_S are removed when a new one is stored."""
+    KEEP_S = 30 * 86400
+
+    def __init__(self, votes: Path):
+        votes = Path(votes)
+        self.dir = votes.with_name(f".{votes.name}.pending")
+
+    def _path(self, match_id: str) -> Optional[Path]:
+        return self.dir / f"{match_id}.json" if MATCH_ID.match(match_id) else None
+
+    def put(self, match: Match) -> None:
+        self._prune()
+        write_json_atomic(self._path(match.id), {**asdict(match), "created": time.time()})
+
+    def get(self, match_id: str) -> Optional[Match]:
+        """The open match `match_id`, or None (never shown, already voted on, or its file unreadable)."""
+        path = self._path(match_id)
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8")) if path is not None else None
+            return Match(prompt=saved["prompt"], left=tuple(saved["left"]), right=tuple(saved["right"]),
+                         system=saved.get("system"), id=saved["id"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def drop(self, match_id: str) -> None:
+        path = self._path(match_id)
+        if path is not None:
+            path.unlink(missing_ok=True)
+            try:
+                self.dir.rmdir()  # only when no other match waits
+            except OSError:
+                pass
+
+    def _prune(self) -> None:
+        if not self.dir.is_dir():
+            return
+        old = time.time() - self.KEEP_S
+        for path in self.dir.glob("*.json"):
+            try:
+                if MATCH_ID.match(path.stem) and path.stat().st_mtime < old:
+                    path.unlink()
+            except OSError:
+                pass
 
 
 def new_match(prompt: str, first: tuple, second: tuple, rng: random.Random, system: Optional[str] = None) -> Match:
@@ -123,4 +179,5 @@ def winrate_table(rows: List[dict]) -> List[Dict]:
     return table
 
 
-__all__ = ["Match", "new_match", "vote_row", "VoteFile", "VoteError", "winrate_table", "outcome_for", "CHOICES"]
+__all__ = ["Match", "PendingMatches", "new_match", "vote_row", "VoteFile", "VoteError", "winrate_table", "outcome_for",
+           "CHOICES"]

@@ -38,7 +38,7 @@ def json_number(value):
 def summary(info: RunInfo, root: Path) -> Dict:
     best = info.best_eval()
     return {
-        "name": name_of(info.path, root), "state": info.state, "state_note": state_note(info),
+        "name": name_of(info.path, root), "state": info.state, "state_note": state_note(info), "host": info.host,
         "algorithm": info.algorithm, "model": info.model or "?", "step": info.step, "max_steps": info.max_steps,
         "best_eval": {k: best[k] for k in BEST_EVAL_KEYS if k in best} if best else None,
         "processes": info.processes, "notes": info.notes, "chat": info.loadable() is not None,
@@ -48,6 +48,12 @@ def summary(info: RunInfo, root: Path) -> Dict:
 
 
 def state_note(info: RunInfo) -> str:
+    if info.host is not None:  # the lock names another machine: judged by how recently the run wrote
+        ago = ago_text(info.last_write_s or 0.0)
+        if info.state == "running":
+            return f"training on {info.host} (pid {info.running_pid}), judged by its recent writes"
+        return (f"on {info.host}, last write {ago} ago: still busy there (a long save?) or ended with that machine — "
+                "this machine cannot see its processes")
     if info.state == "running":
         return f"training (pid {info.running_pid})"
     if info.stopped and info.state == info.stopped.get("reason"):
@@ -55,6 +61,10 @@ def state_note(info: RunInfo) -> str:
     if info.state == "finished":
         return f"reached step {info.step}"
     return "ended without a word: killed, out of memory, or its node lost (no complete.json, no stopped.json)"
+
+
+def ago_text(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
 def detail(info: RunInfo, root: Path) -> Dict:

@@ -47,7 +47,9 @@ function num(v, digits) {
   if (typeof v !== "number") return String(v);
   return digits !== undefined ? v.toFixed(digits) : fmt(v);
 }
-function badge(state) { return el("span", {class: "badge " + state, "data-state": state}, state); }
+function badge(state, host) {  // a run whose lock names another machine: "running (on HOST)", "unknown (on HOST)"
+  return el("span", {class: "badge " + state, "data-state": state}, host ? `${state} (on ${host})` : state);
+}
 function live(text) { document.getElementById("live").textContent = text; }
 function listen(url, handlers) {
   if (source) source.close();
@@ -111,7 +113,7 @@ function runsTable(runs) {
     el("tr", {}, ["run", "state", "algorithm", "model", "step", "best eval", "notes"].map(h => el("th", {}, h))),
     runs.map(r => el("tr", {"data-run": r.name},
       el("td", {}, el("a", {href: "#/run/" + encodeURIComponent(r.name)}, r.name)),
-      el("td", {title: r.state_note}, badge(r.state)),
+      el("td", {title: r.state_note}, badge(r.state, r.host)),
       el("td", {}, r.algorithm || ""),
       el("td", {}, r.model),
       el("td", {class: "num step"}, r.max_steps && r.max_steps > 0 ? `${r.step} / ${r.max_steps}` : String(r.step)),
@@ -134,7 +136,7 @@ function pageRun(name) {
     const charts = el("div", {class: "charts", id: "charts"});
     const ckpts = el("div", {id: "checkpoints"});
     const fillHead = info => {
-      head.replaceChildren(...[badge(info.state), el("span", {class: "muted"}, info.state_note),
+      head.replaceChildren(...[badge(info.state, info.host), el("span", {class: "muted"}, info.state_note),
         el("span", {}, `${info.algorithm || ""} · ${info.model} · step `),
         el("b", {id: "run-step", class: "step"}, String(info.step)),
         info.max_steps > 0 ? el("span", {}, ` / ${info.max_steps}`) : null,
