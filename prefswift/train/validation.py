@@ -91,7 +91,7 @@ def check_model_options(args: RunArgs) -> None:
 
 
 def check_training_options(args: RunArgs, algo: str) -> None:
-    t, m = args.train, args.model
+    t = args.train
     if ("8bit" in t.optim or "paged" in t.optim) and default_device() != "cuda":
         raise ArgumentError(f"--optim {t.optim} needs a CUDA GPU and bitsandbytes; on this machine use adamw_torch")
     steps_or_ratio(t.save_steps)
