@@ -3,7 +3,7 @@
 Supports what `infer` loads (--ckpt_dir RUN | adapter | checkpoint | merged dir, or --model_type/--model_id_or_path),
 plus --adapters NAME=PATH ... on the same base, each a `model` a request may name; adapters added and dropped while
 serving (POST/DELETE /v1/adapters); POST /v1/preference scores a pair as `prefswift eval` does. The HTTP layer is
-`prefswift.serve.app`, generation `prefswift.serve.engine` (continuous batching), scoring `prefswift.evaluate`.
+`prefswift.serve.app`, generation `prefswift.generation.engine` (continuous batching), scoring `prefswift.evaluate`.
 
 Steps: check where it may listen -> resolve and load the model -> the engine (+ adapters) -> the app -> uvicorn.
 """
@@ -17,9 +17,9 @@ from ..errors import ArgumentError, PrefswiftError
 from ..models.checkpoint import ModelSource, check_generates, load_for_inference, resolve_source, source_template
 from ..run.state import is_run_dir, read_run
 from ..serve.app import build_app
-from ..serve.engine import Engine
+from ..generation.engine import Engine
 from ..serve.server import check_exposure, effective_api_key, run_server
-from ..serve.types import EngineError
+from ..generation.types import EngineError
 from ..templates.check import check_template
 from .common import run_command
 from .deploy_preference import PairScorer

@@ -18,9 +18,9 @@ from ..data.example import PreferenceExample
 from ..evaluate import pair_logps
 from ..models.checkpoint import LoadedModel
 from ..models.reference import resolve_reference
-from ..serve.engine import BASE_ADAPTER
-from ..serve.prompts import chat_to_turns
-from ..serve.types import EngineError
+from ..generation.engine import BASE_ADAPTER
+from ..generation.prompts import chat_to_turns
+from ..generation.types import EngineError
 from .eval import reference_logps, run_objective
 
 FIELDS = {"model", "prompt", "messages", "chosen", "rejected"}

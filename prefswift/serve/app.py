@@ -14,10 +14,10 @@ import secrets
 import time
 from typing import Callable, Optional
 
-from .engine import Engine
+from ..generation.engine import Engine
 from .openai_api import (chat_chunk, chat_delta_chunk, chat_response, completion_delta_chunk, completion_response,
                          parse_chat, parse_completion)
-from .types import EngineError, QueueFull
+from ..generation.types import EngineError, QueueFull
 
 POLL_DISCONNECT_S = 0.5
 

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
-from .types import Choice, Delta, EngineError, SamplingParams, TokenLogprob
+from ..generation.types import Choice, Delta, EngineError, SamplingParams, TokenLogprob
 
 COMMON = {"model", "max_tokens", "temperature", "top_p", "n", "stop", "seed", "stream", "stream_options",
           "return_token_ids"}

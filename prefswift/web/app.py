@@ -27,8 +27,8 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException
 
 from ..run.state import read_run
-from ..serve.prompts import chat_to_turns
-from ..serve.types import EngineError
+from ..generation.prompts import chat_to_turns
+from ..generation.types import EngineError
 from . import generation
 from .arena import PendingMatches, VoteError, VoteFile, new_match, vote_row, winrate_table
 from .runs import chat_targets, detail, runs_summaries, summary, training_runs

@@ -1,4 +1,4 @@
-"""Answers for the chat and arena pages through `prefswift deploy`'s engine (prefswift.serve.engine), not a copy.
+"""Answers for the chat and arena pages through `prefswift deploy`'s engine (prefswift.generation.engine), not a copy.
 
 One Engine per base model: a LoRA run joins the engine of its base as an adapter (several runs on one base share the
 weights, and their requests are batched together); a full model (final/, a merged dir) gets an engine of its own.
@@ -9,7 +9,7 @@ from typing import Dict, Iterator, List
 
 from ..arguments import parse_command
 from ..arguments.fields import InferArguments
-from ..serve.types import EngineError, SamplingParams
+from ..generation.types import EngineError, SamplingParams
 
 PAGE_OPTIONS = ("max_new_tokens", "temperature", "top_p", "do_sample", "seed")
 
@@ -24,7 +24,7 @@ class Engines:
     def get(self, model_dir: str):
         """(engine, served name) for the model in `model_dir` (loaded on first use)."""
         from ..models.checkpoint import check_generates, load_for_inference, resolve_source, source_template
-        from ..serve.engine import Engine
+        from ..generation.engine import Engine
 
         with self.lock:
             for engine in self.engines.values():

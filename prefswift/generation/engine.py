@@ -3,7 +3,7 @@ adapters on it, requests from many threads batched together by one scheduler thr
 
 API (all methods are thread-safe; nothing here knows about HTTP)::
 
-    from prefswift.serve.engine import Engine, SamplingParams, EngineError
+    from prefswift.generation.engine import Engine, SamplingParams, EngineError
 
     engine = Engine(loaded, name="my-run")           # loaded: models.checkpoint.LoadedModel (load_for_inference)
     engine.add_adapter("other-run", source)          # a second run's adapter (source: models.checkpoint.ModelSource)
