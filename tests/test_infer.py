@@ -40,12 +40,17 @@ def infer_args(*argv):
 
 
 def load(*argv):
-    from prefswift.infer.generate import Generator
+    """(loaded model, its in-process engine, the engine's parameters for these infer options)."""
+    from prefswift.generation.local import LocalEngine, sampling_params
     from prefswift.models.checkpoint import load_for_inference, resolve_source
 
     args = infer_args(*argv)
     loaded = load_for_inference(resolve_source(args))
-    return loaded, Generator(loaded, args.infer)
+    return loaded, LocalEngine(loaded), sampling_params(args.infer)
+
+
+def token_ids(engine, params, ids):
+    return engine.generate([ids], params)[0][0].token_ids
 
 
 def test_resolve_sources(run_dir):
@@ -80,16 +85,13 @@ def test_resolve_sources(run_dir):
 
 
 def test_stop_words_come_from_the_template(run_dir):
-    from prefswift.infer.generate import cut_at_stop
-
-    loaded, gen = load("--ckpt_dir", run_dir / "checkpoint-4")
+    loaded, engine, params = load("--ckpt_dir", run_dir / "checkpoint-4")
     tok = loaded.tokenizer
-    assert tok.convert_tokens_to_ids("<|eot_id|>") in gen.eos_ids
-    assert tok.convert_tokens_to_ids("<|end_of_text|>") in gen.eos_ids
-    assert gen.config.eos_token_id == gen.eos_ids and gen.config.do_sample is False
-    assert cut_at_stop("answer</s>more", ["</s>"]) == "answer"
-    _, qgen = load("--model_type", "tiny-qwen")
-    assert qgen.loaded.tokenizer.convert_tokens_to_ids("<|im_end|>") in qgen.eos_ids
+    assert tok.convert_tokens_to_ids("<|eot_id|>") in engine.eos_ids
+    assert tok.convert_tokens_to_ids("<|end_of_text|>") in engine.eos_ids
+    assert params.temperature == 0  # greedy unless --do_sample true
+    qloaded, qengine, _ = load("--model_type", "tiny-qwen")
+    assert qloaded.tokenizer.convert_tokens_to_ids("<|im_end|>") in qengine.eos_ids
 
 
 def test_merged_and_unmerged_greedy_outputs_are_identical(run_dir, tmp_path):
@@ -110,30 +112,28 @@ def test_merged_and_unmerged_greedy_outputs_are_identical(run_dir, tmp_path):
     assert [r["response"] for r in ra] == [r["response"] for r in rb]
     assert {"prompt", "response", "chosen", "rejected"} <= set(ra[0]) and ra[0]["chosen"] == ROWS[0]["chosen"]
     # token level too, on the merged dir given directly
-    _, g_adapter = load("--ckpt_dir", ckpt, "--max_new_tokens", 12)
-    _, g_merged = load("--ckpt_dir", run_dir / "checkpoint-4-merged", "--max_new_tokens", 12)
-    ids = g_adapter.loaded.template.encode_prompt(g_adapter.loaded.tokenizer, None, [], "Tell me a joke")
-    assert g_adapter.generate_ids(ids) == g_merged.generate_ids(ids)
+    lm, e_adapter, params = load("--ckpt_dir", ckpt, "--max_new_tokens", 12)
+    _, e_merged, _ = load("--ckpt_dir", run_dir / "checkpoint-4-merged", "--max_new_tokens", 12)
+    ids = lm.template.encode_prompt(lm.tokenizer, None, [], "Tell me a joke")
+    assert token_ids(e_adapter, params, ids) == token_ids(e_merged, params, ids)
 
 
 def test_sampling_is_reproducible_with_seed(run_dir):
-    from prefswift.infer.generate import set_seed
+    import dataclasses
 
-    _, gen = load("--ckpt_dir", run_dir / "checkpoint-4", "--do_sample", "true", "--temperature", "1.5",
-                  "--top_k", "50", "--top_p", "1.0", "--max_new_tokens", 8)
-    ids = gen.loaded.template.encode_prompt(gen.loaded.tokenizer, None, [], "Hi")
-    outs = []
-    for seed in (7, 7, 8):
-        set_seed(seed)
-        outs.append(gen.generate_ids(ids))
+    lm, engine, params = load("--ckpt_dir", run_dir / "checkpoint-4", "--do_sample", "true", "--temperature", "1.5",
+                              "--top_k", "50", "--top_p", "1.0", "--max_new_tokens", 8)
+    assert (params.temperature, params.top_k, params.top_p, params.max_tokens) == (1.5, 50, 1.0, 8)
+    ids = lm.template.encode_prompt(lm.tokenizer, None, [], "Hi")
+    outs = [token_ids(engine, dataclasses.replace(params, seed=seed), ids) for seed in (7, 7, 8)]
     assert outs[0] == outs[1] and outs[0] != outs[2]
 
 
 def test_chat_session_streams_and_keeps_history(run_dir):
     from prefswift.infer.chat import ChatSession, run_chat
 
-    _, gen = load("--ckpt_dir", run_dir / "checkpoint-4", "--max_new_tokens", 6)
-    session = ChatSession(gen)
+    lm, engine, params = load("--ckpt_dir", run_dir / "checkpoint-4", "--max_new_tokens", 6)
+    session = ChatSession(engine, params)
     out = io.StringIO()
     n = run_chat(session, inp=io.StringIO("first line \\\nsecond line\nagain\n"), out=out, err=io.StringIO(),
                  interactive=True)
@@ -143,7 +143,6 @@ def test_chat_session_streams_and_keeps_history(run_dir):
     text = out.getvalue()
     assert r1 in text and r2 in text and "<<< " in text and "... " in text
     # the second prompt is exactly the conversation so far
-    lm = gen.loaded
     assert session.prompt_ids("next") == lm.template.encode_prompt(lm.tokenizer, None, [(q1, r1), (q2, r2)], "next")
     # too long for max_length: the oldest turn is dropped
     session.max_length = len(lm.template.encode_prompt(lm.tokenizer, None, [(q2, r2)], "next")) + 6
@@ -191,7 +190,7 @@ def test_dataset_mode_recovers_the_runs_eval_split(run_dir):
     from prefswift.commands.infer import run_infer
 
     ckpt = run_dir / "checkpoint-4"
-    loaded, _ = load("--ckpt_dir", ckpt)
+    loaded, _, _ = load("--ckpt_dir", ckpt)
     data = build_preference_data(section_from_flat(DataArguments, load_args_json(ckpt)), loaded.template,
                                  loaded.tokenizer, log=lambda *a, **k: None)
     want = [r["example"].prompt for r in data.eval]

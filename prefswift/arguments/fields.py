@@ -359,7 +359,8 @@ class SampleArguments(Section):
                                  "part of what a resumed run must keep.", ge=1)
     score_batch_size: int = arg(16, "sample: sequences per reward-model forward.", ge=1)
     sample_engine: str = arg("auto", "sample: the generator: vllm when it is installed and a GPU is present (auto), "
-                             "else transformers.", choices=("auto", "transformers", "vllm"))
+                             "else transformers (prefswift's engine, the one deploy serves with).",
+                             choices=("auto", "transformers", "vllm"))
 
 
 def _check_adapter_pair(flag: str, value) -> None:

@@ -12,6 +12,7 @@ prefer its own answers (self-preference bias): the run says so in one warning li
 Steps: resolve the model, its opponent and the judge -> load -> held-out prompts -> generate with both -> load the
 judge -> judge both orders -> report.
 """
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from ..data.selection import result_path, select_pairs
 from ..errors import ArgumentError
 from ..evaluate import write_json
 from ..evaluate.winrate import JUDGE_PROMPT, Judge, format_winrate, judge_all, summarize
-from ..infer.generate import Generator, set_seed
+from ..generation.local import BASE, LocalEngine, sampling_params
 from ..models.checkpoint import LoadedModel, ModelSource, check_generates, load_for_inference, resolve_source
 from ..models.reference import resolve_named, resolve_reference
 
@@ -74,12 +75,17 @@ def unique_prompts(rows: List[dict], log) -> List:
     return out
 
 
-def answers(loaded: LoadedModel, examples, infer) -> List[str]:
-    """Every example's prompt answered by `loaded` (in its own template), seeded like `infer`."""
-    generator = Generator(loaded, infer)
-    set_seed(infer.seed)
-    return [generator.generate(loaded.template.encode_prompt(loaded.tokenizer, ex.system, ex.history, ex.prompt))
-            for ex in examples]
+def answers(loaded: LoadedModel, examples, infer, *, base: bool = False) -> List[str]:
+    """Every example's prompt answered by `loaded` (in its own template; `base`: with its adapter disabled), by the
+    engine; prompt i drawn with seed --seed + i."""
+    engine = LocalEngine(loaded)
+    params = sampling_params(infer)
+    prompts = [loaded.template.encode_prompt(loaded.tokenizer, ex.system, ex.history, ex.prompt) for ex in examples]
+    each = [dataclasses.replace(params, seed=params.seed + i) for i in range(len(prompts))]
+    try:
+        return [choices[0].text for choices in engine.generate(prompts, each, model=BASE if base else None)]
+    finally:
+        engine.close()
 
 
 def run_winrate(args: RunArgs, *, log=print) -> Path:
@@ -100,8 +106,7 @@ def run_winrate(args: RunArgs, *, log=print) -> Path:
     log(f"[prefswift] answering {len(examples)} prompts with the model, then with the opponent ({opponent_note})")
     mine = answers(loaded, examples, args.infer)
     if opponent is None:
-        with loaded.model.disable_adapter():
-            theirs = answers(loaded, examples, args.infer)
+        theirs = answers(loaded, examples, args.infer, base=True)
     loaded = None  # one model in memory at a time
     if opponent is not None:
         theirs = answers(load_for_inference(opponent), examples, args.infer)

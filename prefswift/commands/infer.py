@@ -2,8 +2,8 @@
 
 Supports: a LoRA checkpoint (base from its args.json), a merged or fully fine-tuned model, a plain model type or dir
 (+ --adapter_name_or_path); `--merge_lora true` merges first (reusing <ckpt>-merged); greedy or sampled decoding with
-the template's stop words; interactive chat at a terminal, JSON lines from a pipe; dataset mode with --dataset,
---val_dataset or --load_dataset_config true.
+the template's stop words, by the engine `deploy` serves with (`prefswift.generation`); interactive chat at a terminal,
+JSON lines from a pipe; dataset mode with --dataset, --val_dataset or --load_dataset_config true.
 
 Steps: resolve the checkpoint -> (merge) -> load -> dataset mode | chat.
 """
@@ -14,9 +14,9 @@ from typing import List
 
 from ..arguments import RunArgs
 from ..data.selection import wants_dataset
+from ..generation.local import LocalEngine, sampling_params
 from ..infer.chat import ChatSession, run_chat
 from ..infer.dataset_mode import run_dataset_infer
-from ..infer.generate import Generator, set_seed
 from ..merge import default_merged_dir, merge_lora
 from ..models.checkpoint import MODEL_CONFIG, ModelSource, check_generates, load_for_inference, resolve_source
 from ..errors import ArgumentError
@@ -50,16 +50,18 @@ def run_infer(args: RunArgs, *, log=print, inp=None, out=None, err=None):
     check_generates(source, "prefswift infer")
     if args.infer.merge_lora and source.adapter_dir is not None:
         source = merged_source(args, source, log)
-    set_seed(args.infer.seed)
     loaded = load_for_inference(source)
-    generator = Generator(loaded, args.infer)
+    engine, params = LocalEngine(loaded), sampling_params(args.infer)
     log(f"[prefswift] infer: {source.describe()} | template {loaded.template.name}")
-    if wants_dataset(args):
-        return run_dataset_infer(args, loaded, generator, log=log)
-    system = args.data.system if "system" in args.explicit else source.saved.get("system")
-    session = ChatSession(generator, system=system, max_length=args.data.max_length)
-    return run_chat(session, inp=inp, out=out, err=err, stream=args.infer.stream,
-                    keep_history=args.infer.keep_history)
+    try:
+        if wants_dataset(args):
+            return run_dataset_infer(args, loaded, engine, params, log=log)
+        system = args.data.system if "system" in args.explicit else source.saved.get("system")
+        session = ChatSession(engine, params, system=system, max_length=args.data.max_length)
+        return run_chat(session, inp=inp, out=out, err=err, stream=args.infer.stream,
+                        keep_history=args.infer.keep_history)
+    finally:
+        engine.close()
 
 
 def merged_source(args: RunArgs, source: ModelSource, log) -> ModelSource:

@@ -93,10 +93,10 @@ def _load_policy(source, args: RunArgs, engine: str):
         template = get_template(source.base.template, tokenizer, str(source.base.path))
         return VllmSampler(source.base.path, tokenizer, template, args.infer, args.sample.num_samples), tokenizer, \
             template, None
-    from ..infer.sampling import TransformersSampler
+    from ..infer.sampling import EngineSampler
 
     loaded = load_for_inference(source)
-    return TransformersSampler(loaded, args.infer, args.sample.num_samples), loaded.tokenizer, loaded.template, loaded
+    return EngineSampler(loaded, args.infer, args.sample.num_samples), loaded.tokenizer, loaded.template, loaded
 
 
 def _load_scorer(args: RunArgs, template, device, judge_source):
@@ -185,6 +185,7 @@ def run_sample(args: RunArgs, *, log=print) -> Path:
             raise SystemExit(130) from None
         finally:
             bar.close()
+            sampler.close()
             for w in writers:
                 w.close()
             write_summary(done >= len(items))

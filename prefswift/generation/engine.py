@@ -12,6 +12,7 @@ API (all methods are thread-safe; nothing here knows about HTTP)::
     ids = engine.chat_prompt_ids("other-run", [{"role": "user", "content": "Hi"}])   # that run's template + system
     handle = engine.submit(ids, SamplingParams(max_tokens=64, temperature=0.7, n=2, stop=["\\n\\n"], seed=1,
                                                logprobs=True, top_logprobs=3), model="other-run")
+    handles = engine.submit_many([(ids, params), ...])   # several requests that join the batch together
     for delta in handle:                             # Delta(index, text, token_ids, logprobs, finish_reason)
                                                      # (async code: submit(..., loop=loop); await handle.aget())
         print(delta.index, delta.text, end="")       # streamed pieces; finish_reason set on a choice's last piece
@@ -24,9 +25,10 @@ Errors are `EngineError(status, message, code)` (`QueueFull` = 429, unknown mode
 
 How it batches (continuous batching over a plain transformers model): every running sequence is one row of a
 left-padded batch with one DynamicCache. Each step feeds every row its last token (one forward for all rows, a
-different LoRA adapter per row through PEFT's `adapter_names`) and samples the next one per row (its own temperature,
-top_p, seed). New requests join between steps: their prompts are prefilled together and their cache rows appended to
-the running batch; finished or cancelled rows are dropped at once, so a short answer never waits for a long one.
+different LoRA adapter per row through PEFT's `adapter_names`) and samples the next one per row (`sampler`: its own
+temperature, top_k, top_p, repetition penalty, seed). New requests join between steps: their prompts are prefilled
+together and their cache rows appended to the running batch; finished or cancelled rows are dropped at once, so a short
+answer never waits for a long one.
 Stops: the template's end-of-turn tokens and stop words (`templates.stops.stop_tokens`, as `prefswift infer`) and the
 request's own stop strings; the text never contains them.
 """
@@ -251,22 +253,35 @@ class Engine:
                               "max_tokens", "context_length_exceeded", "max_tokens")
         if p.n > self.max_batch_size:
             raise EngineError(400, f"n={p.n} exceeds the server's --max_batch_size {self.max_batch_size}", param="n")
+        if p.top_k < 0 or p.repetition_penalty <= 0:
+            raise EngineError(400, f"top_k={p.top_k}, repetition_penalty={p.repetition_penalty}: top_k must be 0 (off) "
+                              "or more, repetition_penalty above 0", param="top_k" if p.top_k < 0 else
+                              "repetition_penalty")
 
     def submit(self, prompt_ids: List[int], params: SamplingParams, model: Optional[str] = None, loop=None,
                stream: bool = True) -> Handle:
         """Queue a request (`loop`: the caller's asyncio loop, to read it with `await handle.aget()`; `stream`
         False: only the last piece of each choice is delivered, read the text from `handle.choices`)."""
+        return self.submit_many([(prompt_ids, params)], model, loop, stream)[0]
+
+    def submit_many(self, requests, model: Optional[str] = None, loop=None, stream: bool = True) -> List[Handle]:
+        """Queue [(prompt_ids, params), ...] at once: they join the batch together, in order (a batch of requests
+        submitted to an idle engine is scheduled the same way every time, whatever ran before it)."""
         served = self.served(model)
-        self.check_params(prompt_ids, params)
+        for prompt_ids, params in requests:
+            self.check_params(prompt_ids, params)
         with self._lock:
             if self._stopping:
                 raise EngineError(503, "the server is shutting down", "server_shutting_down")
-            if len(self._waiting) >= self.max_queue:
+            if len(self._waiting) + len(requests) > self.max_queue:
                 raise QueueFull(retry_after=1 + len(self._waiting) // max(self.max_batch_size, 1))
-            handle = Handle(next(self._ids), params.n, len(prompt_ids), loop, stream)
-            self._waiting.append(_Pending(handle, list(prompt_ids), params, served))
+            handles = []
+            for prompt_ids, params in requests:
+                handle = Handle(next(self._ids), params.n, len(prompt_ids), loop, stream)
+                self._waiting.append(_Pending(handle, list(prompt_ids), params, served))
+                handles.append(handle)
             self._wake.notify()
-        return handle
+        return handles
 
     def run_exclusive(self, fn: Callable, timeout: Optional[float] = None):
         """fn(model) run by the scheduler between two steps (or here when it is not running); returns its result."""
@@ -366,10 +381,15 @@ class Engine:
     def forward(self, input_ids, attention_mask, position_ids, past, adapters: List[Optional[str]]):
         kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                       cache=past, use_cache=True, logits_to_keep=1)
-        if any(a is not None for a in adapters):
+        if any(a is not None for a in adapters) and set(adapters) != {self._active_adapter()}:
             kwargs["adapter_names"] = [a or BASE_ADAPTER for a in adapters]
         out = self.model(**kwargs)
         return out.logits[:, -1, :].float(), out.cache
+
+    def _active_adapter(self) -> Optional[str]:
+        """The adapter a plain forward uses (rows that all want it need no per-row `adapter_names`)."""
+        active = getattr(self.model, "active_adapter", None)
+        return active if isinstance(active, str) else None
 
     def sample(self, logits, rows) -> None:
         sample_next(self, logits, rows)

@@ -23,6 +23,8 @@ class SamplingParams:
     max_tokens: int = 256
     temperature: float = 1.0        # 0: greedy
     top_p: float = 1.0
+    top_k: int = 0                  # 0: off
+    repetition_penalty: float = 1.0  # 1: off; as transformers' RepetitionPenaltyLogitsProcessor (prompt included)
     n: int = 1
     stop: List[str] = field(default_factory=list)
     seed: Optional[int] = None      # choice i draws from torch.Generator(seed + i): the same answer whatever else runs

@@ -14,11 +14,11 @@ continuations — and every answer is written to stdout as one JSON line:
 """
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, List, Optional, TextIO, Tuple
 
 from ..errors import PrefswiftError
-from .generate import Generator
+from ..generation.local import LocalEngine, SamplingParams
 
 EXIT_COMMANDS = ("exit", "quit")
 CONTINUATION = "\\"
@@ -33,20 +33,23 @@ class Reply:
 
 @dataclass
 class ChatSession:
-    """Multi-turn state around a Generator: history, system prompt, prompt budget."""
+    """Multi-turn state around the engine: history, system prompt, prompt budget. Answer k of the session is drawn
+    with seed params.seed + k (sampling is reproducible turn by turn)."""
 
-    generator: Generator
+    engine: LocalEngine
+    params: SamplingParams
     system: Optional[str] = None             # None: the template's default system prompt
     max_length: int = 2048                   # prompt + new tokens; oldest turns are dropped beyond it
     history: List[Tuple[str, str]] = field(default_factory=list)
     dropped_turns: int = 0
+    asked: int = 0
 
     def __post_init__(self):
         self.start_system = self.system
 
     def prompt_ids(self, query: str) -> List[int]:
-        lm = self.generator.loaded
-        budget = max(1, self.max_length - self.generator.infer.max_new_tokens)
+        lm = self.engine.loaded
+        budget = max(1, self.max_length - self.params.max_tokens)
         while True:
             ids = lm.template.encode_prompt(lm.tokenizer, self.system, self.history, query)
             if len(ids) <= budget or not self.history:
@@ -54,9 +57,17 @@ class ChatSession:
             self.history.pop(0)          # too long: forget the oldest turn
             self.dropped_turns += 1
 
-    def ask(self, query: str, streamer=None) -> Reply:
+    def ask(self, query: str, on_text: Optional[Callable[[str], None]] = None) -> Reply:
+        """The answer to `query` after the history; `on_text` gets its pieces as they are generated."""
         ids = self.prompt_ids(query)
-        response = self.generator.generate(ids, streamer=streamer)
+        params = replace(self.params, seed=None if self.params.seed is None else self.params.seed + self.asked)
+        self.asked += 1
+        pieces = []
+        for piece in self.engine.stream(ids, params):
+            pieces.append(piece)
+            if on_text is not None:
+                on_text(piece)
+        response = "".join(pieces)
         self.history.append((query, response))
         return Reply(query, response, ids)
 
@@ -68,18 +79,11 @@ class ChatSession:
         self.history = []
 
 
-def make_streamer(tokenizer, out: TextIO):
-    """transformers' TextStreamer writing to `out` instead of print()."""
-    from transformers import TextStreamer
-
-    class _Streamer(TextStreamer):
-        def on_finalized_text(self, text: str, stream_end: bool = False):
-            out.write(text)
-            if stream_end:
-                out.write("\n")
-            out.flush()
-
-    return _Streamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+def writer(out: TextIO) -> Callable[[str], None]:
+    def write(text: str) -> None:
+        out.write(text)
+        out.flush()
+    return write
 
 
 def line_reader(inp: TextIO, out: Optional[TextIO]) -> Callable[[str], Optional[str]]:
@@ -151,7 +155,6 @@ def run_chat(session: ChatSession, inp: TextIO = None, out: TextIO = None, err: 
     err = err or sys.stderr
     if interactive is None:
         interactive = inp.isatty()
-    tokenizer = session.generator.loaded.tokenizer
     say = (lambda msg: (out.write(msg + "\n"), out.flush())) if interactive else \
         (lambda msg: (err.write(msg + "\n"), err.flush()))
     if interactive:
@@ -193,7 +196,8 @@ def run_chat(session: ChatSession, inp: TextIO = None, out: TextIO = None, err: 
         try:
             before = session.dropped_turns
             if interactive and stream:
-                reply = session.ask(msg, streamer=make_streamer(tokenizer, out))
+                reply = session.ask(msg, on_text=writer(out))
+                out.write("\n")
             else:
                 reply = session.ask(msg)
                 if interactive:
@@ -217,4 +221,4 @@ def run_chat(session: ChatSession, inp: TextIO = None, out: TextIO = None, err: 
     return answered
 
 
-__all__ = ["ChatSession", "Reply", "run_chat", "read_message", "line_reader", "make_streamer"]
+__all__ = ["ChatSession", "Reply", "run_chat", "read_message", "line_reader"]

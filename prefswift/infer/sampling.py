@@ -1,6 +1,7 @@
-"""K sampled completions for each prompt of a batch (`prefswift sample`): transformers' generate on the model's device,
-or vLLM where it is installed and a GPU is present (the same texts come back: template stops cut, special tokens
-left out). Each batch is drawn from its own seed, so a batch draws the same completions whatever ran before it."""
+"""K sampled completions for each prompt of a batch (`prefswift sample`): prefswift's engine (`prefswift.generation`,
+the one `deploy` serves with) on the model's device, or vLLM where it is installed and a GPU is present (the same texts
+come back: template stops cut, special tokens left out). Each batch is drawn from its own seed, so a batch draws the
+same completions whatever ran before it: prompt j of a batch with seed s draws its K choices with seeds s + j*K + i."""
 import dataclasses
 import importlib.util
 from typing import List
@@ -8,39 +9,26 @@ from typing import List
 import torch
 
 from ..errors import ArgumentError
-from .generate import cut_at_stop, generation_config, set_seed, stop_tokens
+from ..generation.local import LocalEngine, sampling_params
+from ..templates.stops import stop_tokens
 
 
-class TransformersSampler:
-    """One `generate` call per batch of prompts (left-padded), `k` sequences each."""
+class EngineSampler:
+    """All prompts of a batch submitted to the engine together, `k` choices each."""
 
     engine = "transformers"
 
     def __init__(self, loaded, infer, k: int):
-        self.loaded, self.k = loaded, k
-        self.config = generation_config(dataclasses.replace(infer, do_sample=True), loaded.tokenizer, loaded.template,
-                                        loaded.model)
-        self.config.num_return_sequences = k
-        self.eos_ids, self.stop_strings = stop_tokens(loaded.tokenizer, loaded.template, loaded.model)
+        self.k = k
+        self.local = LocalEngine(loaded, max_batch_size=max(32, k))
+        self.params = sampling_params(infer, n=k, do_sample=True)
 
-    @torch.no_grad()
     def sample(self, prompts: List[List[int]], seed: int) -> List[List[str]]:
-        tok, model = self.loaded.tokenizer, self.loaded.model
-        device = next(model.parameters()).device
-        pad = self.config.pad_token_id
-        width = max(map(len, prompts))
-        ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in prompts], dtype=torch.long, device=device)
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], dtype=torch.long, device=device)
-        set_seed(seed)
-        kwargs = dict(input_ids=ids, attention_mask=mask, generation_config=self.config)
-        if self.stop_strings:
-            kwargs["tokenizer"] = tok
-        out = model.generate(**kwargs)[:, width:].tolist()
-        texts = []
-        for new in out:
-            end = next((i for i, t in enumerate(new) if t in self.eos_ids), len(new))
-            texts.append(cut_at_stop(tok.decode(new[:end], skip_special_tokens=True), self.stop_strings))
-        return [texts[i * self.k:(i + 1) * self.k] for i in range(len(prompts))]
+        each = [dataclasses.replace(self.params, seed=seed + j * self.k) for j in range(len(prompts))]
+        return [[c.text for c in choices] for choices in self.local.generate(prompts, each)]
+
+    def close(self) -> None:
+        self.local.close()
 
 
 class VllmSampler:  # untested here: vLLM is not installed on the project's CPU machines
@@ -66,6 +54,9 @@ class VllmSampler:  # untested here: vLLM is not installed on the project's CPU 
         outs = self.llm.generate([{"prompt_token_ids": list(p)} for p in prompts], params, use_tqdm=False)
         return [[o.text for o in out.outputs] for out in outs]
 
+    def close(self) -> None:
+        pass
+
 
 def vllm_usable() -> bool:
     return importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
@@ -84,4 +75,4 @@ def pick_engine(requested: str, has_adapter: bool) -> str:
     return "vllm" if requested == "auto" and vllm_usable() and not has_adapter else "transformers"
 
 
-__all__ = ["TransformersSampler", "VllmSampler", "vllm_usable", "pick_engine"]
+__all__ = ["EngineSampler", "VllmSampler", "vllm_usable", "pick_engine"]
