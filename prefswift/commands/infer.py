@@ -41,6 +41,10 @@ def check_generation(args: RunArgs) -> None:
     if not infer.do_sample and "temperature" in args.explicit and infer.temperature > 0:
         logger.warning("--temperature %s has no effect without --do_sample true (decoding is greedy); add "
                        "--do_sample true to sample", infer.temperature)
+    for name in ("top_p", "top_k"):
+        if not infer.do_sample and name in args.explicit:
+            logger.warning("--%s %s has no effect without --do_sample true (decoding is greedy); add --do_sample "
+                           "true to sample", name, getattr(infer, name))
 
 
 def run_infer(args: RunArgs, *, log=print, inp=None, out=None, err=None):

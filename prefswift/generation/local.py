@@ -41,7 +41,8 @@ class LocalEngine:
         try:
             return self.engine.start().submit_many(requests, model=model or MODEL, stream=stream)
         except EngineError as e:
-            raise PrefswiftError(f"generation: {e.message}") from None
+            message = e.message.replace("max_tokens", "--max_new_tokens") if e.param == "max_tokens" else e.message
+            raise PrefswiftError(f"generation: {message}") from None
 
     @staticmethod
     def _wait(handle) -> List[Choice]:

@@ -14,6 +14,7 @@ continuations — and every answer is written to stdout as one JSON line:
 """
 import json
 import sys
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from typing import Callable, List, Optional, TextIO, Tuple
 
@@ -63,10 +64,11 @@ class ChatSession:
         params = replace(self.params, seed=None if self.params.seed is None else self.params.seed + self.asked)
         self.asked += 1
         pieces = []
-        for piece in self.engine.stream(ids, params):
-            pieces.append(piece)
-            if on_text is not None:
-                on_text(piece)
+        with closing(self.engine.stream(ids, params)) as stream:   # Ctrl-C: the answer leaves the batch at once
+            for piece in stream:
+                pieces.append(piece)
+                if on_text is not None:
+                    on_text(piece)
         response = "".join(pieces)
         self.history.append((query, response))
         return Reply(query, response, ids)
