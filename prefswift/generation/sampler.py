@@ -48,7 +48,8 @@ def nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
 def sampling_probs(logits: torch.Tensor, params) -> torch.Tensor:
     """[V] (already penalized) logits -> the distribution a sampled token is drawn from (temperature, top_k, top_p)."""
     scaled = keep_top_k(logits / params.temperature, params.top_k)
-    return nucleus(torch.softmax(scaled, -1), params.top_p)
+    probs = nucleus(torch.softmax(scaled, -1), params.top_p)
+    return probs / probs.sum(-1, keepdim=True)
 
 
 def _token_logprobs(engine, logp_row: torch.Tensor, token: int, top: int):
