@@ -381,15 +381,10 @@ class Engine:
     def forward(self, input_ids, attention_mask, position_ids, past, adapters: List[Optional[str]]):
         kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                       cache=past, use_cache=True, logits_to_keep=1)
-        if any(a is not None for a in adapters) and set(adapters) != {self._active_adapter()}:
+        if any(a is not None for a in adapters):
             kwargs["adapter_names"] = [a or BASE_ADAPTER for a in adapters]
         out = self.model(**kwargs)
         return out.logits[:, -1, :].float(), out.cache
-
-    def _active_adapter(self) -> Optional[str]:
-        """The adapter a plain forward uses (rows that all want it need no per-row `adapter_names`)."""
-        active = getattr(self.model, "active_adapter", None)
-        return active if isinstance(active, str) else None
 
     def sample(self, logits, rows) -> None:
         sample_next(self, logits, rows)
