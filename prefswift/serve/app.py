@@ -15,6 +15,7 @@ import time
 from typing import Callable, Optional
 
 from ..generation.engine import Engine
+from .events import event_stream
 from .openai_api import (chat_chunk, chat_delta_chunk, chat_response, completion_delta_chunk, completion_response,
                          parse_chat, parse_completion)
 from ..generation.types import EngineError, QueueFull
@@ -33,7 +34,7 @@ def build_app(engine: Engine, *, api_key: Optional[str] = None, default_max_toke
     """`resolve_adapter(name, path) -> (ModelSource, template, system)` for POST /v1/adapters;
     `score_pair(served, body) -> dict` for POST /v1/preference (both given by `commands.deploy`)."""
     from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse, StreamingResponse
+    from fastapi.responses import JSONResponse
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     app = FastAPI(title="prefswift deploy", docs_url=None, redoc_url=None, openapi_url=None)
@@ -97,8 +98,8 @@ def build_app(engine: Engine, *, api_key: Optional[str] = None, default_max_toke
         rid = f"{'chatcmpl' if chat else 'cmpl'}-{next(ids)}"
         prompt_tokens = sum(h.prompt_tokens for h in handles)
         if parsed.stream:
-            return StreamingResponse(stream(handles, rid, model, parsed, chat, prompt_tokens),
-                                     media_type="text/event-stream")
+            return event_stream(stream(handles, rid, model, parsed, chat, prompt_tokens),
+                                on_close=lambda: [h.cancel() for h in handles])
         try:
             for h in handles:
                 while await wait_piece(request, h) is not None:

@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException
 from ..run.state import read_run
 from ..generation.prompts import chat_to_turns
 from ..generation.types import EngineError
+from ..serve.events import event_stream
 from . import generation
 from .arena import PendingMatches, VoteError, VoteFile, new_match, vote_row, winrate_table
 from .runs import chat_targets, detail, runs_summaries, summary, training_runs
@@ -194,7 +195,7 @@ def create_app(state: WebState) -> FastAPI:
             finally:
                 gone.set()
 
-        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+        return event_stream(stream(), on_close=gone.set, headers={"Cache-Control": "no-store"})
 
     @app.get("/api/arena/prompt")
     async def arena_prompt():
