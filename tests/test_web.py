@@ -8,6 +8,7 @@ import pytest
 
 from prefswift.data.formats import RowError, RowFiltered, convert_arena, detect_format
 from prefswift.web.arena import Match, VoteError, vote_row, winrate_table
+from web_server import Served
 
 
 def vote(a, b, winner):
@@ -53,36 +54,6 @@ def test_the_win_rate_table_counts_ties_half_with_a_wilson_interval():
     assert table["win_rate"] == pytest.approx(0.6)
     assert table["ci95_low"] == pytest.approx(0.2307, abs=2e-4)
     assert table["ci95_high"] == pytest.approx(0.8824, abs=2e-4)
-
-
-class Served:
-    """create_app(state) served by uvicorn in a thread on a free 127.0.0.1 port; stop() ends it (a restart is a new
-    Served over a new WebState: nothing of the old server's memory is left)."""
-
-    def __init__(self, state):
-        import socket
-        import threading
-        import time
-
-        import uvicorn
-
-        from prefswift.web.app import create_app
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.state = state
-        self.srv = uvicorn.Server(uvicorn.Config(create_app(state), host="127.0.0.1", port=port, log_level="warning"))
-        self.thread = threading.Thread(target=self.srv.run, daemon=True)
-        self.thread.start()
-        while not self.srv.started:
-            time.sleep(0.05)
-        self.url = f"http://127.0.0.1:{port}"
-
-    def stop(self):
-        self.srv.should_exit = True
-        self.thread.join(10)
-        self.state.models.shutdown()
 
 
 @pytest.fixture

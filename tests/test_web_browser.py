@@ -10,7 +10,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,41 +28,18 @@ from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 from prefswift.arguments import parse_command  # noqa: E402
 from prefswift.commands.train import run_training  # noqa: E402
+from web_server import Served, free_port  # noqa: E402
 
 STEPS = 60  # the live run's steps
 TINY = ["--model_type", "tiny-llama3", "--lora_target_modules", "q_proj,v_proj", "--gradient_checkpointing", "false",
         "--logging_steps", "1"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def Server(root: Path, port: int, votes: Path) -> Served:
+    """The page's server over `root` (a new WebState: a new Server on the same port is a server restart)."""
+    from prefswift.web.app import WebState
 
-
-class Server:
-    """uvicorn serving create_app in a thread; stop() and a new Server on the same port is a server restart."""
-
-    def __init__(self, root: Path, port: int, votes: Path):
-        import uvicorn
-
-        from prefswift.web.app import WebState, create_app
-
-        prompts = ["Name a colour.", "Count to three."]
-        self.state = WebState(root, votes, prompts, None)
-        config = uvicorn.Config(create_app(self.state), host="127.0.0.1", port=port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.time() + 20
-        while not self.server.started and time.time() < deadline:
-            time.sleep(0.05)
-        self.url = f"http://127.0.0.1:{port}"
-
-    def stop(self):
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.state.models.shutdown()
+    return Served(WebState(root, votes, ["Name a colour.", "Count to three."], None), port)
 
 
 @pytest.fixture(scope="module")
