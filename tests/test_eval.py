@@ -119,3 +119,20 @@ def test_eval_cli_on_the_runs_own_eval_split(tmp_path):
     assert res.exit_code == 0, res.output
     (path,) = (ckpt / "eval_result").glob("*.json")
     assert json.loads(path.read_text())["metrics"]["pairs"] == 3
+
+
+def test_a_sample_of_a_datasets_own_test_split(tmp_path):
+    """`--dataset demo#8` evaluates 8 of demo's held-out pairs (it used to evaluate all 60: `#8` did not act)."""
+    from prefswift.commands.eval import run_eval
+
+    def prompts(*dataset):
+        out = tmp_path / f"{len(dataset)}-{dataset[0].replace('#', '_')}.json"
+        run_eval(parse_command("eval", ["--model_type", "tiny-qwen", *dataset, "--infer_output", str(out)]),
+                 log=lambda *a, **k: None)
+        return [p["prompt"] for p in json.loads(out.read_text())["pairs"]]
+
+    whole = prompts("--dataset", "demo")
+    some = prompts("--dataset", "demo#8")
+    assert len(whole) == 60 and len(some) == 8 == len(set(some)) and set(some) <= set(whole)
+    assert prompts("--dataset", "demo#8") == some  # the same 8 again (--dataset_seed)
+    assert len(prompts("--dataset", "demo#500")) == 60  # more than there are: each held-out pair once

@@ -408,12 +408,15 @@ class CollectedExamples:
 
 
 def collect_examples(args: DataArguments, *, hub: Optional[str] = None, token: Optional[str] = None,
-                     log=print, unpaired: bool = False, checker: Optional[RowChecker] = None) -> CollectedExamples:
+                     log=print, unpaired: bool = False, checker: Optional[RowChecker] = None,
+                     sample_test: bool = False) -> CollectedExamples:
     """Load, convert, check and split the preference data (the steps of `build_preference_data` before encoding).
     `hub` / `token`: --hub and --hub_token for registered datasets that are downloaded (None = auto / the client's
     own login). `unpaired` (KTO): rows are (prompt, completion, label); pairs are split into a desirable and an
     undesirable row after the eval split (both halves of a pair stay on one side). `checker`: the checks and format
-    detection of another kind of rows (SFT: `prefswift.data.sft_pipeline`)."""
+    detection of another kind of rows (SFT: `prefswift.data.sft_pipeline`). `sample_test` (the commands that read
+    the held-out rows: eval, and infer/sample on pairs): `NAME#N` draws N rows of a dataset's own test split too, as
+    it does of its train split (training keeps the whole test split to evaluate on)."""
     check_data_options(args)
     seed, ratio = args.dataset_seed, args.eval_ratio
     checker = checker or RowChecker(args.check_dataset_strategy, log, unpaired=unpaired)
@@ -430,7 +433,7 @@ def collect_examples(args: DataArguments, *, hub: Optional[str] = None, token: O
         if val_refs or test:
             train_exs += sample_rows(train, ref.sample, seed)
             if test and not val_refs:
-                eval_exs += test
+                eval_exs += sample_rows(test, ref.sample, seed, repeat=False) if sample_test else test
                 eval_from.append(f"{ref.name} test split")
         else:
             # split first: `#N` larger than the data repeats rows, and a repeated row must not be on both sides
@@ -456,10 +459,11 @@ def collect_examples(args: DataArguments, *, hub: Optional[str] = None, token: O
 
 
 def build_preference_data(args: DataArguments, template, tokenizer, *, hub: Optional[str] = None,
-                          token: Optional[str] = None, log=print, unpaired: bool = False) -> PreparedData:
+                          token: Optional[str] = None, log=print, unpaired: bool = False,
+                          sample_test: bool = False) -> PreparedData:
     """Load, convert, check, split, encode and truncate the preference data; log and return the summary.
-    `hub` / `token` / `unpaired`: as for `collect_examples`."""
-    got = collect_examples(args, hub=hub, token=token, log=log, unpaired=unpaired)
+    `hub` / `token` / `unpaired` / `sample_test`: as for `collect_examples`."""
+    got = collect_examples(args, hub=hub, token=token, log=log, unpaired=unpaired, sample_test=sample_test)
     checker = got.checker
     if unpaired:
         lengths: Dict[str, List[int]] = {"prompt": [], "desirable": [], "undesirable": []}

@@ -71,7 +71,7 @@ def select_pairs(args: RunArgs, template, tokenizer, *, saved: dict, ckpt_dir: O
             log(msg)
 
     data = build_preference_data(data_args, template, tokenizer, hub=args.model.hub, token=args.model.hub_token,
-                                 log=quiet_summary, unpaired=unpaired)
+                                 log=quiet_summary, unpaired=unpaired, sample_test=not use_eval)
     s = data.summary
     if use_eval or data.eval:
         rows, origin = data.eval, s.eval_from

@@ -43,6 +43,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 
 from ..models.checkpoint import LoadedModel, ModelSource
+from ..models.lora import peft_from_pretrained
 from ..templates.stops import stop_tokens
 from .batch import RowBatch
 from .prompts import chat_to_turns
@@ -204,8 +205,8 @@ class Engine:
             if isinstance(self.model, PeftModel):
                 self.model.load_adapter(str(source.adapter_dir), adapter_name=internal, is_trainable=False)
             else:   # a full model: the first adapter makes it a PeftModel; the full model stays as "__base__"
-                self.model = PeftModel.from_pretrained(self.model, str(source.adapter_dir), adapter_name=internal,
-                                                       is_trainable=False)
+                self.model = peft_from_pretrained(self.model, str(source.adapter_dir), adapter_name=internal,
+                                                  is_trainable=False)
                 for s in self._served.values():
                     s.adapter = BASE_ADAPTER
         except (ValueError, OSError, RuntimeError, KeyError) as e:

@@ -11,7 +11,6 @@ the SFT adapter is merged into the base first, then the checkpoint's adapter is 
 """
 import dataclasses
 import logging
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional
@@ -189,12 +188,10 @@ def load_base_with_adapter(source: ModelSource, *, device_map=None, dequantize: 
         model = merge_adapter_into_base(model, source.pre_adapter)
         logger.info("merged the SFT adapter %s into the base first", source.pre_adapter)
     if source.adapter_dir is not None:
-        from peft import PeftModel
+        from .lora import peft_from_pretrained
 
         try:
-            with warnings.catch_warnings():  # peft reads a property transformers 5 deprecated: not the user's concern
-                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-                model = PeftModel.from_pretrained(model, str(source.adapter_dir), is_trainable=False)
+            model = peft_from_pretrained(model, str(source.adapter_dir), is_trainable=False)
         except (ValueError, OSError, RuntimeError) as e:
             raise ArgumentError(f"{source.adapter_dir}: cannot apply this adapter to {source.base.path} "
                                 f"({str(e).splitlines()[0][:200]}); check --model_type/--model_id_or_path") from None

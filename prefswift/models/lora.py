@@ -69,12 +69,22 @@ def add_lora(model: nn.Module, tuning, default_targets: Sequence[str], *, quanti
     return get_peft_model(model, config)
 
 
-def merge_adapter_into_base(model: nn.Module, adapter_dir: str) -> nn.Module:
-    """Fold an existing (e.g. SFT) adapter into the base weights; the result is a plain model."""
+def peft_from_pretrained(model: nn.Module, adapter_dir: str, **kwargs):
+    """`PeftModel.from_pretrained`, without the FutureWarning peft causes by reading a property transformers 5
+    deprecated (`is_gradient_checkpointing`): not the user's concern, and not theirs to fix."""
+    import warnings
+
     from peft import PeftModel
 
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return PeftModel.from_pretrained(model, adapter_dir, **kwargs)
+
+
+def merge_adapter_into_base(model: nn.Module, adapter_dir: str) -> nn.Module:
+    """Fold an existing (e.g. SFT) adapter into the base weights; the result is a plain model."""
     try:
-        peft_model = PeftModel.from_pretrained(model, adapter_dir)
+        peft_model = peft_from_pretrained(model, adapter_dir)
     except (ValueError, OSError) as e:
         raise ArgumentError(f"--adapter_name_or_path {adapter_dir}: not a LoRA adapter dir "
                             f"({str(e).splitlines()[0][:160]})") from None
@@ -84,10 +94,8 @@ def merge_adapter_into_base(model: nn.Module, adapter_dir: str) -> nn.Module:
 def continue_adapter(model: nn.Module, adapter_dir: str, *, reference: bool) -> nn.Module:
     """--continue_adapter: the (SFT) adapter itself as the trained adapter; with `reference`, a frozen copy of it next
     to it as REF_ADAPTER (`reference_weights` switches to it), so the reference is the SFT model."""
-    from peft import PeftModel
-
     try:
-        peft_model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=True)
+        peft_model = peft_from_pretrained(model, adapter_dir, is_trainable=True)
     except (ValueError, OSError) as e:
         raise ArgumentError(f"--adapter_name_or_path {adapter_dir}: not a LoRA adapter dir "
                             f"({str(e).splitlines()[0][:160]})") from None
