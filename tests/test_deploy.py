@@ -96,13 +96,14 @@ def post(server, path, body, key=KEY, raw=None, method="POST"):
         return e.code, json.loads(e.read()), e.headers
 
 
-def greedy(model, tok, messages, n_tokens):
+def greedy(model, tok, messages, n_tokens, **generate_kwargs):
     ids = tok.apply_chat_template(messages, add_generation_prompt=True, return_dict=False)
     x = torch.tensor([ids])
     with torch.no_grad():
         out = model.generate(input_ids=x, attention_mask=torch.ones_like(x), max_new_tokens=n_tokens, do_sample=False,
                              eos_token_id=[tok.convert_tokens_to_ids("<|eot_id|>"),
-                                           tok.convert_tokens_to_ids("<|end_of_text|>")], pad_token_id=999)
+                                           tok.convert_tokens_to_ids("<|end_of_text|>")], pad_token_id=999,
+                             **generate_kwargs)
     return ids, out[0, len(ids):].tolist()
 
 
@@ -146,6 +147,24 @@ def test_two_adapters_by_name_answer_differently(server, oracle):
     for name in ("runA", "runB"):
         assert answers[name] == tok.decode(greedy(models[name], tok, HELLO, 12)[1], skip_special_tokens=True)
     assert {m.id for m in server["client"].models.list()} == {"runA", "runB", "tiny-llama3"}
+
+
+def test_vllms_top_k_and_repetition_penalty_act(server, oracle):
+    """vLLM's extra parameters: top_k 1 is greedy whatever the temperature; repetition_penalty answers as transformers'
+    generate with that penalty (and differently from without it)."""
+    models, tok = oracle
+    c = server["client"]
+    plain = greedy(models["runA"], tok, HELLO, 24)[1]
+    r = c.chat.completions.create(model="runA", messages=HELLO, max_tokens=24, temperature=1.5, seed=3,
+                                  extra_body={"top_k": 1, "return_token_ids": True})
+    assert r.choices[0].model_extra["token_ids"] == plain
+    penalised = greedy(models["runA"], tok, HELLO, 24, repetition_penalty=1.5)[1]
+    r = c.chat.completions.create(model="runA", messages=HELLO, max_tokens=24, temperature=0,
+                                  extra_body={"repetition_penalty": 1.5, "return_token_ids": True})
+    assert r.choices[0].model_extra["token_ids"] == penalised != plain
+    for bad in ({"top_k": -2}, {"top_k": 1.5}, {"repetition_penalty": 0}):
+        code, body, _ = post(server, "/v1/chat/completions", {"model": "runA", "messages": HELLO, **bad})
+        assert code == 400 and body["error"]["param"] == next(iter(bad)), body
 
 
 def test_n_seed_logprobs_and_stop(server, oracle):

@@ -4,7 +4,8 @@ SamplingParams and written back from its Choices and Deltas.
 Every field a request may carry either acts or is refused with a 400 naming it (`EngineError`, OpenAI's error shape
 is written by `app`): `n`, `temperature`, `top_p`, `max_tokens` (chat also `max_completion_tokens`), `stop`, `seed`,
 `stream` (+ `stream_options.include_usage`), chat `logprobs`/`top_logprobs`, completions `logprobs` (an int: that many
-alternatives per token), and vLLM's `return_token_ids` (the prompt's and each choice's token ids in the response).
+alternatives per token), and vLLM's extra parameters `return_token_ids` (the prompt's and each choice's token ids in
+the response), `top_k` (0 or -1: off) and `repetition_penalty` (transformers' definition, as `prefswift infer`).
 Penalties, `logit_bias`, tools and response formats are accepted only at their neutral value.
 """
 import time
@@ -14,7 +15,7 @@ from typing import Any, Dict, List, Optional
 from ..generation.types import Choice, Delta, EngineError, SamplingParams, TokenLogprob
 
 COMMON = {"model", "max_tokens", "temperature", "top_p", "n", "stop", "seed", "stream", "stream_options",
-          "return_token_ids"}
+          "return_token_ids", "top_k", "repetition_penalty"}
 CHAT_FIELDS = COMMON | {"messages", "max_completion_tokens", "logprobs", "top_logprobs"}
 COMPLETION_FIELDS = COMMON | {"prompt", "logprobs", "echo"}
 NEUTRAL = {"frequency_penalty": (0, 0.0, None), "presence_penalty": (0, 0.0, None), "logit_bias": (None, {}),
@@ -100,6 +101,8 @@ def _params(body, default_max_tokens: int, max_n: int) -> SamplingParams:
         max_tokens=max_tokens or default_max_tokens,
         temperature=float(_number(body, "temperature", 1.0, lo=0, hi=2)),
         top_p=float(_number(body, "top_p", 1.0, lo=0, hi=1, lo_open=True)),
+        top_k=max(0, _number(body, "top_k", 0, lo=-1, integer=True)),
+        repetition_penalty=float(_number(body, "repetition_penalty", 1.0, lo=0, lo_open=True)),
         n=_number(body, "n", 1, lo=1, hi=max_n, integer=True),
         stop=_stop(body),
         seed=_number(body, "seed", None, integer=True),
