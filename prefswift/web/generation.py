@@ -9,9 +9,10 @@ from typing import Dict, Iterator, List
 
 from ..arguments import parse_command
 from ..arguments.fields import InferArguments
+from ..generation.local import sampling_params
 from ..generation.types import EngineError, SamplingParams
 
-PAGE_OPTIONS = ("max_new_tokens", "temperature", "top_p", "do_sample", "seed")
+PAGE_OPTIONS = ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "do_sample", "seed")
 
 
 class Engines:
@@ -57,8 +58,7 @@ def sampling(options: Dict, n: int = 1) -> SamplingParams:
         infer = InferArguments(**options)
     except Exception as e:  # noqa: BLE001 - ArgumentError or a bad type: one line for the page
         raise EngineError(400, str(e)) from None
-    return SamplingParams(max_tokens=infer.max_new_tokens, temperature=infer.temperature if infer.do_sample else 0.0,
-                          top_p=infer.top_p if infer.do_sample else 1.0, n=n, seed=infer.seed)
+    return sampling_params(infer, n=n)  # as `prefswift infer` reads the same options
 
 
 def stream_reply(engines: Engines, model_dir: str, messages: List[Dict], options: Dict) -> Iterator[str]:

@@ -235,12 +235,17 @@ function optionsRow(prefix) {
     "max new tokens ", el("input", {id: prefix + "-max", type: "number", value: 64, min: 1, style: "width:70px"}),
     " temperature ", el("input", {id: prefix + "-temp", type: "number", value: 0.7, step: 0.1, min: 0,
       style: "width:70px"}),
-    " ", el("label", {}, el("input", {id: prefix + "-sample", type: "checkbox"}), " sample"));
+    " ", el("label", {}, el("input", {id: prefix + "-sample", type: "checkbox"}), " sample"),
+    " top k ", el("input", {id: prefix + "-topk", type: "number", value: 0, min: 0, style: "width:60px"}),
+    " repetition penalty ", el("input", {id: prefix + "-rep", type: "number", value: 1, step: 0.05, min: 0.05,
+      style: "width:60px"}));
 }
 function readOptions(prefix) {
   return {max_new_tokens: Number(document.getElementById(prefix + "-max").value),
     temperature: Number(document.getElementById(prefix + "-temp").value),
-    do_sample: document.getElementById(prefix + "-sample").checked};
+    do_sample: document.getElementById(prefix + "-sample").checked,
+    top_k: Number(document.getElementById(prefix + "-topk").value),
+    repetition_penalty: Number(document.getElementById(prefix + "-rep").value)};
 }
 function pageChat() {
   const log = el("div", {class: "chatlog", id: "chatlog"});
