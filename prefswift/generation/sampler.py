@@ -67,13 +67,16 @@ def sample_next(engine, logits: torch.Tensor, rows) -> None:
     logp = torch.log_softmax(logits, -1) if want_logprobs else None
     for i, row in enumerate(rows):
         p = row.params
-        scores, penalized = logits[i], p.repetition_penalty != 1.0
-        if penalized:
-            scores = penalize_repeats(scores, row.prompt_ids + row.generated, p.repetition_penalty)
-        if p.temperature == 0:
-            token = int(scores.argmax()) if penalized else greedy[i]
+        if p.temperature == 0 and p.repetition_penalty == 1.0:
+            token = greedy[i]       # the common case: nothing per row but a list lookup
         else:
-            token = int(torch.multinomial(sampling_probs(scores, p), 1, generator=row.generator))
+            scores = logits[i]
+            if p.repetition_penalty != 1.0:
+                scores = penalize_repeats(scores, row.prompt_ids + row.generated, p.repetition_penalty)
+            if p.temperature == 0:
+                token = int(scores.argmax())
+            else:
+                token = int(torch.multinomial(sampling_probs(scores, p), 1, generator=row.generator))
         entry = _token_logprobs(engine, logp[i], token, p.top_logprobs) if p.logprobs else None
         row.accept(token, entry)
 
