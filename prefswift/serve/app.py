@@ -43,7 +43,8 @@ def build_app(engine: Engine, *, api_key: Optional[str] = None, default_max_toke
     def fail(status, message, code=None, param=None, headers=None):
         return JSONResponse(error_body(status, message, code, param), status_code=status, headers=headers)
 
-    def engine_error(e: EngineError):
+    @app.exception_handler(EngineError)
+    async def engine_error(request, e: EngineError):   # every route's refusals: OpenAI's error body, its status
         headers = {"Retry-After": str(e.retry_after)} if isinstance(e, QueueFull) else None
         return fail(e.status, e.message, e.code, e.param, headers)
 
@@ -161,59 +162,44 @@ def build_app(engine: Engine, *, api_key: Optional[str] = None, default_max_toke
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
-        try:
-            body = await read_json(request)
-            parsed = parse_chat(body, engine, default_max_tokens)
-            return await run(request, parsed, engine.served(parsed.model).name, chat=True)
-        except EngineError as e:
-            return engine_error(e)
+        body = await read_json(request)
+        parsed = parse_chat(body, engine, default_max_tokens)
+        return await run(request, parsed, engine.served(parsed.model).name, chat=True)
 
     @app.post("/v1/completions")
     async def completions(request: Request):
-        try:
-            body = await read_json(request)
-            parsed = parse_completion(body, engine)
-            return await run(request, parsed, engine.served(parsed.model).name, chat=False)
-        except EngineError as e:
-            return engine_error(e)
+        body = await read_json(request)
+        parsed = parse_completion(body, engine)
+        return await run(request, parsed, engine.served(parsed.model).name, chat=False)
 
     @app.post("/v1/adapters")
     async def add_adapter(request: Request):
-        try:
-            body = await read_json(request)
-            name, path = body.get("name"), body.get("path")
-            if set(body) - {"name", "path"}:
-                raise EngineError(400, f"unknown fields {sorted(set(body) - {'name', 'path'})}; send name and path")
-            if not isinstance(name, str) or not name or not isinstance(path, str) or not path:
-                raise EngineError(400, "send {\"name\": NAME, \"path\": ADAPTER_OR_RUN_DIR}", param="name")
-            if resolve_adapter is None:
-                raise EngineError(501, "this server cannot load adapters", "not_implemented")
-            source, template, system = await asyncio.to_thread(resolve_adapter, name, path)
-            await asyncio.to_thread(engine.add_adapter, name, source, template, system)
-            return {"id": name, "object": "model", "root": source.describe()}
-        except EngineError as e:
-            return engine_error(e)
+        body = await read_json(request)
+        name, path = body.get("name"), body.get("path")
+        if set(body) - {"name", "path"}:
+            raise EngineError(400, f"unknown fields {sorted(set(body) - {'name', 'path'})}; send name and path")
+        if not isinstance(name, str) or not name or not isinstance(path, str) or not path:
+            raise EngineError(400, "send {\"name\": NAME, \"path\": ADAPTER_OR_RUN_DIR}", param="name")
+        if resolve_adapter is None:
+            raise EngineError(501, "this server cannot load adapters", "not_implemented")
+        source, template, system = await asyncio.to_thread(resolve_adapter, name, path)
+        await asyncio.to_thread(engine.add_adapter, name, source, template, system)
+        return {"id": name, "object": "model", "root": source.describe()}
 
     @app.delete("/v1/adapters/{name}")
     async def drop_adapter(name: str):
-        try:
-            await asyncio.to_thread(engine.remove_adapter, name)
-            return {"id": name, "object": "model", "deleted": True}
-        except EngineError as e:
-            return engine_error(e)
+        await asyncio.to_thread(engine.remove_adapter, name)
+        return {"id": name, "object": "model", "deleted": True}
 
     @app.post("/v1/preference")
     async def preference(request: Request):
-        try:
-            body = await read_json(request)
-            if score_pair is None:
-                raise EngineError(501, "this server does not score pairs", "not_implemented")
-            model = body.get("model")
-            served = engine.served(model if isinstance(model, str) else None)
-            result = await asyncio.to_thread(lambda: engine.run_exclusive(lambda m: score_pair(served, body, m)))
-            return dict(result, model=served.name, object="preference")
-        except EngineError as e:
-            return engine_error(e)
+        body = await read_json(request)
+        if score_pair is None:
+            raise EngineError(501, "this server does not score pairs", "not_implemented")
+        model = body.get("model")
+        served = engine.served(model if isinstance(model, str) else None)
+        result = await asyncio.to_thread(lambda: engine.run_exclusive(lambda m: score_pair(served, body, m)))
+        return dict(result, model=served.name, object="preference")
 
     return app
 
