@@ -231,7 +231,8 @@ def convert_swift(row: dict) -> PreferenceExample:
                              history=_history_pairs(row))
 
 
-def _as_messages(row: dict, field: str, default_role: str) -> List[Message]:
+def as_messages(row: dict, field: str, default_role: str) -> List[Message]:
+    """row[field] as messages: a string is one message of `default_role`; a message dict, or a list of them."""
     if field not in row or row[field] is None:
         raise missing(field)
     value = maybe_parse(row[field])
@@ -254,8 +255,8 @@ def _final_answer(tail: List[Message], field: str) -> str:
 
 
 def convert_trl(row: dict) -> PreferenceExample:
-    chosen = _as_messages(row, "chosen", "assistant")
-    rejected = _as_messages(row, "rejected", "assistant")
+    chosen = as_messages(row, "chosen", "assistant")
+    rejected = as_messages(row, "rejected", "assistant")
     if any(role != "assistant" for role, _ in chosen + rejected):
         # implicit prompt: whole conversations sharing a prefix, which ends with the user's turn
         k = 0
@@ -268,7 +269,7 @@ def convert_trl(row: dict) -> PreferenceExample:
             raise RowError("chosen", "chosen and rejected share no prompt (no common turns ending with the user's)",
                            "start both conversations with the same user turn(s)", reason="missing prompt")
     else:
-        context = _as_messages(row, "prompt", "user") if row.get("prompt") is not None else []
+        context = as_messages(row, "prompt", "user") if row.get("prompt") is not None else []
         if not context:
             raise missing("prompt")
         c_tail, r_tail = chosen, rejected

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .example import PreferenceExample
-from .formats import (RowError, _history_pairs, _optional_str, detect_format, maybe_parse, missing,
-                      normalize_message, normalize_messages, required_str, wrong_type)
+from .formats import (RowError, _history_pairs, _optional_str, as_messages, detect_format, missing, normalize_messages,
+                      required_str, wrong_type)
 from .unpaired import UnpairedExample
 
 LOSS_ON = ("all", "last")
@@ -88,23 +88,10 @@ def convert_sft_swift(row: dict) -> SftExample:
                       _optional_str(row, "system"))
 
 
-def _messages_or_text(row: dict, name: str, role: str) -> List[Tuple[str, str]]:
-    if row.get(name) is None:
-        raise missing(name)
-    value = maybe_parse(row[name])
-    if isinstance(value, str):
-        return [(role, value)]
-    if isinstance(value, dict):
-        return [normalize_message(value, name)]
-    if isinstance(value, list):
-        return normalize_messages(value, name)
-    raise wrong_type(name, value, "a string or a list of messages")
-
-
 def convert_sft_prompt_completion(row: dict) -> SftExample:
     """TRL's prompt-completion rows: only the completion (one assistant answer) is trained."""
-    prompt = _messages_or_text(row, "prompt", "user")
-    completion = _messages_or_text(row, "completion", "assistant")
+    prompt = as_messages(row, "prompt", "user")
+    completion = as_messages(row, "completion", "assistant")
     if len(completion) != 1 or completion[0][0] != "assistant":
         raise RowError("completion", f"holds {len(completion)} message(s), expected one assistant answer",
                        "give the completion as a string or one assistant message", reason="bad completion")
