@@ -17,7 +17,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 from ..errors import ArgumentError
 from .ownership import check_output_path, first_missing
@@ -44,17 +44,21 @@ def this_host() -> str:
     return socket.gethostname()
 
 
+def _fields(text: str) -> Tuple[str, Optional[str]]:
+    """(the pid as written, the host or None) of a lock file's text."""
+    lines = text.splitlines()
+    host = lines[1].strip() if len(lines) > 1 else ""
+    return (lines[0].strip() if lines else ""), host or None
+
+
 def read_lock(run_dir: Path) -> Optional[LockRecord]:
     """The lock file of `run_dir`, or None when there is none (or it holds no pid)."""
     path = Path(run_dir) / LOCK_FILE
     try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-        touched = path.stat().st_mtime
-        pid = int(lines[0].strip())
-    except (OSError, ValueError, IndexError):
+        pid, host = _fields(path.read_text(encoding="utf-8", errors="replace"))
+        return LockRecord(int(pid), host, path.stat().st_mtime)
+    except (OSError, ValueError):
         return None
-    host = lines[1].strip() if len(lines) > 1 and lines[1].strip() else None
-    return LockRecord(pid, host, touched)
 
 
 def holder_text(pid: str, host: Optional[str]) -> str:
@@ -76,9 +80,9 @@ class RunDirLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
-                held = os.pread(fd, 300, 0).decode("utf-8", "replace").split("\n")
+                pid, host = _fields(os.pread(fd, 300, 0).decode("utf-8", "replace"))
                 os.close(fd)
-                holder = holder_text(held[0].strip() or "unknown", held[1].strip() or None if len(held) > 1 else None)
+                holder = holder_text(pid or "unknown", host)
                 raise ArgumentError(f"--output_dir {self.path.parent} is in use by another prefswift run ({holder}); "
                                     "wait for it to end, or give another --output_dir") from None
             try:
